@@ -1,0 +1,200 @@
+"""The HTTP API: Klein routes that check a request, hand its rows to the writer, and answer in JSON."""
+
+import hmac
+import json
+from decimal import Decimal
+
+import psycopg2
+from klein import Klein
+from twisted.logger import Logger
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from attolytics.config import Config
+from attolytics.database import DatabaseUnavailable
+from attolytics.table import EventRejected
+
+log = Logger()
+
+RETRY_AFTER_SECONDS = 5
+
+
+class ApiError(Exception):
+    """An answer other than 200, with the JSON body that explains it."""
+
+    def __init__(self, status: int, error: str, event: int | None = None, field: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(error)
+        self.status = status
+        self.body = {"error": error}
+        if event is not None:
+            self.body["event"] = event
+        if field is not None:
+            self.body["field"] = field
+        self.headers = headers or {}
+
+
+def _unavailable(reason: str) -> ApiError:
+    return ApiError(503, reason, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes):
+    """Parse a UTF-8 JSON body strictly: numbers keep their digits, no NaN, no duplicate keys."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ApiError(400, f"body is not valid UTF-8 (byte {e.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        return json.loads(
+            text,
+            parse_float=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_unique_object,
+        )
+    except RecursionError:
+        raise ApiError(400, "body is not valid JSON: nested too deeply") from None
+    except ValueError as e:
+        raise ApiError(400, f"body is not valid JSON: {e}") from None
+
+
+def _unique_object(pairs):
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key[:100]!r} in an object")
+            seen.add(key)
+    return result
+
+
+def _check_content_type(request) -> None:
+    header = request.getHeader(b"content-type")
+    if header is None:
+        raise ApiError(415, "Content-Type must be application/json")
+    media_type, *params = header.decode("latin-1").split(";")
+    if media_type.strip().lower() != "application/json":
+        raise ApiError(415, f"Content-Type must be application/json, not {media_type.strip()[:100]!r}")
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise ApiError(415, "the only charset accepted is utf-8")
+
+
+class EventsAPI:
+    """The Klein application; `ready()` gives it the tables and the writer once the database is up."""
+
+    app = Klein()
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.tables = None
+        self.writer = None
+
+    def ready(self, tables, writer) -> None:
+        """Start serving: `tables` maps table name to Table, `writer` stores rows."""
+        self.tables = tables
+        self.writer = writer
+
+    def resource(self):
+        """The twisted.web resource that serves this API."""
+        return self.app.resource()
+
+    @app.route("/apps/<app_id>/events/<event_type_id>", methods=["POST"])
+    async def post_events(self, request, app_id, event_type_id):
+        try:
+            app = self.config.apps.get(app_id)
+            if app is None:
+                raise ApiError(404, f"unknown app {app_id[:100]!r}")
+            table_name = app.event_types.get(event_type_id)
+            if table_name is None:
+                raise ApiError(404, f"app {app_id!r} has no event type {event_type_id[:100]!r}")
+            _check_content_type(request)
+            body = parse_json(request.content.getvalue())
+            events = self._authenticated_events(body, app)
+            if self.tables is None:
+                raise _unavailable("the database is not ready yet; retry later")
+            table = self.tables[table_name]
+            try:
+                rows = [table.row(event, i) for i, event in enumerate(events)]
+            except EventRejected as e:
+                raise ApiError(400, e.message, event=e.index, field=e.field) from None
+            except RecursionError:
+                raise ApiError(400, "an event is nested too deeply") from None
+            inserted = await self._insert([(table, rows)]) if rows else 0
+            return self._answer(request, 200, {"inserted": inserted})
+        except ApiError as e:
+            return self._answer(request, e.status, e.body, e.headers)
+
+    @staticmethod
+    def _authenticated_events(body, app) -> list:
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object with secret_key and events")
+        for key in body:
+            if key not in ("secret_key", "events"):
+                raise ApiError(400, f"unknown key {key[:100]!r} in body; expected secret_key and events")
+        key = body.get("secret_key")
+        if key is None:
+            raise ApiError(401, "secret_key is missing")
+        if not isinstance(key, str):
+            raise ApiError(400, "secret_key must be a string")
+        try:
+            given = key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(403, "wrong secret_key") from None
+        if not hmac.compare_digest(given, app.secret_key):
+            raise ApiError(403, "wrong secret_key")
+        events = body.get("events")
+        if not isinstance(events, list):
+            raise ApiError(400, "events must be a JSON array of event objects")
+        return events
+
+    async def _insert(self, batches) -> int:
+        try:
+            return await self.writer.insert(batches)
+        except psycopg2.errors.UniqueViolation as e:
+            raise ApiError(409, _pg_message(e)) from None
+        except (psycopg2.IntegrityError, psycopg2.DataError) as e:
+            raise ApiError(400, _pg_message(e)) from None
+        except DatabaseUnavailable as e:
+            raise _unavailable(f"{e}; retry later") from None
+        except Exception as e:
+            log.error("insert failed: {error!r}", error=e)
+            raise _unavailable("the database could not store the events; retry later") from None
+
+    @staticmethod
+    def _answer(request, status: int, body: dict, headers: dict[str, str] | None = None) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json")
+        for name, value in (headers or {}).items():
+            request.setHeader(name.encode(), value.encode())
+        return json.dumps(body).encode()
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request, failure):
+        return self._answer(request, 404, {"error": "no such route"})
+
+    @app.handle_errors(MethodNotAllowed)
+    def method_not_allowed(self, request, failure):
+        allowed = ", ".join(failure.value.valid_methods or ["POST"])
+        return self._answer(
+            request, 405, {"error": f"method not allowed; use {allowed}"}, {"Allow": allowed}
+        )
+
+    @app.handle_errors(Exception)
+    def unexpected(self, request, failure):
+        log.failure("unexpected error answering {uri}", failure=failure, uri=request.uri)
+        return self._answer(request, 500, {"error": "internal error"})
+
+
+def _pg_message(error: psycopg2.Error) -> str:
+    diag = error.diag
+    message = diag.message_primary or str(error).strip()
+    if diag.message_detail:
+        message += f" ({diag.message_detail})"
+    return f"the database refused the events: {message}"

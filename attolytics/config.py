@@ -1,0 +1,331 @@
+"""Load the YAML configuration file into frozen dataclasses; both dialects end up the same."""
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import yaml
+
+from attolytics.columns import ddl_type_for
+
+DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_EMBEDDED_PATH = "attolytics-data"
+
+
+class ConfigError(Exception):
+    """A mistake in the configuration file; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ColumnDecl:
+    """A column declared under `tables:`."""
+
+    name: str
+    ddl_type: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class TableDecl:
+    """A table declared under `tables:`, created at start-up when missing."""
+
+    name: str
+    columns: tuple[ColumnDecl, ...]
+
+
+@dataclass(frozen=True)
+class App:
+    """One client application: its key and the event types it may send."""
+
+    app_id: str
+    secret_key: bytes
+    # event type id (the URL segment) -> table name
+    event_types: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where the data goes: a libpq URL, or the embedded server's data directory."""
+
+    url: str | None = None
+    embedded_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration, as the service uses it."""
+
+    path: str
+    database: Database
+    apps: Mapping[str, App]
+    tables: Mapping[str, TableDecl] = field(default_factory=dict)
+    listen: str = DEFAULT_LISTEN
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def table_names(self) -> list[str]:
+        """Every table the service writes to or declares, each once, in a stable order."""
+        names = dict.fromkeys(self.tables)
+        for app in self.apps.values():
+            names.update(dict.fromkeys(app.event_types.values()))
+        return list(names)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping with the same key twice instead of keeping the last."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+class _Node:
+    """A value in the parsed YAML with the key path that leads to it, for error messages."""
+
+    def __init__(self, source: str, path: str, value: Any):
+        self.source = source
+        self.path = path
+        self.value = value
+
+    def error(self, message: str) -> ConfigError:
+        where = f"{self.source}: {self.path}" if self.path else self.source
+        return ConfigError(f"{where}: {message}")
+
+    def child(self, key, value) -> "_Node":
+        if isinstance(key, int):
+            path = f"{self.path}[{key}]"
+        else:
+            path = f"{self.path}.{key}" if self.path else str(key)
+        return _Node(self.source, path, value)
+
+    def mapping(self, allowed: set[str], required: set[str] = frozenset()) -> dict[str, "_Node"]:
+        if not isinstance(self.value, dict):
+            raise self.error(f"expected a mapping, got {_describe(self.value)}")
+        children = {}
+        for key, value in self.value.items():
+            if not isinstance(key, str):
+                raise self.error(f"keys must be strings, got {key!r}")
+            if key not in allowed:
+                raise self.child(key, value).error(
+                    f"unknown key; expected one of {', '.join(sorted(allowed))}"
+                )
+            children[key] = self.child(key, value)
+        for key in sorted(required - children.keys()):
+            raise self.child(key, None).error("missing")
+        return children
+
+    def items(self) -> list["_Node"]:
+        if not isinstance(self.value, list):
+            raise self.error(f"expected a list, got {_describe(self.value)}")
+        return [self.child(i, v) for i, v in enumerate(self.value)]
+
+    def string(self) -> str:
+        if not isinstance(self.value, str) or not self.value:
+            raise self.error(f"expected a non-empty string, got {_describe(self.value)}")
+        return self.value
+
+    def boolean(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.error(f"expected true or false, got {_describe(self.value)}")
+        return self.value
+
+    def positive_int(self) -> int:
+        if type(self.value) is not int or self.value <= 0:
+            raise self.error(f"expected a positive integer, got {_describe(self.value)}")
+        return self.value
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def load_config(path: str) -> Config:
+    """Read and check the configuration file at `path`; raise ConfigError naming any mistake."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration file: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the configuration file is not UTF-8 text") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, source: str) -> Config:
+    """Parse configuration YAML `text`; `source` names it in error messages."""
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
+    root = _Node(source, "", document)
+    keys = root.mapping({"listen", "database", "apps", "tables", "max_body_bytes"}, {"apps"})
+    tables = _tables(keys["tables"]) if "tables" in keys else {}
+    config = Config(
+        path=source,
+        database=_database(keys.get("database")),
+        apps=_apps(keys["apps"]),
+        tables=tables,
+        listen=keys["listen"].string() if "listen" in keys else DEFAULT_LISTEN,
+        max_body_bytes=(
+            keys["max_body_bytes"].positive_int()
+            if "max_body_bytes" in keys
+            else DEFAULT_MAX_BODY_BYTES
+        ),
+    )
+    return config
+
+
+def _database(node: _Node | None) -> Database:
+    if node is None or node.value is None:
+        return Database(embedded_path=os.path.abspath(DEFAULT_EMBEDDED_PATH))
+    keys = node.mapping({"url", "embedded", "host", "port", "user", "password", "database"})
+    chosen = [k for k in ("url", "embedded") if k in keys]
+    seed_fields = [k for k in ("host", "port", "user", "password", "database") if k in keys]
+    if len(chosen) + bool(seed_fields) > 1:
+        raise node.error("give only one of url, embedded, or host/port/user/password/database")
+    if "url" in keys:
+        return Database(url=keys["url"].string())
+    if "embedded" in keys:
+        return Database(embedded_path=os.path.abspath(keys["embedded"].string()))
+    if not seed_fields:
+        return Database(embedded_path=os.path.abspath(DEFAULT_EMBEDDED_PATH))
+    return Database(url=_url_from_fields(keys))
+
+
+def _url_from_fields(keys: dict[str, _Node]) -> str:
+    """Build a libpq connection string from the seed's host/port/user/password/database keys."""
+    from psycopg2.extensions import make_dsn
+
+    params = {}
+    for key, libpq_name in (
+        ("host", "host"),
+        ("user", "user"),
+        ("password", "password"),
+        ("database", "dbname"),
+    ):
+        if key in keys:
+            value = keys[key].value
+            if not isinstance(value, str):
+                raise keys[key].error(f"expected a string, got {_describe(value)}")
+            params[libpq_name] = value
+    if "port" in keys:
+        port = keys["port"].positive_int()
+        if port > 65535:
+            raise keys["port"].error(f"expected a port number, got {port}")
+        params["port"] = str(port)
+    return make_dsn(**params)
+
+
+def _apps(node: _Node) -> dict[str, App]:
+    """Both forms: the seed's list of apps, or the later map from app id to app."""
+    by_id: dict[str, App] = {}
+    if isinstance(node.value, list):
+        for item in node.items():
+            app = _seed_app(item)
+            if app.app_id in by_id:
+                raise item.error(f"duplicate app id {app.app_id!r}")
+            by_id[app.app_id] = app
+    elif isinstance(node.value, dict):
+        # The YAML loader already refuses a repeated key, so ids are unique here.
+        for app_id, value in node.value.items():
+            by_id[app_id] = _map_app(node.child(app_id, value), app_id)
+    else:
+        raise node.error(f"expected a list or a mapping of apps, got {_describe(node.value)}")
+    if not by_id:
+        raise node.error("no apps configured; add at least one")
+    return by_id
+
+
+def _seed_app(node: _Node) -> App:
+    keys = node.mapping({"app_id", "app_secret_key", "event_types"}, {"app_id", "app_secret_key"})
+    event_types: dict[str, str] = {}
+    for item in keys["event_types"].items() if "event_types" in keys else []:
+        fields = item.mapping({"event_type_id", "table"}, {"event_type_id"})
+        type_id = fields["event_type_id"].string()
+        if type_id in event_types:
+            raise fields["event_type_id"].error(f"duplicate event type {type_id!r}")
+        event_types[type_id] = fields["table"].string() if "table" in fields else type_id
+    return App(
+        app_id=_app_id(keys["app_id"]),
+        secret_key=_secret(keys["app_secret_key"]),
+        event_types=event_types,
+    )
+
+
+def _map_app(node: _Node, app_id: Any) -> App:
+    if not isinstance(app_id, str) or not app_id:
+        raise node.error("an app id must be a non-empty string")
+    keys = node.mapping({"secret_key", "tables"}, {"secret_key"})
+    tables: dict[str, str] = {}
+    for item in keys["tables"].items() if "tables" in keys else []:
+        name = item.string()
+        if name in tables:
+            raise item.error(f"table {name!r} is listed twice")
+        tables[name] = name
+    return App(app_id=app_id, secret_key=_secret(keys["secret_key"]), event_types=tables)
+
+
+def _app_id(node: _Node) -> str:
+    if isinstance(node.value, int) and not isinstance(node.value, bool):
+        return str(node.value)
+    return node.string()
+
+
+def _secret(node: _Node) -> bytes:
+    value = node.value
+    if not isinstance(value, str) or not value.strip():
+        raise node.error("expected a non-empty secret key string")
+    return value.encode("utf-8")
+
+
+def _tables(node: _Node) -> dict[str, TableDecl]:
+    if not isinstance(node.value, dict):
+        raise node.error(f"expected a mapping from table name to table, got {_describe(node.value)}")
+    tables = {}
+    for name, value in node.value.items():
+        table_node = node.child(name, value)
+        if not isinstance(name, str) or not name:
+            raise table_node.error("a table name must be a non-empty string")
+        keys = table_node.mapping({"columns"}, {"columns"})
+        columns = [_column(item) for item in keys["columns"].items()]
+        if not columns:
+            raise keys["columns"].error("a table needs at least one column")
+        seen = set()
+        for column, item in zip(columns, keys["columns"].items()):
+            if column.name in seen:
+                raise item.error(f"column {column.name!r} is declared twice")
+            seen.add(column.name)
+        tables[name] = TableDecl(name=name, columns=tuple(columns))
+    return tables
+
+
+def _column(node: _Node) -> ColumnDecl:
+    keys = node.mapping({"name", "type", "required"}, {"name"})
+    type_name = keys["type"].string() if "type" in keys else "string"
+    ddl_type = ddl_type_for(type_name)
+    if ddl_type is None:
+        raise keys["type"].error(f"unknown column type {type_name!r}")
+    return ColumnDecl(
+        name=keys["name"].string(),
+        ddl_type=ddl_type,
+        required=keys["required"].boolean() if "required" in keys else False,
+    )

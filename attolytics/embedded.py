@@ -1,0 +1,40 @@
+"""The embedded PostgreSQL (from the pgserver package), for running without a database server."""
+
+import os
+import warnings
+
+from twisted.logger import Logger
+
+log = Logger()
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server whose data lives in one directory; start() and stop() block."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._server = None
+
+    def start(self) -> str:
+        """Initialise the data directory if needed, start the server, return its connection URL."""
+        with warnings.catch_warnings():
+            # platformdirs warns at import when XDG_RUNTIME_DIR is unset; harmless here.
+            warnings.simplefilter("ignore")
+            import pgserver
+        os.makedirs(self.path, exist_ok=True)
+        # cleanup_mode=None: pgserver's atexit hook must not stop the server behind our back;
+        # stop() does it at the right point of shutdown.
+        self._server = pgserver.get_server(self.path, cleanup_mode=None)
+        return self._server.get_uri()
+
+    def stop(self) -> None:
+        """Stop the server if this process started it; a fast shutdown that keeps the data."""
+        if self._server is None:
+            return
+        import pgserver
+
+        server, self._server = self._server, None
+        try:
+            pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        except Exception as e:  # already stopped, or the data directory vanished
+            log.warn("could not stop the embedded PostgreSQL cleanly: {error}", error=e)

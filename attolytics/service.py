@@ -1,0 +1,113 @@
+"""The running service: listens at once, connects to PostgreSQL, checks the tables, then serves."""
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from attolytics.api import EventsAPI
+from attolytics.config import Config
+from attolytics.database import Database
+from attolytics.embedded import EmbeddedPostgres
+from attolytics.request import request_factory
+from attolytics.schema import SchemaError, load_tables
+from attolytics.writer import Writer
+
+log = Logger()
+
+MAX_RETRY_DELAY = 30.0
+
+
+class AttolyticsService(Service):
+    """Owns the listening port, the database pool and the embedded server, and their order.
+
+    `on_fatal(message)` is called when start-up cannot go on (a table that does not fit the
+    configuration, a port that cannot be opened): twistd exits; tests record it.
+    """
+
+    def __init__(self, config: Config, reactor, on_fatal):
+        self.config = config
+        self.reactor = reactor
+        self.on_fatal = on_fatal
+        self.api = EventsAPI(config)
+        self.port = None
+        self.db = None
+        self.embedded = None
+        self._embedded_started = None
+        self._starting = None
+
+    def startService(self):
+        super().startService()
+        site = Site(self.api.resource())
+        site.requestFactory = request_factory(self.config.max_body_bytes)
+        site.displayTracebacks = False
+        listening = serverFromString(self.reactor, self.config.listen).listen(site)
+        listening.addCallbacks(self._listening, self._cannot_listen)
+        self._starting = Deferred.fromCoroutine(self._start_database())
+
+    def _listening(self, port):
+        self.port = port
+        log.info("listening on {address}", address=port.getHost())
+
+    def _cannot_listen(self, failure):
+        self.on_fatal(f"cannot listen on {self.config.listen}: {failure.getErrorMessage()}")
+
+    async def _start_database(self) -> None:
+        url = self.config.database.url
+        if url is None:
+            self.embedded = EmbeddedPostgres(self.config.database.embedded_path)
+            self._embedded_started = deferToThread(self.embedded.start)
+            try:
+                url = await self._embedded_started
+            except Exception as e:
+                self.on_fatal(f"cannot start the embedded PostgreSQL in {self.embedded.path}: {e}")
+                return
+            log.info("embedded PostgreSQL is running; connect with: psql '{url}'", url=url)
+        delay = 1.0
+        while self.running:
+            db = Database(url, self.reactor)
+            try:
+                await db.connect()
+                tables = await load_tables(db, self.config)
+            except SchemaError as e:
+                db.close()
+                self.on_fatal(str(e))
+                return
+            except Exception as e:
+                db.close()
+                log.warn(
+                    "cannot reach PostgreSQL ({error}); trying again in {delay:.0f} s",
+                    error=str(e).strip(), delay=delay,
+                )
+                await deferLater(self.reactor, delay, lambda: None)
+                delay = min(delay * 2, MAX_RETRY_DELAY)
+                continue
+            if not self.running:
+                db.close()
+                return
+            self.db = db
+            self.api.ready(tables, Writer(db))
+            log.info("ready: {count} tables checked", count=len(tables))
+            return
+
+    def stopService(self):
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self.port is not None:
+            await self.port.stopListening()
+        if self._starting is not None and not self._starting.called:
+            self._starting.cancel()
+        if self.db is not None:
+            self.db.close()
+        if self._embedded_started is not None:
+            try:
+                await self._embedded_started
+            except Exception:
+                pass
+            await deferToThread(self.embedded.stop)
+            log.info("embedded PostgreSQL stopped")

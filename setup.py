@@ -1,0 +1,29 @@
+"""Packaging for Attolytics; installs the twistd plugin into twisted/plugins."""
+
+from setuptools import setup
+
+setup(
+    name="attolytics",
+    version="0.1.0",
+    description="A small, strict analytics-event collector: JSON over HTTP into PostgreSQL.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=["attolytics", "twisted.plugins"],
+    install_requires=[
+        "twisted>=23.10",
+        "klein>=23.5",
+        "txpostgres>=1.7",
+        "psycopg2-binary>=2.9",
+        "pyyaml>=6.0",
+        "pgserver>=0.1.4",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "treq>=23.11",
+            "hypothesis>=6.100",
+        ],
+    },
+)
