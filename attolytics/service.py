@@ -1,7 +1,7 @@
 """The running service: listens at once, connects to PostgreSQL, checks the tables, then serves."""
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
@@ -37,7 +37,8 @@ class AttolyticsService(Service):
         self.db = None
         self.embedded = None
         self._embedded_started = None
-        self._starting = None
+        # Fires once start-up has ended: ready to serve, given up (on_fatal), or stopped.
+        self.starting = None
 
     def startService(self):
         super().startService()
@@ -46,7 +47,8 @@ class AttolyticsService(Service):
         site.displayTracebacks = False
         listening = serverFromString(self.reactor, self.config.listen).listen(site)
         listening.addCallbacks(self._listening, self._cannot_listen)
-        self._starting = Deferred.fromCoroutine(self._start_database())
+        self.starting = Deferred.fromCoroutine(self._start_database())
+        self.starting.addErrback(self._start_failed)
 
     def _listening(self, port):
         self.port = port
@@ -54,6 +56,12 @@ class AttolyticsService(Service):
 
     def _cannot_listen(self, failure):
         self.on_fatal(f"cannot listen on {self.config.listen}: {failure.getErrorMessage()}")
+
+    def _start_failed(self, failure):
+        if failure.check(CancelledError):  # stopped while still starting
+            return
+        log.failure("start-up failed", failure=failure)
+        self.on_fatal(f"start-up failed: {failure.getErrorMessage()}")
 
     async def _start_database(self) -> None:
         url = self.config.database.url
@@ -100,8 +108,8 @@ class AttolyticsService(Service):
     async def _stop(self) -> None:
         if self.port is not None:
             await self.port.stopListening()
-        if self._starting is not None and not self._starting.called:
-            self._starting.cancel()
+        if self.starting is not None and not self.starting.called:
+            self.starting.cancel()
         if self.db is not None:
             self.db.close()
         if self._embedded_started is not None:

@@ -2,6 +2,7 @@
 
 import atexit
 import os
+import signal
 import sys
 from dataclasses import replace
 
@@ -43,7 +44,23 @@ def makeService(options, reactor=None):
         serverFromString(reactor, config.listen)
     except (ValueError, KeyError, TypeError) as e:
         sys.exit(f"attolytics: {config.path}: listen: cannot use {config.listen!r}: {e}")
+    reactor.callWhenRunning(_stop_on_signals, reactor)
     return AttolyticsService(config, reactor, on_fatal=_exit_on_fatal(reactor))
+
+
+def _stop_on_signals(reactor):
+    """SIGTERM and SIGINT shut down in order and exit 0, as a deploy expects of a clean stop.
+
+    twistd's own handlers re-raise the signal after shutdown, so the process would die of it.
+    These replace them once the reactor runs.
+    """
+
+    def handler(signum, frame):
+        log.info("received {signal}, shutting down", signal=signal.Signals(signum).name)
+        reactor.callFromThread(_stop, reactor)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def _exit_on_fatal(reactor):
