@@ -181,12 +181,13 @@ def test_schema_mismatch_stops_start_up(tmp_path, database_url, setup, config, w
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_db_url_option_overrides_the_config(tmp_path, database_url):
-    (tmp_path / "attolytics.conf.yaml").write_text(SEED_CONFIG.replace("s3cret-key", EXAMPLE_KEY))
+def test_db_url_option_overrides_the_config_and_listen_key_is_used(tmp_path, database_url):
     port = free_port()
+    config = SEED_CONFIG.replace("s3cret-key", EXAMPLE_KEY)
+    config += f"listen: tcp:{port}:interface=127.0.0.1\ndatabase: {{url: postgresql://nobody@/none}}\n"
+    (tmp_path / "attolytics.conf.yaml").write_text(config)
     process = subprocess.Popen(
-        TWISTD + ["-n", "--pidfile=", "attolytics", "--db-url", database_url,
-                  "--listen", f"tcp:{port}:interface=127.0.0.1"],
+        TWISTD + ["-n", "--pidfile=", "attolytics", "--db-url", database_url],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
