@@ -3,10 +3,12 @@
 import hmac
 import json
 from decimal import Decimal
+from urllib.parse import unquote_to_bytes
 
 import psycopg2
 from klein import Klein
 from twisted.logger import Logger
+from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from attolytics.config import Config
@@ -103,7 +105,7 @@ class EventsAPI:
 
     def resource(self):
         """The twisted.web resource that serves this API."""
-        return self.app.resource()
+        return _Utf8Urls(self.app.resource())
 
     @app.route("/apps/<app_id>/events/<event_type_id>", methods=["POST"])
     async def post_events(self, request, app_id, event_type_id):
@@ -127,9 +129,9 @@ class EventsAPI:
             except RecursionError:
                 raise ApiError(400, "an event is nested too deeply") from None
             inserted = await self._insert([(table, rows)]) if rows else 0
-            return self._answer(request, 200, {"inserted": inserted})
+            return _write_json(request, 200, {"inserted": inserted})
         except ApiError as e:
-            return self._answer(request, e.status, e.body, e.headers)
+            return _write_json(request, e.status, e.body, e.headers)
 
     @staticmethod
     def _authenticated_events(body, app) -> list:
@@ -167,29 +169,50 @@ class EventsAPI:
             log.error("insert failed: {error!r}", error=e)
             raise _unavailable("the database could not store the events; retry later") from None
 
-    @staticmethod
-    def _answer(request, status: int, body: dict, headers: dict[str, str] | None = None) -> bytes:
-        request.setResponseCode(status)
-        request.setHeader(b"Content-Type", b"application/json")
-        for name, value in (headers or {}).items():
-            request.setHeader(name.encode(), value.encode())
-        return json.dumps(body).encode()
-
     @app.handle_errors(NotFound)
     def not_found(self, request, failure):
-        return self._answer(request, 404, {"error": "no such route"})
+        return _write_json(request, 404, {"error": "no such route"})
 
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request, failure):
         allowed = ", ".join(failure.value.valid_methods or ["POST"])
-        return self._answer(
+        return _write_json(
             request, 405, {"error": f"method not allowed; use {allowed}"}, {"Allow": allowed}
         )
 
     @app.handle_errors(Exception)
     def unexpected(self, request, failure):
         log.failure("unexpected error answering {uri}", failure=failure, uri=request.uri)
-        return self._answer(request, 500, {"error": "internal error"})
+        return _write_json(request, 500, {"error": "internal error"})
+
+
+def _write_json(request, status: int, body: dict, headers: dict[str, str] | None = None) -> bytes:
+    """Set status and headers for a JSON answer and return its bytes."""
+    data = json.dumps(body).encode()
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Content-Length", str(len(data)).encode())
+    for name, value in (headers or {}).items():
+        request.setHeader(name.encode(), value.encode())
+    return data
+
+
+class _Utf8Urls(Resource):
+    """Answers a URL or Host that is not UTF-8 with a JSON 400; Klein would answer in plain text."""
+
+    isLeaf = True
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def render(self, request):
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+            (request.getHeader(b"host") or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            return _write_json(request, 400, {"error": "the URL is not valid UTF-8"})
+        return self.inner.render(request)
 
 
 def _pg_message(error: psycopg2.Error) -> str:

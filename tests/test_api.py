@@ -283,3 +283,22 @@ async def test_database_unreachable_is_503_with_retry_after(start):
     assert answer.status == 503
     assert int(answer.headers["retry-after"]) > 0
     assert "retry" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/apps/%ff/events/game_events", "/apps/mygame/events/%C3%28"])
+@pytest_twisted.ensureDeferred
+async def test_url_that_is_not_utf8_is_a_json_400(seed, path):
+    answer = await seed.client.request("POST", path, {"secret_key": SECRET, "events": []})
+    assert answer.status == 400
+    assert "UTF-8" in answer.json()["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_answers_have_a_content_length(seed):
+    body = b'{"secret_key": "%s", "events": []}' % SECRET.encode()
+    request = (b"POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (ROUTE.encode(), len(body), body))
+    answer = await deferToThread(raw_exchange, seed.service.port.getHost().port, request)
+    head, _, content = answer.partition(b"\r\n\r\n")
+    assert b"\r\nContent-Length: %d\r\n" % len(content) in head + b"\r\n"
+    assert content == b'{"inserted": 0}'
