@@ -199,7 +199,10 @@ def _timestamp(with_zone: bool) -> Converter:
         if with_zone:
             return moment
         # A timestamp without time zone holds the moment as UTC wall-clock time.
-        return moment.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            return moment.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:
+            raise Rejected(f"{value!r} is out of range for {type_name} in UTC") from None
 
     return convert
 
@@ -213,13 +216,19 @@ def _date(value: Any) -> date:
         raise Rejected(f"{value!r} is not a valid date") from None
 
 
+# The spellings PostgreSQL reads: 32 hex digits, hyphens where the standard form has them or
+# none, braces optional. uuid.UUID alone would also take signs and underscores.
+_UUID = re.compile(
+    r"\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?", re.ASCII | re.IGNORECASE
+)
+
+
 def _uuid(value: Any) -> str:
     if not isinstance(value, str):
         raise Rejected(f"expected a UUID string, got {describe(value)}")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise Rejected(f"{value[:60]!r} is not a valid UUID") from None
+    if not _UUID.fullmatch(value) or value.startswith("{") != value.endswith("}"):
+        raise Rejected(f"{value[:60]!r} is not a valid UUID")
+    return str(uuid.UUID(value))
 
 
 def _json(binary: bool) -> Converter:

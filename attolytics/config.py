@@ -175,6 +175,8 @@ def parse_config(text: str, source: str) -> Config:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
+        if problem.startswith("duplicate key"):
+            raise ConfigError(f"{source}: line {mark.line + 1}: {problem}") from None
         raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
     root = _Node(source, "", document)
     keys = root.mapping({"listen", "database", "apps", "tables", "max_body_bytes"}, {"apps"})
@@ -246,8 +248,9 @@ def _apps(node: _Node) -> dict[str, App]:
             by_id[app.app_id] = app
     elif isinstance(node.value, dict):
         # The YAML loader already refuses a repeated key, so ids are unique here.
-        for app_id, value in node.value.items():
-            by_id[app_id] = _map_app(node.child(app_id, value), app_id)
+        for key, value in node.value.items():
+            app_id = str(key) if type(key) is int else key
+            by_id[app_id] = _map_app(node.child(str(key), value), app_id)
     else:
         raise node.error(f"expected a list or a mapping of apps, got {_describe(node.value)}")
     if not by_id:
@@ -293,7 +296,9 @@ def _app_id(node: _Node) -> str:
 def _secret(node: _Node) -> bytes:
     value = node.value
     if not isinstance(value, str) or not value.strip():
-        raise node.error("expected a non-empty secret key string")
+        raise node.error(
+            f"expected a non-empty string, got {_describe(value)} (quote a key that looks like a number)"
+        )
     return value.encode("utf-8")
 
 

@@ -1,0 +1,873 @@
+"""Tests for attolytics.columns: one converter per PostgreSQL type, JSON value in, parameter out.
+
+JSON numbers reach a converter as int or decimal.Decimal (the API parses with parse_float=Decimal),
+booleans as bool. A typmod follows pg_attribute.atttypmod: -1 for none, n + 4 for varchar(n) and
+char(n), ((p << 16) | s) + 4 for numeric(p, s).
+"""
+
+import json
+import struct
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from attolytics.columns import Rejected, converter_for
+
+NO_MOD = -1
+UTC = timezone.utc
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+INT_RANGES = {
+    "int2": (-(2**15), 2**15 - 1),
+    "int4": (-(2**31), 2**31 - 1),
+    "int8": (-(2**63), 2**63 - 1),
+}
+
+
+def length_mod(n: int) -> int:
+    """atttypmod of varchar(n) or char(n)."""
+    return n + 4
+
+
+def numeric_mod(precision: int, scale: int) -> int:
+    """atttypmod of numeric(precision, scale); the scale is an 11-bit field (negative since PG 15)."""
+    return ((precision << 16) | (scale & 0x7FF)) + 4
+
+
+def convert(typname, value, typmod=NO_MOD):
+    converter = converter_for(typname, typmod)
+    assert converter is not None, typname
+    return converter(value)
+
+
+def refuses(typname, value, typmod=NO_MOD) -> bool:
+    """True when the converter raises Rejected; any other exception propagates and fails the test."""
+    try:
+        convert(typname, value, typmod)
+    except Rejected:
+        return True
+    return False
+
+
+def unix_seconds(moment: datetime) -> Decimal:
+    """The exact Unix time of an aware datetime as a Decimal with microseconds."""
+    delta = moment - EPOCH
+    seconds = delta.days * 86400 + delta.seconds
+    return Decimal(seconds) + Decimal(delta.microseconds).scaleb(-6)
+
+
+valid_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"))
+
+
+# --- Rejected and unknown types -------------------------------------------------------------------
+
+
+def test_rejected_is_a_value_error():
+    assert issubclass(Rejected, ValueError)
+
+
+@pytest.mark.parametrize("typname", ["point", "int4range", "bytea", "interval", "_int4", "inet", ""])
+def test_unknown_type_has_no_converter(typname):
+    assert converter_for(typname, NO_MOD) is None
+
+
+# --- bool -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_bool_accepts_true_and_false(value):
+    assert convert("bool", value) is value
+
+
+@pytest.mark.parametrize("value", [1, 0, Decimal("1"), "true", "false", [], {}])
+def test_bool_refuses_anything_but_true_and_false(value):
+    with pytest.raises(Rejected):
+        convert("bool", value)
+
+
+# --- int2, int4, int8 -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typname", sorted(INT_RANGES))
+def test_integer_accepts_both_exact_boundaries(typname):
+    low, high = INT_RANGES[typname]
+    assert convert(typname, low) == low
+    assert convert(typname, high) == high
+
+
+@pytest.mark.parametrize("typname", sorted(INT_RANGES))
+def test_integer_refuses_one_past_each_boundary(typname):
+    low, high = INT_RANGES[typname]
+    assert refuses(typname, low - 1)
+    assert refuses(typname, high + 1)
+
+
+@pytest.mark.parametrize("typname", sorted(INT_RANGES))
+def test_integer_refuses_decimal_one_past_each_boundary(typname):
+    low, high = INT_RANGES[typname]
+    assert refuses(typname, Decimal(low - 1))
+    assert refuses(typname, Decimal(high + 1))
+
+
+@pytest.mark.parametrize("typname", sorted(INT_RANGES))
+@pytest.mark.parametrize("value", [True, False, Decimal("1.5"), Decimal("-0.5"), "42", [], {}])
+def test_integer_refuses_non_integers(typname, value):
+    assert refuses(typname, value)
+
+
+@pytest.mark.parametrize("typname", sorted(INT_RANGES))
+def test_integer_accepts_integral_decimal_as_int(typname):
+    result = convert(typname, Decimal("42.0"))
+    assert result == 42
+    assert type(result) is int
+
+
+def test_integer_accepts_integral_decimal_in_exponent_form():
+    assert convert("int4", Decimal("4.2E+1")) == 42
+
+
+def test_integer_accepts_integral_decimal_at_the_boundary():
+    assert convert("int2", Decimal("32767.00")) == 32767
+
+
+def test_integer_refuses_huge_exponent_without_trouble():
+    assert refuses("int8", Decimal("1E+100000000"))
+
+
+@given(st.integers(*INT_RANGES["int4"]))
+def test_int4_returns_any_in_range_int_unchanged(value):
+    result = convert("int4", value)
+    assert result == value
+    assert type(result) is int
+
+
+@given(st.integers(max_value=INT_RANGES["int4"][0] - 1) | st.integers(min_value=INT_RANGES["int4"][1] + 1))
+def test_int4_refuses_any_out_of_range_int(value):
+    with pytest.raises(Rejected):
+        convert("int4", value)
+
+
+@given(st.integers(*INT_RANGES["int8"]))
+def test_int8_returns_any_in_range_integral_decimal_as_that_int(value):
+    assert convert("int8", Decimal(value)) == value
+
+
+# --- float4, float8 -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typname", ["float4", "float8"])
+@pytest.mark.parametrize("value, expected", [(1, 1.0), (-7, -7.0), (Decimal("1.5"), 1.5), (Decimal("0.1"), 0.1)])
+def test_float_accepts_int_and_decimal(typname, value, expected):
+    result = convert(typname, value)
+    assert result == expected
+    assert type(result) is float
+
+
+@pytest.mark.parametrize("typname", ["float4", "float8"])
+@pytest.mark.parametrize("value", [0, Decimal("0.0"), Decimal("-0"), Decimal("0E-500")])
+def test_float_accepts_zero(typname, value):
+    assert convert(typname, value) == 0.0
+
+
+@pytest.mark.parametrize("typname", ["float4", "float8"])
+@pytest.mark.parametrize("value", [True, False, "1.5", "NaN", [], {}])
+def test_float_refuses_bools_and_strings(typname, value):
+    assert refuses(typname, value)
+
+
+@pytest.mark.parametrize(
+    "typname, value",
+    [
+        ("float8", Decimal("1e400")),
+        ("float8", Decimal("-1e400")),
+        ("float8", 10**400),
+        ("float4", Decimal("1e39")),
+        ("float4", Decimal("-1e39")),
+        ("float4", 10**39),
+    ],
+)
+def test_float_refuses_overflow(typname, value):
+    assert refuses(typname, value)
+
+
+@pytest.mark.parametrize(
+    "typname, value",
+    [
+        ("float8", Decimal("1e-400")),
+        ("float8", Decimal("-1e-400")),
+        ("float4", Decimal("1e-50")),
+        ("float4", Decimal("-1e-50")),
+    ],
+)
+def test_float_refuses_values_that_underflow_to_zero(typname, value):
+    assert refuses(typname, value)
+
+
+def test_float4_accepts_large_and_tiny_values_within_its_range():
+    # 1e38 and 1e-38 fit a real: neither overflow nor underflow.
+    assert convert("float4", Decimal("1e38")) == 1e38
+    assert convert("float4", Decimal("1e-38")) == 1e-38
+
+
+def test_float8_accepts_the_largest_and_smallest_doubles():
+    assert convert("float8", Decimal("1.7976931348623157e308")) == 1.7976931348623157e308
+    assert convert("float8", Decimal("5e-324")) == 5e-324
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_float8_of_the_decimal_repr_of_a_float_is_that_float(value):
+    assert convert("float8", Decimal(repr(value))) == value
+
+
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_float4_keeps_every_single_precision_value(value):
+    result = convert("float4", Decimal(repr(value)))
+    assert struct.unpack("f", struct.pack("f", result))[0] == value
+
+
+# --- numeric --------------------------------------------------------------------------------------
+
+
+def test_numeric_unconstrained_keeps_every_digit():
+    value = Decimal("3.14159265358979323846264338327950288")
+    result = convert("numeric", value)
+    assert result == value
+    assert str(result) == "3.14159265358979323846264338327950288"
+
+
+def test_numeric_unconstrained_keeps_trailing_zeros():
+    assert str(convert("numeric", Decimal("1.500"))) == "1.500"
+
+
+def test_numeric_accepts_int():
+    assert convert("numeric", 10**30) == Decimal(10**30)
+
+
+@pytest.mark.parametrize("value", [True, False, "1.5", [], {}])
+def test_numeric_refuses_bools_and_strings(value):
+    assert refuses("numeric", value)
+
+
+@pytest.mark.parametrize("value", [Decimal("999.99"), Decimal("1.50"), Decimal("-999.99"), 0, 999])
+def test_numeric_5_2_accepts_values_that_fit(value):
+    assert convert("numeric", value, numeric_mod(5, 2)) == value
+
+
+@pytest.mark.parametrize("value", [1000, Decimal("1000"), Decimal("-1000"), Decimal("999.995")])
+def test_numeric_5_2_refuses_too_many_integer_digits(value):
+    assert refuses("numeric", value, numeric_mod(5, 2))
+
+
+@pytest.mark.parametrize("value", [Decimal("1.234"), Decimal("0.001")])
+def test_numeric_5_2_refuses_more_than_two_fraction_digits(value):
+    assert refuses("numeric", value, numeric_mod(5, 2))
+
+
+def test_numeric_5_2_accepts_extra_fraction_zeros():
+    assert convert("numeric", Decimal("1.500"), numeric_mod(5, 2)) == Decimal("1.5")
+
+
+def test_numeric_with_negative_scale():
+    typmod = numeric_mod(3, -2)
+    assert convert("numeric", 12300, typmod) == 12300
+    assert refuses("numeric", 12345, typmod)
+    assert refuses("numeric", 12300000, typmod)
+
+
+def test_numeric_refuses_more_digits_than_postgresql_allows():
+    assert refuses("numeric", Decimal("1e131072"))
+    assert refuses("numeric", Decimal("1e-16384"))
+
+
+# --- text, varchar(n), bpchar(n) -----------------------------------------------------------------
+
+TEXT_TYPES = [("text", NO_MOD), ("varchar", NO_MOD), ("varchar", length_mod(10)), ("bpchar", length_mod(10))]
+
+
+@pytest.mark.parametrize("typname, typmod", TEXT_TYPES)
+def test_text_accepts_strings(typname, typmod):
+    assert convert(typname, "héllo ✓", typmod) == "héllo ✓"
+
+
+@pytest.mark.parametrize("typname, typmod", TEXT_TYPES)
+@pytest.mark.parametrize("value", [1, Decimal("1.5"), True, [], {"a": "b"}])
+def test_text_refuses_anything_but_strings(typname, typmod, value):
+    assert refuses(typname, value, typmod)
+
+
+@pytest.mark.parametrize("typname, typmod", TEXT_TYPES)
+@pytest.mark.parametrize("value", ["\x00", "a\x00b", "end\x00"])
+def test_text_refuses_nul(typname, typmod, value):
+    assert refuses(typname, value, typmod)
+
+
+@pytest.mark.parametrize("typname, typmod", TEXT_TYPES)
+@pytest.mark.parametrize("value", ["\ud800", "a\udc00b", "\udfff"])
+def test_text_refuses_lone_surrogates(typname, typmod, value):
+    assert refuses(typname, value, typmod)
+
+
+def test_text_accepts_characters_beyond_the_bmp():
+    assert convert("text", "🎮") == "🎮"
+
+
+@pytest.mark.parametrize("value", ["", "abc", "日本語"])
+def test_varchar_3_accepts_up_to_three_characters(value):
+    assert convert("varchar", value, length_mod(3)) == value
+
+
+@pytest.mark.parametrize("value", ["abcd", "日本語!"])
+def test_varchar_3_refuses_four_characters(value):
+    assert refuses("varchar", value, length_mod(3))
+
+
+def test_bpchar_4_counts_characters_like_varchar():
+    assert convert("bpchar", "日本語!", length_mod(4)) == "日本語!"
+    assert refuses("bpchar", "abcde", length_mod(4))
+
+
+@given(valid_text)
+def test_unlimited_varchar_returns_any_valid_text_unchanged(value):
+    assert convert("varchar", value) == value
+
+
+@given(valid_text)
+def test_text_returns_any_valid_text_unchanged(value):
+    assert convert("text", value) == value
+
+
+# --- timestamptz, timestamp -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typname", ["timestamptz", "timestamp"])
+def test_timestamp_of_int_unix_seconds(typname):
+    result = convert(typname, 1554130180)
+    assert result.replace(tzinfo=UTC) == datetime(2019, 4, 1, 14, 49, 40, tzinfo=UTC)
+
+
+def test_timestamptz_of_unix_seconds_is_aware_utc():
+    assert convert("timestamptz", 0) == EPOCH
+    assert convert("timestamptz", 0).utcoffset() == timedelta(0)
+
+
+def test_timestamptz_keeps_microseconds_of_decimal_seconds():
+    result = convert("timestamptz", Decimal("1554130180.123456"))
+    assert result == datetime(2019, 4, 1, 14, 49, 40, 123456, tzinfo=UTC)
+
+
+def test_timestamptz_of_negative_unix_seconds():
+    assert convert("timestamptz", Decimal("-1.5")) == datetime(1969, 12, 31, 23, 59, 58, 500000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2019-04-01T15:09:40Z", datetime(2019, 4, 1, 15, 9, 40, tzinfo=UTC)),
+        ("2019-04-01T15:09:40+02:00", datetime(2019, 4, 1, 13, 9, 40, tzinfo=UTC)),
+        ("2019-04-01T15:09:40-05:30", datetime(2019, 4, 1, 20, 39, 40, tzinfo=UTC)),
+        ("2019-04-01t15:09:40z", datetime(2019, 4, 1, 15, 9, 40, tzinfo=UTC)),
+        ("2019-04-01 15:09:40Z", datetime(2019, 4, 1, 15, 9, 40, tzinfo=UTC)),
+        ("2019-04-01T15:09:40.123456Z", datetime(2019, 4, 1, 15, 9, 40, 123456, tzinfo=UTC)),
+        ("2019-04-01T15:09:40.5+01:00", datetime(2019, 4, 1, 14, 9, 40, 500000, tzinfo=UTC)),
+    ],
+)
+def test_timestamptz_of_rfc3339_strings(text, expected):
+    assert convert("timestamptz", text) == expected
+
+
+def test_timestamptz_keeps_the_offset_it_was_given():
+    result = convert("timestamptz", "2019-04-01T15:09:40+02:00")
+    assert result.utcoffset() == timedelta(hours=2)
+
+
+def test_timestamp_without_zone_is_naive_utc_wall_clock():
+    result = convert("timestamp", "2019-04-01T15:09:40+02:00")
+    assert result == datetime(2019, 4, 1, 13, 9, 40)
+    assert result.tzinfo is None
+
+
+def test_timestamp_without_zone_of_unix_seconds_is_naive_utc():
+    result = convert("timestamp", Decimal("1554130180.123456"))
+    assert result == datetime(2019, 4, 1, 14, 49, 40, 123456)
+    assert result.tzinfo is None
+
+
+@pytest.mark.parametrize("typname", ["timestamptz", "timestamp"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2019-04-01T15:09:40",  # no time zone
+        "2019-04-01 15:09:40",
+        "2019-04-01",
+        "2019-04-01T15:09:40+02",
+        "2019-04-01T15:09:40+25:00",
+        "2019-02-30T00:00:00Z",
+        "2019-04-01T24:00:00Z",
+        "yesterday",
+        "",
+        "1554130180",
+        " 2019-04-01T15:09:40Z",
+        "2019-04-01T15:09:40Z ",
+    ],
+)
+def test_timestamp_refuses_strings_that_are_not_rfc3339_with_zone(typname, value):
+    assert refuses(typname, value)
+
+
+@pytest.mark.parametrize("typname", ["timestamptz", "timestamp"])
+@pytest.mark.parametrize("value", [True, False, [], {}])
+def test_timestamp_refuses_bools_and_containers(typname, value):
+    assert refuses(typname, value)
+
+
+@pytest.mark.parametrize("typname", ["timestamptz", "timestamp"])
+@pytest.mark.parametrize(
+    "value", [253402300800, Decimal("253402300800"), Decimal("1e20"), -(10**20), Decimal("-1e400")]
+)
+def test_timestamp_refuses_numbers_beyond_year_9999(typname, value):
+    assert refuses(typname, value)
+
+
+@pytest.mark.parametrize("typname", ["timestamptz", "timestamp"])
+def test_timestamp_refuses_fraction_that_rounds_into_year_10000(typname):
+    assert refuses(typname, Decimal("253402300799.9999999"))
+
+
+@pytest.mark.parametrize("typname", ["timestamptz", "timestamp"])
+def test_timestamp_accepts_the_last_second_of_year_9999(typname):
+    result = convert(typname, 253402300799)
+    assert result.replace(tzinfo=UTC) == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "value", ["9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00"]
+)
+def test_timestamp_without_zone_refuses_strings_whose_utc_time_leaves_the_datetime_range(value):
+    # In UTC these are in the year 10000 and the year 0, which a naive datetime cannot hold.
+    assert refuses("timestamp", value)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 1),
+        max_value=datetime(9999, 12, 31, 23, 59, 59, 999999),
+        timezones=st.just(UTC),
+    )
+)
+def test_timestamptz_of_unix_seconds_gives_back_the_same_moment(moment):
+    assert convert("timestamptz", unix_seconds(moment)) == moment
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 1),
+        max_value=datetime(9999, 12, 31, 23, 59, 59, 999999),
+        timezones=st.just(UTC),
+    )
+)
+def test_timestamp_of_unix_seconds_gives_back_the_same_naive_utc_time(moment):
+    assert convert("timestamp", unix_seconds(moment)) == moment.replace(tzinfo=None)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.just(UTC),
+    )
+)
+def test_timestamptz_of_rfc3339_text_gives_back_the_same_moment(moment):
+    assert convert("timestamptz", moment.isoformat()) == moment
+
+
+# --- date -----------------------------------------------------------------------------------------
+
+
+def test_date_accepts_yyyy_mm_dd():
+    assert convert("date", "2019-04-01") == date(2019, 4, 1)
+
+
+def test_date_accepts_leap_day():
+    assert convert("date", "2020-02-29") == date(2020, 2, 29)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2019-02-30",
+        "2019-02-29",
+        "2019-4-1",
+        "2019-04-1",
+        "20190401",
+        "2019-04-01T00:00:00Z",
+        "0000-01-01",
+        "2019-13-01",
+        " 2019-04-01",
+        "",
+    ],
+)
+def test_date_refuses_anything_but_a_valid_yyyy_mm_dd(value):
+    assert refuses("date", value)
+
+
+@pytest.mark.parametrize("value", [20190401, Decimal("1554130180"), 0, True, [], {}])
+def test_date_refuses_numbers_and_other_values(value):
+    assert refuses("date", value)
+
+
+# --- json, jsonb ----------------------------------------------------------------------------------
+
+
+def decode(text: str):
+    return json.loads(text, parse_float=Decimal)
+
+
+@pytest.mark.parametrize("typname", ["json", "jsonb"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        False,
+        0,
+        -12,
+        Decimal("1.5"),
+        "text",
+        [],
+        {},
+        [1, [2, [3]]],
+        {"a": {"b": [None, True, "c"]}, "d": Decimal("-0.25")},
+    ],
+)
+def test_json_serialises_any_json_value(typname, value):
+    assert decode(convert(typname, value)) == value
+
+
+@pytest.mark.parametrize("typname", ["json", "jsonb"])
+def test_json_keeps_bools_distinct_from_numbers(typname):
+    assert convert(typname, [True, 1, False, 0, None]) == "[true,1,false,0,null]"
+
+
+@pytest.mark.parametrize("typname", ["json", "jsonb"])
+def test_json_keeps_every_digit_of_a_decimal(typname):
+    digits = "3.14159265358979323846264338327950288"
+    text = convert(typname, {"pi": Decimal(digits), "scaled": Decimal("1.500")})
+    assert digits in text
+    assert "1.500" in text
+    assert decode(text)["pi"] == Decimal(digits)
+
+
+@pytest.mark.parametrize("typname", ["json", "jsonb"])
+def test_json_escapes_quotes_and_control_characters(typname):
+    value = {'say "hi"\n': "back\\slash\ttab"}
+    assert decode(convert(typname, value)) == value
+
+
+def test_json_accepts_nul_in_strings():
+    assert decode(convert("json", {"a": "x\x00y"})) == {"a": "x\x00y"}
+
+
+@pytest.mark.parametrize("value", ["x\x00y", {"a": "\x00"}, {"\x00": 1}, [["\x00"]]])
+def test_jsonb_refuses_nul_in_strings(value):
+    assert refuses("jsonb", value)
+
+
+@pytest.mark.parametrize("typname", ["json", "jsonb"])
+@pytest.mark.parametrize("value", ["\ud800", {"a": "x\udc00"}, {"\udbff": 1}, [["\ud800"]]])
+def test_json_refuses_lone_surrogates(typname, value):
+    assert refuses(typname, value)
+
+
+def json_values(text_strategy):
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | text_strategy
+        | st.decimals(allow_nan=False, allow_infinity=False)
+    )
+    return st.recursive(
+        scalars,
+        lambda children: st.lists(children, max_size=5) | st.dictionaries(text_strategy, children, max_size=5),
+        max_leaves=25,
+    )
+
+
+@given(json_values(st.text(st.characters(exclude_categories=["Cs"]))))
+def test_json_round_trips_any_json_value(value):
+    assert decode(convert("json", value)) == value
+
+
+@given(json_values(valid_text))
+def test_jsonb_round_trips_any_json_value_without_nul(value):
+    assert decode(convert("jsonb", value)) == value
+
+
+# --- uuid -----------------------------------------------------------------------------------------
+
+CANONICAL_UUID = "12345678-1234-5678-9abc-def012345678"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        CANONICAL_UUID,
+        CANONICAL_UUID.upper(),
+        "{" + CANONICAL_UUID + "}",
+        CANONICAL_UUID.replace("-", ""),
+    ],
+)
+def test_uuid_gives_the_canonical_string(value):
+    assert convert("uuid", value) == CANONICAL_UUID
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "not-a-uuid",
+        CANONICAL_UUID[:-1],
+        CANONICAL_UUID + "0",
+        CANONICAL_UUID[:-1] + "g",
+    ],
+)
+def test_uuid_refuses_non_uuid_strings(value):
+    assert refuses("uuid", value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+2345678123456781234567812345678",  # 31 hex digits after a sign
+        "1234567_123456781234567812345678",  # 31 hex digits with an underscore
+    ],
+)
+def test_uuid_refuses_strings_that_python_int_would_parse(value):
+    # Such strings are not UUIDs; accepting them silently invents a leading zero digit.
+    assert refuses("uuid", value)
+
+
+@pytest.mark.parametrize("value", [0, 12345678123456781234567812345678, Decimal("1.5"), True, [], {}])
+def test_uuid_refuses_numbers_and_other_values(value):
+    assert refuses("uuid", value)
+
+
+@given(st.uuids())
+def test_uuid_of_any_uuid_string_is_its_canonical_form(value):
+    assert convert("uuid", str(value).upper()) == str(value)
+    assert uuid.UUID(convert("uuid", value.hex)) == value
+
+
+# --- round trips through a real PostgreSQL --------------------------------------------------------
+
+
+class TestPostgresRoundTrip:
+    """Converted values go into real columns and come back equal; typmods come from the catalog."""
+
+    COLUMNS = {
+        "b": "boolean",
+        "i2": "smallint",
+        "i4": "integer",
+        "i8": "bigint",
+        "r": "real",
+        "d": "double precision",
+        "n": "numeric",
+        "n52": "numeric(5,2)",
+        "t": "text",
+        "vc": "varchar(10)",
+        "c4": "char(4)",
+        "tz": "timestamptz",
+        "ts": "timestamp",
+        "dt": "date",
+        "j": "json",
+        "jb": "jsonb",
+        "u": "uuid",
+    }
+
+    @staticmethod
+    def converters(sql, table):
+        rows = sql(
+            "select a.attname, t.typname, a.atttypmod from pg_attribute a"
+            " join pg_type t on t.oid = a.atttypid"
+            " where a.attrelid = %s::regclass and a.attnum > 0 and not a.attisdropped",
+            (table,),
+        )
+        return {name: converter_for(typname, typmod) for name, typname, typmod in rows}
+
+    def round_trip(self, sql, sql_type, value, read="v"):
+        """Store one converted value in a fresh column of `sql_type` and read `read` back."""
+        sql("drop table if exists one_value")
+        sql(f"create table one_value (v {sql_type})")
+        convert_value = self.converters(sql, "one_value")["v"]
+        sql("insert into one_value (v) values (%s)", (convert_value(value),))
+        return sql(f"select {read} from one_value")[0][0]
+
+    def test_a_whole_row_of_every_type_comes_back_equal(self, sql):
+        columns = ", ".join(f"{name} {sql_type}" for name, sql_type in self.COLUMNS.items())
+        sql(f"create table every_type ({columns})")
+        converters = self.converters(sql, "every_type")
+        event = {
+            "b": True,
+            "i2": -32768,
+            "i4": 2147483647,
+            "i8": -9223372036854775808,
+            "r": Decimal("1.5"),
+            "d": Decimal("0.1"),
+            "n": Decimal("3.14159265358979323846264338327950288"),
+            "n52": Decimal("999.99"),
+            "t": "héllo ✓ 🎮",
+            "vc": "日本語日本語日本語!",
+            "c4": "ab",
+            "tz": Decimal("1554130180.123456"),
+            "ts": "2019-04-01T15:09:40.654321+02:00",
+            "dt": "2019-04-01",
+            "j": {"a": [1, Decimal("2.50"), None, True, "x"]},
+            "jb": {"big": Decimal("123456789012345678901234567890.123456789")},
+            "u": CANONICAL_UUID.upper(),
+        }
+        names = list(self.COLUMNS)
+        params = [converters[name](event[name]) for name in names]
+        placeholders = ", ".join(["%s"] * len(names))
+        sql(f"insert into every_type ({', '.join(names)}) values ({placeholders})", params)
+        selected = [f"{name}::text" if name in ("j", "jb") else name for name in names]
+        row = dict(zip(names, sql(f"select {', '.join(selected)} from every_type")[0]))
+
+        assert row["b"] is True
+        assert row["i2"] == -32768
+        assert row["i4"] == 2147483647
+        assert row["i8"] == -9223372036854775808
+        assert row["r"] == 1.5
+        assert row["d"] == 0.1
+        assert row["n"] == Decimal("3.14159265358979323846264338327950288")
+        assert str(row["n"]) == "3.14159265358979323846264338327950288"
+        assert row["n52"] == Decimal("999.99")
+        assert row["t"] == "héllo ✓ 🎮"
+        assert row["vc"] == "日本語日本語日本語!"
+        assert row["c4"] == "ab  "  # char(n) pads with spaces
+        assert row["tz"] == datetime(2019, 4, 1, 14, 49, 40, 123456, tzinfo=UTC)
+        assert row["ts"] == datetime(2019, 4, 1, 13, 9, 40, 654321)
+        assert row["dt"] == date(2019, 4, 1)
+        assert decode(row["j"]) == {"a": [1, Decimal("2.50"), None, True, "x"]}
+        assert decode(row["jb"]) == {"big": Decimal("123456789012345678901234567890.123456789")}
+        assert str(row["u"]) == CANONICAL_UUID
+
+    @pytest.mark.parametrize(
+        "sql_type, value",
+        [
+            ("smallint", -32768),
+            ("smallint", 32767),
+            ("integer", -2147483648),
+            ("integer", 2147483647),
+            ("bigint", -9223372036854775808),
+            ("bigint", 9223372036854775807),
+            ("bigint", Decimal("9223372036854775807.0")),
+        ],
+    )
+    def test_integer_boundaries_are_stored(self, sql, sql_type, value):
+        assert self.round_trip(sql, sql_type, value) == value
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            Decimal("3.14159265358979323846264338327950288"),
+            Decimal("-0.000000000000000000000000000000000001"),
+            Decimal("1.500"),
+            10**40,
+        ],
+    )
+    def test_numeric_keeps_every_digit(self, sql, value):
+        result = self.round_trip(sql, "numeric", value)
+        assert result == value
+        assert str(result) == str(Decimal(value))
+
+    @pytest.mark.parametrize("value", [Decimal("999.99"), Decimal("-999.99"), Decimal("1.50"), Decimal("1.500")])
+    def test_numeric_5_2_stores_what_the_converter_accepts(self, sql, value):
+        assert self.round_trip(sql, "numeric(5,2)", value) == value
+
+    def test_numeric_negative_scale_stores_what_the_converter_accepts(self, sql):
+        assert self.round_trip(sql, "numeric(3,-2)", 12300) == 12300
+
+    @pytest.mark.parametrize(
+        "value",
+        [Decimal("1.7976931348623157e308"), Decimal("-1.7976931348623157e308"), Decimal("5e-324"), Decimal("0.1")],
+    )
+    def test_double_precision_extremes_are_stored(self, sql, value):
+        assert self.round_trip(sql, "double precision", value) == float(value)
+
+    @pytest.mark.parametrize(
+        "value, expected",
+        [
+            (Decimal("1.5"), 1.5),
+            (Decimal("0.1"), 0.1),
+            (Decimal("3.4028235e38"), 3.4028235e38),
+            (Decimal("1e-45"), 1e-45),
+            (Decimal("1.17549435e-38"), 1.1754944e-38),
+        ],
+    )
+    def test_real_extremes_are_stored(self, sql, value, expected):
+        assert self.round_trip(sql, "real", value) == expected
+
+    def test_text_keeps_characters_beyond_the_bmp(self, sql):
+        assert self.round_trip(sql, "text", "日本語 🎮 é") == "日本語 🎮 é"
+
+    def test_varchar_n_counts_characters_as_postgresql_does(self, sql):
+        value = "日本語日本語日本語!"
+        assert self.round_trip(sql, "varchar(10)", value) == value
+
+    def test_char_n_counts_characters_as_postgresql_does(self, sql):
+        assert self.round_trip(sql, "char(4)", "日本語!") == "日本語!"
+
+    @pytest.mark.parametrize(
+        "value, expected",
+        [
+            (Decimal("1554130180.123456"), datetime(2019, 4, 1, 14, 49, 40, 123456, tzinfo=UTC)),
+            (Decimal("0.000001"), datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
+            (253402300799, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+            ("2019-04-01T15:09:40.999999-08:00", datetime(2019, 4, 1, 23, 9, 40, 999999, tzinfo=UTC)),
+            ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+        ],
+    )
+    def test_timestamptz_keeps_microseconds(self, sql, value, expected):
+        assert self.round_trip(sql, "timestamptz", value, read="v at time zone 'UTC'") == expected.replace(
+            tzinfo=None
+        )
+
+    @pytest.mark.parametrize(
+        "value, expected",
+        [
+            (Decimal("1554130180.123456"), datetime(2019, 4, 1, 14, 49, 40, 123456)),
+            ("2019-04-01T15:09:40.654321+02:00", datetime(2019, 4, 1, 13, 9, 40, 654321)),
+        ],
+    )
+    def test_timestamp_stores_utc_wall_clock_with_microseconds(self, sql, value, expected):
+        assert self.round_trip(sql, "timestamp", value) == expected
+
+    def test_timestamp_does_not_depend_on_the_session_time_zone(self, sql):
+        sql("set time zone 'America/New_York'")
+        assert self.round_trip(sql, "timestamp", "2019-04-01T15:09:40Z") == datetime(2019, 4, 1, 15, 9, 40)
+
+    def test_date_is_stored(self, sql):
+        assert self.round_trip(sql, "date", "2020-02-29") == date(2020, 2, 29)
+
+    @pytest.mark.parametrize("sql_type", ["json", "jsonb"])
+    @pytest.mark.parametrize(
+        "value",
+        [
+            {"a": [1, Decimal("2.50"), None, True, False, "x"], "b": {}},
+            [Decimal("123456789012345678901234567890.123456789"), Decimal("1E+2"), -0],
+            'quote " backslash \\ newline \n tab \t ✓ 🎮',
+            None,
+        ],
+    )
+    def test_json_is_equal_after_reading_back(self, sql, sql_type, value):
+        assert decode(self.round_trip(sql, sql_type, value, read="v::text")) == value
+
+    def test_json_keeps_nul_escape(self, sql):
+        assert decode(self.round_trip(sql, "json", {"a": "x\x00y"}, read="v::text")) == {"a": "x\x00y"}
+
+    def test_uuid_is_stored_canonically(self, sql):
+        assert self.round_trip(sql, "uuid", "{" + CANONICAL_UUID.upper() + "}", read="v::text") == CANONICAL_UUID
