@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from attolytics import cors
 from attolytics.config import Config
 from attolytics.database import DatabaseUnavailable
 from attolytics.table import EventRejected
@@ -18,6 +19,7 @@ from attolytics.table import EventRejected
 log = Logger()
 
 RETRY_AFTER_SECONDS = 5
+ALLOWED = "POST, OPTIONS"
 
 
 class ApiError(Exception):
@@ -108,30 +110,65 @@ class EventsAPI:
         return _Utf8Urls(self.app.resource())
 
     @app.route("/apps/<app_id>/events/<event_type_id>", methods=["POST"])
-    async def post_events(self, request, app_id, event_type_id):
+    def post_typed_events(self, request, app_id, event_type_id):
+        """The seed's route: every event goes to the table of the event type in the URL."""
+        return self._post(request, app_id, event_type_id)
+
+    @app.route("/apps/<app_id>/events", methods=["POST"])
+    def post_events(self, request, app_id):
+        """The later route: each event names its event type (its table) in `_t`."""
+        return self._post(request, app_id, None)
+
+    @app.route("/apps/<app_id>/events/<event_type_id>", methods=["OPTIONS"])
+    @app.route("/apps/<app_id>/events", methods=["OPTIONS"])
+    def preflight(self, request, app_id, event_type_id=None):
+        """Answer a browser's CORS preflight."""
+        app = self.config.apps.get(app_id)
+        if app is None:
+            return _write_json(request, 404, {"error": f"unknown app {app_id[:100]!r}"})
+        request.setResponseCode(204)
+        _set_headers(request, cors.preflight_headers(app, _origin(request)))
+        request.setHeader(b"Allow", ALLOWED.encode())
+        return b""
+
+    async def _post(self, request, app_id: str, event_type_id: str | None):
         try:
             app = self.config.apps.get(app_id)
             if app is None:
                 raise ApiError(404, f"unknown app {app_id[:100]!r}")
-            table_name = app.event_types.get(event_type_id)
-            if table_name is None:
+            _set_headers(request, cors.response_headers(app, _origin(request)))
+            if event_type_id is not None and event_type_id not in app.event_types:
                 raise ApiError(404, f"app {app_id!r} has no event type {event_type_id[:100]!r}")
             _check_content_type(request)
             body = parse_json(request.content.getvalue())
             events = self._authenticated_events(body, app)
             if self.tables is None:
                 raise _unavailable("the database is not ready yet; retry later")
-            table = self.tables[table_name]
             try:
-                rows = [table.row(event, i) for i, event in enumerate(events)]
+                batches = self._rows(app, events, event_type_id, _header_values(request))
             except EventRejected as e:
-                raise ApiError(400, e.message, event=e.index, field=e.field) from None
+                raise ApiError(e.status, e.message, event=e.index, field=e.field) from None
             except RecursionError:
                 raise ApiError(400, "an event is nested too deeply") from None
-            inserted = await self._insert([(table, rows)]) if rows else 0
+            inserted = await self._insert(batches) if batches else 0
             return _write_json(request, 200, {"inserted": inserted})
         except ApiError as e:
             return _write_json(request, e.status, e.body, e.headers)
+
+    def _rows(self, app, events: list, event_type_id: str | None, headers) -> list:
+        """Check every event; return [(table, rows)] in first-seen order, or raise EventRejected."""
+        batches: dict[str, tuple] = {}
+        for index, event in enumerate(events):
+            type_id = event_type_id
+            if type_id is None:
+                type_id = _routing_key(event, index)
+                if type_id not in app.event_types:
+                    raise EventRejected(index, "_t", f"app {app.app_id!r} has no table {type_id[:100]!r}",
+                                        status=404)
+            table = self.tables[app.event_types[type_id]]
+            row = table.row(event, index, headers, ignore="_t" if event_type_id is None else None)
+            batches.setdefault(table.name, (table, []))[1].append(row)
+        return list(batches.values())
 
     @staticmethod
     def _authenticated_events(body, app) -> list:
@@ -175,9 +212,8 @@ class EventsAPI:
 
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request, failure):
-        allowed = ", ".join(failure.value.valid_methods or ["POST"])
         return _write_json(
-            request, 405, {"error": f"method not allowed; use {allowed}"}, {"Allow": allowed}
+            request, 405, {"error": "method not allowed; use POST"}, {"Allow": ALLOWED}
         )
 
     @app.handle_errors(Exception)
@@ -186,14 +222,44 @@ class EventsAPI:
         return _write_json(request, 500, {"error": "internal error"})
 
 
+def _routing_key(event, index: int) -> str:
+    if not isinstance(event, dict):
+        raise EventRejected(index, None, "an event must be a JSON object")
+    type_id = event.get("_t")
+    if type_id is None:
+        raise EventRejected(index, "_t", "_t is missing; it names the table of the event")
+    if not isinstance(type_id, str):
+        raise EventRejected(index, "_t", "_t must be a string naming the table of the event")
+    return type_id
+
+
+def _origin(request) -> str | None:
+    origin = request.getHeader(b"origin")
+    return origin.decode("latin-1") if origin is not None else None
+
+
+def _header_values(request) -> dict[str, str]:
+    """Request headers by lower-case name; repeated ones joined with ", " as HTTP allows."""
+    return {
+        name.decode("latin-1").lower(): ", ".join(
+            v.decode("utf-8", errors="surrogateescape") for v in values
+        )
+        for name, values in request.requestHeaders.getAllRawHeaders()
+    }
+
+
+def _set_headers(request, headers: dict[str, str]) -> None:
+    for name, value in headers.items():
+        request.setHeader(name.encode(), value.encode())
+
+
 def _write_json(request, status: int, body: dict, headers: dict[str, str] | None = None) -> bytes:
     """Set status and headers for a JSON answer and return its bytes."""
     data = json.dumps(body).encode()
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Content-Length", str(len(data)).encode())
-    for name, value in (headers or {}).items():
-        request.setHeader(name.encode(), value.encode())
+    _set_headers(request, headers or {})
     return data
 
 

@@ -16,7 +16,8 @@ class Rejected(ValueError):
     """A JSON value that a column cannot take; the message says why."""
 
 
-# The type names of the upstream configuration, and the DDL each one creates.
+# The type names of the upstream configuration, and the PostgreSQL type each one means.
+# Upstream's `timestamp` has a time zone; the type without one must be spelled out.
 UPSTREAM_TYPES = {
     "bool": "boolean",
     "i32": "integer",
@@ -27,10 +28,67 @@ UPSTREAM_TYPES = {
     "timestamp": "timestamp with time zone",
 }
 
+# PostgreSQL's names (and common aliases) for the types a converter exists for, each mapped to
+# the spelling format_type() reports, so a declaration compares equal to the catalog.
+_POSTGRES_TYPES = {
+    "boolean": "boolean",
+    "smallint": "smallint",
+    "int2": "smallint",
+    "integer": "integer",
+    "int": "integer",
+    "int4": "integer",
+    "bigint": "bigint",
+    "int8": "bigint",
+    "real": "real",
+    "float4": "real",
+    "double precision": "double precision",
+    "float8": "double precision",
+    "float": "double precision",
+    "numeric": "numeric",
+    "decimal": "numeric",
+    "text": "text",
+    "varchar": "character varying",
+    "character varying": "character varying",
+    "char": "character",
+    "character": "character",
+    "bpchar": "character",
+    "timestamptz": "timestamp with time zone",
+    "timestamp with time zone": "timestamp with time zone",
+    "timestamp without time zone": "timestamp without time zone",
+    "date": "date",
+    "json": "json",
+    "jsonb": "jsonb",
+    "uuid": "uuid",
+}
+
+_TYPE_SYNTAX = re.compile(r"([a-z][a-z0-9 ]*?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?", re.ASCII)
+
 
 def ddl_type_for(type_name: str) -> str | None:
-    """The DDL type for a configured column type name, or None when it is not one we know."""
-    return UPSTREAM_TYPES.get(type_name)
+    """The PostgreSQL type, spelled as format_type() spells it, for a configured type name.
+
+    Takes upstream names (i64, string, ...) and PostgreSQL names with their length or
+    precision (varchar(20), numeric(10,2), ...). None when it is not a type we can fill.
+    """
+    if type_name in UPSTREAM_TYPES:
+        return UPSTREAM_TYPES[type_name]
+    match = _TYPE_SYNTAX.fullmatch(" ".join(type_name.lower().split()))
+    if not match or match.group(1) not in _POSTGRES_TYPES:
+        return None
+    base = _POSTGRES_TYPES[match.group(1)]
+    first, second = match.group(2), match.group(3)
+    if base == "numeric" and first is not None:
+        precision, scale = int(first), int(second or 0)
+        if not 1 <= precision <= 1000 or scale > precision:
+            return None
+        return f"numeric({precision},{scale})"
+    if base in ("character varying", "character") and second is None:
+        if first is not None and int(first) < 1:
+            return None
+        if first is None:
+            return "character(1)" if base == "character" else base
+        return f"{base}({int(first)})"
+    return base if first is None else None
 
 
 def describe(value: Any) -> str:

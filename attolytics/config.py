@@ -1,6 +1,7 @@
 """Load the YAML configuration file into frozen dataclasses; both dialects end up the same."""
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -22,8 +23,12 @@ class ColumnDecl:
     """A column declared under `tables:`."""
 
     name: str
+    # The PostgreSQL type as format_type() spells it; also valid in DDL.
     ddl_type: str
     required: bool = False
+    indexed: bool = False
+    # The HTTP request header that fills this column instead of the event body.
+    header: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,15 @@ class App:
 
     app_id: str
     secret_key: bytes
-    # event type id (the URL segment) -> table name
+    # event type id (the URL segment, or an event's _t) -> table name
     event_types: Mapping[str, str]
+    # Origins a browser may post from (CORS); empty means any origin ("*").
+    allowed_origins: frozenset[str] = frozenset()
+
+    @property
+    def allows_any_origin(self) -> bool:
+        """True when any web page may post to this app."""
+        return not self.allowed_origins
 
 
 @dataclass(frozen=True)
@@ -179,11 +191,19 @@ def parse_config(text: str, source: str) -> Config:
             raise ConfigError(f"{source}: line {mark.line + 1}: {problem}") from None
         raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
     root = _Node(source, "", document)
-    keys = root.mapping({"listen", "database", "apps", "tables", "max_body_bytes"}, {"apps"})
+    keys = root.mapping(
+        {"listen", "database", "database_url", "apps", "tables", "max_body_bytes"}, {"apps"}
+    )
     tables = _tables(keys["tables"]) if "tables" in keys else {}
+    if "database_url" in keys:
+        if "database" in keys:
+            raise keys["database_url"].error("give either database_url or a database section, not both")
+        database = Database(url=keys["database_url"].string())
+    else:
+        database = _database(keys.get("database"))
     config = Config(
         path=source,
-        database=_database(keys.get("database")),
+        database=database,
         apps=_apps(keys["apps"]),
         tables=tables,
         listen=keys["listen"].string() if "listen" in keys else DEFAULT_LISTEN,
@@ -259,7 +279,9 @@ def _apps(node: _Node) -> dict[str, App]:
 
 
 def _seed_app(node: _Node) -> App:
-    keys = node.mapping({"app_id", "app_secret_key", "event_types"}, {"app_id", "app_secret_key"})
+    keys = node.mapping(
+        {"app_id", "app_secret_key", "event_types", _ORIGIN_KEY}, {"app_id", "app_secret_key"}
+    )
     event_types: dict[str, str] = {}
     for item in keys["event_types"].items() if "event_types" in keys else []:
         fields = item.mapping({"event_type_id", "table"}, {"event_type_id"})
@@ -271,20 +293,52 @@ def _seed_app(node: _Node) -> App:
         app_id=_app_id(keys["app_id"]),
         secret_key=_secret(keys["app_secret_key"]),
         event_types=event_types,
+        allowed_origins=_origins(keys.get(_ORIGIN_KEY)),
     )
 
 
 def _map_app(node: _Node, app_id: Any) -> App:
     if not isinstance(app_id, str) or not app_id:
         raise node.error("an app id must be a non-empty string")
-    keys = node.mapping({"secret_key", "tables"}, {"secret_key"})
+    keys = node.mapping({"secret_key", "tables", _ORIGIN_KEY}, {"secret_key"})
     tables: dict[str, str] = {}
     for item in keys["tables"].items() if "tables" in keys else []:
         name = item.string()
         if name in tables:
             raise item.error(f"table {name!r} is listed twice")
         tables[name] = name
-    return App(app_id=app_id, secret_key=_secret(keys["secret_key"]), event_types=tables)
+    return App(
+        app_id=app_id,
+        secret_key=_secret(keys["secret_key"]),
+        event_types=tables,
+        allowed_origins=_origins(keys.get(_ORIGIN_KEY)),
+    )
+
+
+_ORIGIN_KEY = "access_control_allow_origin"
+
+
+def _origins(node: _Node | None) -> frozenset[str]:
+    """One origin, a list of origins, or "*" (also the default); "*" becomes the empty set."""
+    if node is None:
+        return frozenset()
+    items = node.items() if isinstance(node.value, list) else [node]
+    origins = set()
+    for item in items:
+        origin = item.string()
+        if origin == "*":
+            if len(items) > 1:
+                raise item.error('"*" allows every origin; it cannot be listed with others')
+            return frozenset()
+        if not _ORIGIN.fullmatch(origin):
+            raise item.error(
+                f"{origin!r} is not an origin; expected scheme://host[:port], such as https://example.com"
+            )
+        origins.add(origin)
+    return frozenset(origins)
+
+
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+", re.ASCII)
 
 
 def _app_id(node: _Node) -> str:
@@ -324,13 +378,28 @@ def _tables(node: _Node) -> dict[str, TableDecl]:
 
 
 def _column(node: _Node) -> ColumnDecl:
-    keys = node.mapping({"name", "type", "required"}, {"name"})
+    keys = node.mapping({"name", "type", "required", "indexed", "header"}, {"name"})
     type_name = keys["type"].string() if "type" in keys else "string"
     ddl_type = ddl_type_for(type_name)
     if ddl_type is None:
-        raise keys["type"].error(f"unknown column type {type_name!r}")
+        raise keys["type"].error(
+            f"unknown column type {type_name!r}; expected bool, i32, i64, f32, f64, string, "
+            "timestamp, or a PostgreSQL type such as text, varchar(n), numeric(p,s), jsonb, uuid, date"
+        )
+    header = None
+    if "header" in keys:
+        header = keys["header"].string()
+        if not _HEADER_NAME.fullmatch(header):
+            raise keys["header"].error(f"{header!r} is not an HTTP header name")
+        if not (ddl_type == "text" or ddl_type.startswith("character")):
+            raise keys["header"].error(f"a header fills only string columns, not {ddl_type}")
     return ColumnDecl(
         name=keys["name"].string(),
         ddl_type=ddl_type,
         required=keys["required"].boolean() if "required" in keys else False,
+        indexed=keys["indexed"].boolean() if "indexed" in keys else False,
+        header=header,
     )
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", re.ASCII)

@@ -1,16 +1,31 @@
-"""The catalog: create declared tables, read every table's columns, refuse what cannot be filled."""
+"""The catalog: create or check declared tables and their indexes, and describe every table."""
+
+import hashlib
+from typing import NamedTuple
 
 from twisted.logger import Logger
 
 from attolytics.columns import converter_for
-from attolytics.config import Config, TableDecl
-from attolytics.table import Column, Table, quote_ident
+from attolytics.config import ColumnDecl, Config, TableDecl
+from attolytics.table import Column, Table, quote_name, quote_table
 
 log = Logger()
 
 
 class SchemaError(Exception):
     """The database does not fit the configuration; the message names file, table and column."""
+
+
+class CatalogColumn(NamedTuple):
+    """A column as pg_attribute describes it."""
+
+    name: str
+    typname: str
+    sql_type: str  # format_type(): "character varying(20)", "numeric(10,2)", ...
+    typmod: int
+    not_null: bool
+    has_default: bool
+    generated: bool  # GENERATED ... STORED, or an identity column that refuses values
 
 
 _RELATION_SQL = "SELECT c.oid, c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)"
@@ -24,55 +39,127 @@ ORDER BY a.attnum
 """
 
 _INSERTABLE_KINDS = {"r", "p"}  # ordinary and partitioned tables
+_MAX_IDENTIFIER_BYTES = 63
 
 
 def create_table_sql(table: TableDecl) -> str:
     """The CREATE TABLE IF NOT EXISTS statement for a declared table."""
     columns = ", ".join(
-        f"{quote_ident(c.name)} {c.ddl_type}{' NOT NULL' if c.required else ''}"
+        f"{quote_name(c.name)} {c.ddl_type}{' NOT NULL' if c.required else ''}"
         for c in table.columns
     )
-    return f"CREATE TABLE IF NOT EXISTS {quote_ident(table.name)} ({columns})"
+    return f"CREATE TABLE IF NOT EXISTS {quote_table(table.name)} ({columns})"
+
+
+def index_name(table: str, column: str) -> str:
+    """A stable index name for an `indexed` column, within PostgreSQL's 63-byte limit."""
+    name = f"{table.split('.', 1)[-1]}_{column}_idx"
+    if len(name.encode()) <= _MAX_IDENTIFIER_BYTES:
+        return name
+    digest = hashlib.sha1(f"{table}\0{column}".encode()).hexdigest()[:8]
+    head = name.encode()[: _MAX_IDENTIFIER_BYTES - 9].decode(errors="ignore")
+    return f"{head}_{digest}"
+
+
+def create_index_sql(table: TableDecl, column: ColumnDecl) -> str:
+    """The CREATE INDEX IF NOT EXISTS statement for an `indexed` column."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS {quote_name(index_name(table.name, column.name))} "
+        f"ON {quote_table(table.name)} ({quote_name(column.name)})"
+    )
 
 
 async def load_tables(db, config: Config) -> dict[str, Table]:
-    """Create the declared tables that are missing, then describe every table the config names.
+    """Create missing declared tables, check existing ones, create indexes, describe every table.
 
     `db` runs queries (runQuery/runOperation returning Deferreds). Raises SchemaError.
     """
     for declared in config.tables.values():
-        await db.runOperation(create_table_sql(declared))
+        catalog = await _catalog(db, config, declared.name)
+        if catalog is None:
+            await db.runOperation(create_table_sql(declared))
+            log.info("created table {table}", table=declared.name)
+        else:
+            problems = declared_mismatches(declared, catalog)
+            if problems:
+                raise SchemaError(
+                    f"{config.path}: table {declared.name!r} exists but does not match its "
+                    f"declaration: " + "; ".join(problems)
+                )
+        for column in declared.columns:
+            if column.indexed:
+                await db.runOperation(create_index_sql(declared, column))
     tables = {}
     for name in config.table_names():
-        tables[name] = await _describe_table(db, config, name)
+        catalog = await _catalog(db, config, name)
+        if catalog is None:
+            raise SchemaError(
+                f"{config.path}: table {name!r} ({_users_of(config, name)}) does not exist in the "
+                f"database and is not declared under tables:"
+            )
+        tables[name] = _table(config, name, catalog)
         log.info("table {table}: columns {columns}", table=name, columns=", ".join(tables[name].columns))
     return tables
 
 
-async def _describe_table(db, config: Config, name: str) -> Table:
-    relation = await db.runQuery(_RELATION_SQL, (quote_ident(name),))
+async def _catalog(db, config: Config, name: str) -> list[CatalogColumn] | None:
+    """The table's columns, or None when there is no such relation."""
+    relation = await db.runQuery(_RELATION_SQL, (quote_table(name),))
     if not relation:
-        raise SchemaError(
-            f"{config.path}: table {name!r} ({_users_of(config, name)}) does not exist in the "
-            f"database and is not declared under tables:"
-        )
+        return None
     oid, kind = relation[0]
     if kind not in _INSERTABLE_KINDS:
         raise SchemaError(f"{config.path}: {name!r} ({_users_of(config, name)}) is not a table")
+    return [CatalogColumn(*row) for row in await db.runQuery(_COLUMNS_SQL, (oid,))]
+
+
+def declared_mismatches(declared: TableDecl, catalog: list[CatalogColumn]) -> list[str]:
+    """What differs between a declared table and the existing one; empty when they fit."""
+    existing = {column.name: column for column in catalog}
+    problems = []
+    for column in declared.columns:
+        found = existing.get(column.name)
+        if found is None:
+            problems.append(f"column {column.name!r} ({column.ddl_type}) is missing")
+        elif found.sql_type != column.ddl_type:
+            problems.append(
+                f"column {column.name!r} is declared {column.ddl_type} but is {found.sql_type}"
+            )
+        elif column.required and not found.not_null:
+            problems.append(f"column {column.name!r} is declared required but allows NULL")
+    declared_names = {column.name for column in declared.columns}
+    for found in catalog:
+        if found.name not in declared_names and found.not_null and not found.has_default:
+            problems.append(
+                f"column {found.name!r} ({found.sql_type} NOT NULL, no default) is not declared, "
+                f"so no event could be stored"
+            )
+    return problems
+
+
+def _table(config: Config, name: str, catalog: list[CatalogColumn]) -> Table:
+    declared = config.tables.get(name)
+    declared_columns = {c.name: c for c in declared.columns} if declared else None
     columns, fixed = [], {}
-    for attname, typname, sql_type, typmod, not_null, has_default, generated in await db.runQuery(
-        _COLUMNS_SQL, (oid,)
-    ):
-        convert = converter_for(typname, typmod)
-        if generated or (convert is None and has_default):
-            fixed[attname] = f"column {attname!r} ({sql_type}) is filled by PostgreSQL and cannot be sent"
+    for found in catalog:
+        convert = converter_for(found.typname, found.typmod)
+        if declared_columns is not None and found.name not in declared_columns:
+            # Only declared columns are part of the API of a declared table.
+            fixed[found.name] = f"column {found.name!r} is not declared in {config.path}"
+        elif found.generated or (convert is None and found.has_default):
+            fixed[found.name] = (
+                f"column {found.name!r} ({found.sql_type}) is filled by PostgreSQL and cannot be sent"
+            )
         elif convert is None:
             raise SchemaError(
-                f"{config.path}: table {name!r}, column {attname!r}: type {sql_type} cannot be "
-                f"filled from JSON; give it a default or change its type"
+                f"{config.path}: table {name!r}, column {found.name!r}: type {found.sql_type} "
+                f"cannot be filled from JSON; give it a default or change its type"
             )
         else:
-            columns.append(Column(attname, sql_type, not_null, has_default, convert))
+            header = declared_columns[found.name].header if declared_columns else None
+            columns.append(
+                Column(found.name, found.sql_type, found.not_null, found.has_default, convert, header)
+            )
     return Table(name, columns, fixed)
 
 

@@ -1,7 +1,7 @@
 """A destination table as the service sees it: which keys an event may carry, and the rows they make."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from psycopg2.extensions import AsIs, register_adapter
 
@@ -11,11 +11,12 @@ from attolytics.columns import Converter, Rejected, describe
 class EventRejected(ValueError):
     """An event that cannot be stored; names the event's index and the field at fault."""
 
-    def __init__(self, index: int, field: str | None, message: str):
+    def __init__(self, index: int, field: str | None, message: str, status: int = 400):
         super().__init__(message)
         self.index = index
         self.field = field
         self.message = message
+        self.status = status
 
 
 class _Default:
@@ -31,23 +32,25 @@ register_adapter(_Default, lambda _: AsIs("DEFAULT"))
 
 @dataclass(frozen=True)
 class Column:
-    """One column a client may fill."""
+    """One column Attolytics fills, from the event body or from a request header."""
 
     name: str
     sql_type: str
     not_null: bool
     has_default: bool
     convert: Converter
+    # Filled from this HTTP request header (compared case-insensitively) instead of the body.
+    header: str | None = None
 
 
-def quote_ident(name: str) -> str:
-    """Quote an SQL identifier; a dot separates a schema from a table name."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in split_name(name))
+def quote_name(name: str) -> str:
+    """Quote one SQL identifier (a column, an index)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
-def split_name(name: str) -> list[str]:
-    """`schema.table` → [schema, table]; a plain name stays one part."""
-    return name.split(".", 1) if "." in name else [name]
+def quote_table(name: str) -> str:
+    """Quote a table name; a dot separates a schema from the table (`analytics.events`)."""
+    return ".".join(quote_name(part) for part in name.split(".", 1))
 
 
 class Table:
@@ -56,43 +59,66 @@ class Table:
     def __init__(self, name: str, columns: list[Column], fixed: dict[str, str] | None = None):
         self.name = name
         self.columns = {column.name: column for column in columns}
-        # Columns a client may not name: present in the table, filled by PostgreSQL.
+        # Columns a client may not name, each with the reason: filled by PostgreSQL, or not declared.
         self.fixed = dict(fixed or {})
-        self._order = list(self.columns)
+        self._columns = list(columns)
+        self._body_columns = {c.name for c in columns if c.header is None}
+        self.uses_headers = any(c.header is not None for c in columns)
         prefix = "INSERT INTO {} ({}) VALUES ".format(
-            quote_ident(name), ", ".join(quote_ident(c) for c in self._order)
+            quote_table(name), ", ".join(quote_name(c.name) for c in self._columns)
         )
         # psycopg2 reads % as a placeholder, even inside a quoted identifier.
         self._insert_prefix = prefix.replace("%", "%%")
-        self._row_template = "(" + ", ".join(["%s"] * len(self._order)) + ")"
+        self._row_template = "(" + ", ".join(["%s"] * len(self._columns)) + ")"
 
-    def row(self, event: Any, index: int) -> tuple:
-        """Check event number `index` and return its row of parameters, or raise EventRejected."""
+    def row(self, event: Any, index: int, headers: Mapping[str, str] | None = None,
+            ignore: str | None = None) -> tuple:
+        """Check event number `index` and return its row of parameters, or raise EventRejected.
+
+        `headers` maps lower-case request header names to values, for header columns; the key
+        `ignore` (the `_t` of the multi-table route) is not a column.
+        """
         if not isinstance(event, dict):
             raise EventRejected(index, None, f"an event must be a JSON object, got {describe(event)}")
         for key in event:
-            if key not in self.columns:
-                if key in self.fixed:
-                    raise EventRejected(index, key, self.fixed[key])
-                raise EventRejected(index, key, f"table {self.name!r} has no column {key!r}")
+            if key not in self._body_columns and key != ignore:
+                raise EventRejected(index, key, self._refusal(key))
         values = []
-        for name in self._order:
-            column = self.columns[name]
-            value = event.get(name)
+        for column in self._columns:
+            if column.header is None:
+                present = column.name in event
+                value = event.get(column.name)
+            else:
+                value = (headers or {}).get(column.header.lower())
+                present = value is not None
             if value is None:
-                if name not in event and column.has_default:
+                if not present and column.has_default:
                     values.append(DEFAULT)
                 elif column.not_null:
-                    what = "missing" if name not in event else "null"
-                    raise EventRejected(index, name, f"is required ({column.sql_type} NOT NULL), but {what}")
+                    raise EventRejected(index, column.name, self._missing(column, present))
                 else:
                     values.append(None)
                 continue
             try:
                 values.append(column.convert(value))
             except Rejected as e:
-                raise EventRejected(index, name, str(e)) from None
+                source = f" (from the {column.header} header)" if column.header else ""
+                raise EventRejected(index, column.name, f"{e}{source}") from None
         return tuple(values)
+
+    def _refusal(self, key: str) -> str:
+        if key in self.fixed:
+            return self.fixed[key]
+        column = self.columns.get(key)
+        if column is not None and column.header is not None:
+            return f"column {key!r} is filled from the {column.header} request header, not the event"
+        return f"table {self.name!r} has no column {key!r}"
+
+    @staticmethod
+    def _missing(column: Column, present: bool) -> str:
+        if column.header is not None:
+            return f"is required and filled from the {column.header} request header, which is missing"
+        return f"is required ({column.sql_type} NOT NULL), but {'null' if present else 'missing'}"
 
     def insert_statement(self, rows: list[tuple]) -> tuple[str, list]:
         """One multi-row INSERT for `rows`, with its flattened parameters."""

@@ -1,0 +1,37 @@
+"""CORS: which web pages may post to an app, as response headers."""
+
+from attolytics.config import App
+
+PREFLIGHT_MAX_AGE_SECONDS = 86400
+ALLOWED_METHODS = "POST"
+ALLOWED_HEADERS = "Content-Type, Content-Encoding, Authorization"
+
+
+def allow_origin(app: App, origin: str | None) -> str | None:
+    """The Access-Control-Allow-Origin value for a request from `origin`, or None to allow nothing."""
+    if app.allows_any_origin:
+        return "*"
+    if origin is not None and origin in app.allowed_origins:
+        return origin
+    return None
+
+
+def response_headers(app: App, origin: str | None) -> dict[str, str]:
+    """Headers every answer to a POST for `app` carries, errors included."""
+    headers = {"Vary": "Origin"}
+    allowed = allow_origin(app, origin)
+    if allowed is not None:
+        headers["Access-Control-Allow-Origin"] = allowed
+    return headers
+
+
+def preflight_headers(app: App, origin: str | None) -> dict[str, str]:
+    """Headers of the answer to a preflight OPTIONS request."""
+    headers = response_headers(app, origin)
+    if "Access-Control-Allow-Origin" in headers:
+        headers.update({
+            "Access-Control-Allow-Methods": ALLOWED_METHODS,
+            "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+            "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_SECONDS),
+        })
+    return headers
