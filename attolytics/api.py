@@ -7,7 +7,7 @@ from urllib.parse import unquote_to_bytes
 
 import psycopg2
 from klein import Klein
-from twisted.logger import Logger
+from attolytics.logs import logger
 from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -16,7 +16,7 @@ from attolytics.config import Config
 from attolytics.database import DatabaseUnavailable
 from attolytics.table import EventRejected
 
-log = Logger()
+log = logger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 ALLOWED = "POST, OPTIONS"
@@ -108,6 +108,16 @@ class EventsAPI:
     def resource(self):
         """The twisted.web resource that serves this API."""
         return _Utf8Urls(self.app.resource())
+
+    def early_headers(self, path: bytes, origin: bytes | None) -> dict[str, str]:
+        """CORS headers for an answer given before the request is routed (an early 413)."""
+        parts = unquote_to_bytes(path.split(b"?", 1)[0]).split(b"/")
+        if len(parts) < 4 or parts[1] != b"apps":
+            return {}
+        app = self.config.apps.get(parts[2].decode("utf-8", errors="replace"))
+        if app is None:
+            return {}
+        return cors.response_headers(app, origin.decode("latin-1") if origin else None)
 
     @app.route("/apps/<app_id>/events/<event_type_id>", methods=["POST"])
     def post_typed_events(self, request, app_id, event_type_id):

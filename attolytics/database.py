@@ -1,10 +1,10 @@
 """A small pool of txpostgres connections to one PostgreSQL server."""
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
+from attolytics.logs import logger
 from txpostgres.txpostgres import Connection
 
-log = Logger()
+log = logger(__name__)
 
 
 class DatabaseUnavailable(Exception):

@@ -3,9 +3,9 @@
 import os
 import warnings
 
-from twisted.logger import Logger
+from attolytics.logs import logger
 
-log = Logger()
+log = logger(__name__)
 
 
 class EmbeddedPostgres:

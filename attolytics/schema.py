@@ -3,13 +3,13 @@
 import hashlib
 from typing import NamedTuple
 
-from twisted.logger import Logger
+from attolytics.logs import logger
 
 from attolytics.columns import converter_for
 from attolytics.config import ColumnDecl, Config, TableDecl
 from attolytics.table import Column, Table, quote_name, quote_table
 
-log = Logger()
+log = logger(__name__)
 
 
 class SchemaError(Exception):

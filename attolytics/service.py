@@ -5,18 +5,18 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from twisted.logger import Logger
-from twisted.web.server import Site
+from attolytics.logs import logger
 
+from attolytics import systemd
 from attolytics.api import EventsAPI
 from attolytics.config import Config
 from attolytics.database import Database
 from attolytics.embedded import EmbeddedPostgres
-from attolytics.request import request_factory
+from attolytics.site import AttolyticsSite
 from attolytics.schema import SchemaError, load_tables
 from attolytics.writer import Writer
 
-log = Logger()
+log = logger(__name__)
 
 MAX_RETRY_DELAY = 30.0
 
@@ -42,9 +42,7 @@ class AttolyticsService(Service):
 
     def startService(self):
         super().startService()
-        site = Site(self.api.resource())
-        site.requestFactory = request_factory(self.config.max_body_bytes)
-        site.displayTracebacks = False
+        site = AttolyticsSite(self.api.resource(), self.config.max_body_bytes, self.api.early_headers)
         listening = serverFromString(self.reactor, self.config.listen).listen(site)
         listening.addCallbacks(self._listening, self._cannot_listen)
         self.starting = Deferred.fromCoroutine(self._start_database())
@@ -53,6 +51,7 @@ class AttolyticsService(Service):
     def _listening(self, port):
         self.port = port
         log.info("listening on {address}", address=port.getHost())
+        systemd.notify("READY=1")
 
     def _cannot_listen(self, failure):
         self.on_fatal(f"cannot listen on {self.config.listen}: {failure.getErrorMessage()}")
@@ -102,6 +101,7 @@ class AttolyticsService(Service):
             return
 
     def stopService(self):
+        systemd.notify("STOPPING=1")
         super().stopService()
         return Deferred.fromCoroutine(self._stop())
 

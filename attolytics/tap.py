@@ -8,30 +8,73 @@ from dataclasses import replace
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ReactorNotRunning
-from twisted.logger import Logger
+from attolytics.logs import logger, set_verbosity
 from twisted.python import usage
 
 from attolytics.config import ConfigError, Database, load_config
 from attolytics.service import AttolyticsService
 
-log = Logger()
+log = logger(__name__)
+
+DEFAULT_CONFIG = "attolytics.conf.yaml"
 
 
 class Options(usage.Options):
-    """`twistd attolytics` options."""
+    """`twistd attolytics` options; the original's spellings are accepted too."""
 
     optParameters = [
-        ["config", "c", "attolytics.conf.yaml", "The configuration file (YAML)."],
+        ["config", "c", None, "The configuration file (YAML); default ./attolytics.conf.yaml."],
+        ["schema", None, None, "Same as --config (the original's name for it)."],
         ["listen", None, None, "Where to listen, as an endpoint description "
          "(default: the config's listen key, else tcp:8000:interface=127.0.0.1)."],
+        ["host", "H", None, "Listen on TCP at this address (with --port; default localhost)."],
+        ["port", "p", None, "Listen on TCP at this port (with --host; default 8000).", int],
         ["db-url", None, None, "PostgreSQL connection URL; overrides the config's database."],
+        ["db_url", None, None, "Same as --db-url (the original's spelling)."],
     ]
+
+    def __init__(self):
+        super().__init__()
+        self["verbosity"] = 0
+
+    def opt_verbose(self):
+        """Log more (debug messages); give it twice for no difference yet, as the original did."""
+        self["verbosity"] += 1
+
+    def opt_quiet(self):
+        """Log only warnings and errors, and no line per request."""
+        self["verbosity"] -= 1
+
+    opt_v = opt_verbose
+    opt_q = opt_quiet
+
+    def postOptions(self):
+        if self["config"] and self["schema"] and self["config"] != self["schema"]:
+            raise usage.UsageError("give either --config or --schema, not both")
+        self["config"] = self["config"] or self["schema"] or DEFAULT_CONFIG
+        if self["db-url"] and self["db_url"] and self["db-url"] != self["db_url"]:
+            raise usage.UsageError("give either --db-url or --db_url, not both")
+        self["db-url"] = self["db-url"] or self["db_url"]
+        if self["port"] is not None and not 0 <= self["port"] <= 65535:
+            raise usage.UsageError(f"--port {self['port']} is not a TCP port number")
+        if self["listen"] and (self["host"] or self["port"] is not None):
+            raise usage.UsageError("give either --listen or --host/--port, not both")
+        if self["host"] or self["port"] is not None:
+            self["listen"] = tcp_endpoint(self["host"] or "localhost", self["port"] or 8000)
+
+
+def tcp_endpoint(host: str, port: int) -> str:
+    """The endpoint description for TCP on `host` and `port` (colons of IPv6 escaped)."""
+    if host == "localhost":
+        host = "127.0.0.1"
+    return f"tcp:{port}:interface={host.replace(':', chr(92) + ':')}"
 
 
 def makeService(options, reactor=None):
     """Load the configuration and build the service; a configuration mistake exits with status 1."""
     if reactor is None:
         from twisted.internet import reactor
+    set_verbosity(options["verbosity"])
     try:
         config = load_config(options["config"])
     except ConfigError as e:

@@ -133,8 +133,8 @@ def test_daemon_mode(workdir):
         ("apps:\n  - {app_id: a, app_secret_key: k}\n  - {app_id: a, app_secret_key: k}\n",
          "apps[1]: duplicate app id 'a'"),
         ("colour: blue\napps: []\n", "colour: unknown key"),
-        ("apps:\n  - {app_id: a, app_secret_key: k}\ntables:\n  t:\n    columns: [{name: c, type: int}]\n",
-         "tables.t.columns[0].type: unknown column type 'int'"),
+        ("apps:\n  - {app_id: a, app_secret_key: k}\ntables:\n  t:\n    columns: [{name: c, type: point}]\n",
+         "tables.t.columns[0].type: unknown column type 'point'"),
     ],
 )
 def test_config_mistake_exits_1_with_a_short_message(tmp_path, text, words):
