@@ -1,26 +1,51 @@
-"""A small pool of txpostgres connections to one PostgreSQL server."""
+"""A small, self-healing pool of txpostgres connections to one PostgreSQL server."""
 
 from twisted.internet.defer import Deferred
-from attolytics.logs import logger
 from txpostgres.txpostgres import Connection
 
+from attolytics.logs import logger
+
 log = logger(__name__)
+
+FIRST_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 10.0
 
 
 class DatabaseUnavailable(Exception):
     """No connection to PostgreSQL can serve this request now; the client should retry."""
 
 
+class _Connection(Connection):
+    """A txpostgres connection that reports, instead of raising, a server gone while it is idle."""
+
+    on_lost = None
+
+    def doRead(self):
+        try:
+            super().doRead()
+        except Exception as e:  # the server closed the connection or died
+            log.warn("lost a database connection: {error}", error=str(e).strip())
+            self.close()
+            if self.on_lost is not None:
+                self.on_lost(self)
+
+
 class Database:
-    """Hands out one connection per operation; psycopg2's async connections run one query at a time."""
+    """Hands out one connection per operation; psycopg2's async connections run one query at a time.
+
+    A connection that breaks is dropped and replaced in the background with backoff; while no
+    connection is alive, operations fail at once with DatabaseUnavailable.
+    """
 
     def __init__(self, dsn: str, reactor, size: int = 4):
         self.dsn = dsn
         self.reactor = reactor
         self.size = size
-        self._idle: list[Connection] = []
-        self._busy: set[Connection] = set()
+        self._idle: list[_Connection] = []
+        self._busy: set[_Connection] = set()
         self._waiters: list[Deferred] = []
+        self._replacing = 0
+        self._retry_delay = FIRST_RETRY_DELAY
         self._closed = False
 
     async def connect(self) -> None:
@@ -28,54 +53,105 @@ class Database:
         opened = []
         try:
             for _ in range(self.size):
-                connection = Connection(self.reactor)
-                await connection.connect(self.dsn)
-                opened.append(connection)
+                opened.append(await self._open())
         except BaseException:
             for connection in opened:
                 connection.close()
             raise
         self._idle.extend(opened)
 
+    async def _open(self) -> _Connection:
+        connection = _Connection(self.reactor)
+        await connection.connect(self.dsn)
+        connection.on_lost = self._lost
+        return connection
+
+    @property
+    def connected(self) -> int:
+        """How many connections are alive now."""
+        return len(self._idle) + len(self._busy)
+
     def close(self) -> None:
         """Close every connection; operations still waiting for one fail."""
         self._closed = True
         for connection in self._idle + list(self._busy):
+            connection.on_lost = None
             connection.close()
         self._idle.clear()
+        self._fail_waiters("the database pool is closed")
+
+    def _fail_waiters(self, reason: str) -> None:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
-            waiter.errback(DatabaseUnavailable("the database pool is closed"))
+            waiter.errback(DatabaseUnavailable(reason))
 
     def _acquire(self) -> Deferred:
         if self._closed:
             raise DatabaseUnavailable("the database pool is closed")
-        while self._idle:
+        if self._idle:
             connection = self._idle.pop()
-            if not connection.closed:
-                self._busy.add(connection)
-                d = Deferred()
-                d.callback(connection)
-                return d
+            self._busy.add(connection)
+            d = Deferred()
+            d.callback(connection)
+            return d
         if not self._busy:
             raise DatabaseUnavailable("no connection to the database")
         waiter = Deferred()
         self._waiters.append(waiter)
         return waiter
 
-    def _release(self, connection: Connection) -> None:
+    def _release(self, connection: _Connection) -> None:
         self._busy.discard(connection)
-        if self._closed or connection.closed:
-            if not self._idle and not self._busy:
-                waiters, self._waiters = self._waiters, []
-                for waiter in waiters:
-                    waiter.errback(DatabaseUnavailable("no connection to the database"))
-            return
-        if self._waiters:
+        if connection.closed:
+            self._lost(connection)
+        elif self._closed:
+            connection.close()
+        elif self._waiters:
             self._busy.add(connection)
             self._waiters.pop(0).callback(connection)
         else:
             self._idle.append(connection)
+
+    def _lost(self, connection: _Connection) -> None:
+        """Forget a broken connection and start replacing it."""
+        connection.on_lost = None
+        if connection in self._idle:
+            self._idle.remove(connection)
+        self._busy.discard(connection)
+        if self._closed:
+            return
+        if not self.connected:
+            self._fail_waiters("no connection to the database")
+        self._replace_later()
+
+    def _replace_later(self) -> None:
+        if self._closed or self.connected + self._replacing >= self.size:
+            return
+        self._replacing += 1
+        self.reactor.callLater(self._retry_delay, self._replace)
+        self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_DELAY)
+
+    def _replace(self) -> None:
+        async def attempt():
+            try:
+                connection = await self._open()
+            except Exception as e:
+                self._replacing -= 1
+                log.warn("cannot reconnect to PostgreSQL: {error}", error=str(e).strip())
+                self._replace_later()
+                return
+            self._replacing -= 1
+            if self._closed:
+                connection.close()
+                return
+            if not self.connected:
+                log.info("reconnected to PostgreSQL")
+            self._retry_delay = FIRST_RETRY_DELAY
+            self._busy.add(connection)
+            self._release(connection)
+            self._replace_later()
+
+        Deferred.fromCoroutine(attempt())
 
     async def _run(self, method: str, *args):
         connection = await self._acquire()

@@ -2,6 +2,7 @@
 
 import os
 import warnings
+from pathlib import Path
 
 from attolytics.logs import logger
 
@@ -21,7 +22,15 @@ class EmbeddedPostgres:
             # platformdirs warns at import when XDG_RUNTIME_DIR is unset; harmless here.
             warnings.simplefilter("ignore")
             import pgserver
+        from pgserver.utils import PostmasterInfo
+
         os.makedirs(self.path, exist_ok=True)
+        running = PostmasterInfo.read_from_pgdata(Path(self.path))
+        if running is not None and running.is_running():
+            # Another process (another instance, a psql session via pgserver) started it: use
+            # it, and leave it running at shutdown.
+            log.info("using the embedded PostgreSQL already running in {path}", path=self.path)
+            return running.get_uri()
         # cleanup_mode=None: pgserver's atexit hook must not stop the server behind our back;
         # stop() does it at the right point of shutdown.
         self._server = pgserver.get_server(self.path, cleanup_mode=None)

@@ -95,7 +95,7 @@ async def load_tables(db, config: Config) -> dict[str, Table]:
         if catalog is None:
             raise SchemaError(
                 f"{config.path}: table {name!r} ({_users_of(config, name)}) does not exist in the "
-                f"database and is not declared under tables:"
+                f"database and is not declared in the tables section"
             )
         tables[name] = _table(config, name, catalog)
         log.info("table {table}: columns {columns}", table=name, columns=", ".join(tables[name].columns))
@@ -170,4 +170,4 @@ def _users_of(config: Config, table: str) -> str:
         for type_id, target in app.event_types.items()
         if target == table
     ]
-    return ", ".join(users) or "declared under tables:"
+    return ", ".join(users) or "declared in the tables section"

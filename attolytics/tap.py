@@ -79,14 +79,16 @@ def makeService(options, reactor=None):
         config = load_config(options["config"])
     except ConfigError as e:
         sys.exit(f"attolytics: {e}")
+    listen_source = f"{config.path}: listen"
     if options["listen"]:
         config = replace(config, listen=options["listen"])
+        listen_source = "--listen" if not options["port"] and not options["host"] else "--host/--port"
     if options["db-url"]:
         config = replace(config, database=Database(url=options["db-url"]))
     try:
         serverFromString(reactor, config.listen)
     except (ValueError, KeyError, TypeError) as e:
-        sys.exit(f"attolytics: {config.path}: listen: cannot use {config.listen!r}: {e}")
+        sys.exit(f"attolytics: {listen_source}: cannot use {config.listen!r}: {e}")
     reactor.callWhenRunning(_stop_on_signals, reactor)
     return AttolyticsService(config, reactor, on_fatal=_exit_on_fatal(reactor))
 
