@@ -15,6 +15,7 @@ from attolytics import cors
 from attolytics.config import Config
 from attolytics.database import DatabaseUnavailable
 from attolytics.table import EventRejected
+from attolytics.writer import RowsRefused, WriterBusy
 
 log = logger(__name__)
 
@@ -206,10 +207,10 @@ class EventsAPI:
     async def _insert(self, batches) -> int:
         try:
             return await self.writer.insert(batches)
-        except psycopg2.errors.UniqueViolation as e:
-            raise ApiError(409, _pg_message(e)) from None
-        except (psycopg2.IntegrityError, psycopg2.DataError) as e:
-            raise ApiError(400, _pg_message(e)) from None
+        except RowsRefused as e:
+            raise ApiError(409 if e.unique_violation else 400, _pg_message(e.error)) from None
+        except WriterBusy:
+            raise _unavailable("too many events are waiting to be written; retry later") from None
         except DatabaseUnavailable as e:
             raise _unavailable(f"{e}; retry later") from None
         except Exception as e:

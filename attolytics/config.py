@@ -65,6 +65,16 @@ class Database:
 
 
 @dataclass(frozen=True)
+class WriterSettings:
+    """How rows are gathered and written."""
+
+    connections: int = 4
+    max_queued_rows: int = 100_000
+    max_batch_rows: int = 5000
+    max_delay_ms: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, as the service uses it."""
 
@@ -74,6 +84,7 @@ class Config:
     tables: Mapping[str, TableDecl] = field(default_factory=dict)
     listen: str = DEFAULT_LISTEN
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    writer: WriterSettings = WriterSettings()
 
     def table_names(self) -> list[str]:
         """Every table the service writes to or declares, each once, in a stable order."""
@@ -192,7 +203,7 @@ def parse_config(text: str, source: str) -> Config:
         raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
     root = _Node(source, "", document)
     keys = root.mapping(
-        {"listen", "database", "database_url", "apps", "tables", "max_body_bytes"}, {"apps"}
+        {"listen", "database", "database_url", "apps", "tables", "max_body_bytes", "writer"}, {"apps"}
     )
     tables = _tables(keys["tables"]) if "tables" in keys else {}
     if "database_url" in keys:
@@ -212,8 +223,20 @@ def parse_config(text: str, source: str) -> Config:
             if "max_body_bytes" in keys
             else DEFAULT_MAX_BODY_BYTES
         ),
+        writer=_writer(keys["writer"]) if "writer" in keys else WriterSettings(),
     )
     return config
+
+
+def _writer(node: _Node) -> WriterSettings:
+    keys = node.mapping({"connections", "max_queued_rows", "max_batch_rows", "max_delay_ms"})
+    settings = {name: child.positive_int() for name, child in keys.items() if name != "max_delay_ms"}
+    if "max_delay_ms" in keys:
+        delay = keys["max_delay_ms"].value
+        if type(delay) is not int or not 0 <= delay <= 1000:
+            raise keys["max_delay_ms"].error(f"expected milliseconds from 0 to 1000, got {_describe(delay)}")
+        settings["max_delay_ms"] = delay
+    return WriterSettings(**settings)
 
 
 def _database(node: _Node | None) -> Database:

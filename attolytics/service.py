@@ -35,6 +35,7 @@ class AttolyticsService(Service):
         self.api = EventsAPI(config)
         self.port = None
         self.db = None
+        self.writer = None
         self.embedded = None
         self._embedded_started = None
         # Fires once start-up has ended: ready to serve, given up (on_fatal), or stopped.
@@ -75,7 +76,7 @@ class AttolyticsService(Service):
             log.info("embedded PostgreSQL is running; connect with: psql '{url}'", url=url)
         delay = 1.0
         while self.running:
-            db = Database(url, self.reactor)
+            db = Database(url, self.reactor, size=self.config.writer.connections)
             try:
                 await db.connect()
                 tables = await load_tables(db, self.config)
@@ -96,7 +97,12 @@ class AttolyticsService(Service):
                 db.close()
                 return
             self.db = db
-            self.api.ready(tables, Writer(db))
+            settings = self.config.writer
+            self.writer = Writer(
+                db, self.reactor, max_queued_rows=settings.max_queued_rows,
+                max_rows_per_flush=settings.max_batch_rows, flush_delay=settings.max_delay_ms / 1000,
+            )
+            self.api.ready(tables, self.writer)
             log.info("ready: {count} tables checked", count=len(tables))
             return
 
@@ -110,6 +116,8 @@ class AttolyticsService(Service):
             await self.port.stopListening()
         if self.starting is not None and not self.starting.called:
             self.starting.cancel()
+        if self.writer is not None:
+            await self.writer.drain()
         if self.db is not None:
             self.db.close()
         if self._embedded_started is not None:

@@ -1,32 +1,211 @@
-"""The only way rows reach PostgreSQL: each request's rows in one transaction, all or none."""
+"""The only way rows reach PostgreSQL: rows of concurrent requests gathered into shared transactions.
 
-from twisted.internet.defer import Deferred
+Each request's rows wait in a queue. Whenever a connection is free, everything queued (up to a
+cap) is written in one transaction with one multi-row INSERT per table, and every request in it
+is answered after the COMMIT. A request's rows never span two transactions, so each request is
+all or nothing. When a batch fails because of one request's data, the batch is written again
+with a savepoint around each request: only the guilty ones fail.
+"""
 
+from collections import deque
+from dataclasses import dataclass, field
+
+import psycopg2
+from twisted.internet.defer import Deferred, succeed
+
+from attolytics.database import DatabaseUnavailable
+from attolytics.logs import logger
 from attolytics.table import Table
 
+log = logger(__name__)
+
 ROWS_PER_STATEMENT = 1000
+DEFAULT_MAX_ROWS_PER_FLUSH = 5000
+DEFAULT_MAX_QUEUED_ROWS = 100_000
+
+
+class WriterBusy(Exception):
+    """The queue is full; the client should retry later."""
+
+
+class RowsRefused(Exception):
+    """PostgreSQL refused a request's rows (a constraint, a value out of range)."""
+
+    def __init__(self, error: psycopg2.Error):
+        super().__init__(str(error))
+        self.error = error
+
+    @property
+    def unique_violation(self) -> bool:
+        """True when a unique index refused the rows."""
+        return isinstance(self.error, psycopg2.errors.UniqueViolation)
+
+
+# Errors that belong to the data of the statement, not to the connection or the server.
+_DATA_ERRORS = (psycopg2.IntegrityError, psycopg2.DataError)
+
+
+@dataclass
+class _Pending:
+    """One request's rows, waiting for the transaction that will hold them."""
+
+    batches: list  # [(Table, [row, ...]), ...]
+    rows: int
+    done: Deferred = field(default_factory=Deferred)
 
 
 class Writer:
-    """Writes validated rows with multi-row INSERTs."""
+    """Queues rows per request and writes them with group commit."""
 
-    def __init__(self, db):
+    def __init__(self, db, reactor, max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS,
+                 max_rows_per_flush: int = DEFAULT_MAX_ROWS_PER_FLUSH, flush_delay: float = 0.0):
         self.db = db
+        self.reactor = reactor
+        self.max_queued_rows = max_queued_rows
+        self.max_rows_per_flush = max_rows_per_flush
+        self.flush_delay = flush_delay
+        self.queued_rows = 0  # rows accepted and not yet answered, in the queue or in flight
+        self._queue: deque[_Pending] = deque()
+        self._waiting_rows = 0  # rows in the queue, not yet in a flush
+        self._flushing = 0
+        self._delayed = None
+        self._idle_waiters: list[Deferred] = []
 
     def insert(self, batches: list[tuple[Table, list[tuple]]]) -> Deferred:
-        """Insert every (table, rows) pair in one transaction; fires with the row count after COMMIT."""
-        return self.db.runInteraction(self._insert_all, batches)
+        """Queue one request's rows; fires with their count after the COMMIT that holds them all.
 
-    @staticmethod
-    def _insert_all(cursor, batches) -> Deferred:
-        async def run():
-            count = 0
-            for table, rows in batches:
-                for start in range(0, len(rows), ROWS_PER_STATEMENT):
-                    chunk = rows[start : start + ROWS_PER_STATEMENT]
-                    sql, params = table.insert_statement(chunk)
-                    await cursor.execute(sql, params)
-                    count += len(chunk)
-            return count
+        Fails with WriterBusy when the queue is full, RowsRefused when PostgreSQL refuses
+        this request's rows, or another error when the database could not be reached.
+        """
+        rows = sum(len(table_rows) for _, table_rows in batches)
+        if self.queued_rows and self.queued_rows + rows > self.max_queued_rows:
+            raise WriterBusy(f"{self.queued_rows} rows are waiting to be written")
+        pending = _Pending(batches, rows)
+        self._queue.append(pending)
+        self.queued_rows += rows
+        self._waiting_rows += rows
+        self._schedule()
+        return pending.done
 
-        return Deferred.fromCoroutine(run())
+    def drain(self) -> Deferred:
+        """Fires once every queued row has been written (or has failed)."""
+        if not self.queued_rows:
+            return succeed(None)
+        waiter = Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
+    def _schedule(self) -> None:
+        """Flush now, or with flush_delay, once a delay has passed or a full batch is waiting."""
+        if not self.flush_delay or self._waiting_rows >= self.max_rows_per_flush:
+            if self._delayed is not None:
+                self._delayed.cancel()
+                self._delayed = None
+            self._start_flushes()
+        elif self._delayed is None:
+            self._delayed = self.reactor.callLater(self.flush_delay, self._flush_delayed)
+
+    def _flush_delayed(self) -> None:
+        self._delayed = None
+        self._start_flushes()
+
+    def _start_flushes(self) -> None:
+        # One flush per connection: while they run, new requests gather for the next one.
+        while self._queue and self._flushing < max(1, self.db.connected):
+            taken, rows = [], 0
+            while self._queue and (not taken or rows + self._queue[0].rows <= self.max_rows_per_flush):
+                pending = self._queue.popleft()
+                taken.append(pending)
+                rows += pending.rows
+            self._waiting_rows -= rows
+            self._flushing += 1
+            Deferred.fromCoroutine(self._flush(taken))
+
+    async def _flush(self, requests: list[_Pending]) -> None:
+        results = await self._write(requests)
+        # Account first, answer second: an answered client may send its next request at once.
+        self._flushing -= 1
+        self.queued_rows -= sum(p.rows for p in requests)
+        for pending, result in zip(requests, results):
+            _answer(pending, result)
+        if self._queue:
+            self._schedule()
+        elif not self.queued_rows:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    async def _write(self, requests: list[_Pending]) -> list:
+        """Write the requests; return for each its row count or the exception to answer with."""
+        try:
+            await self.db.runInteraction(_insert_together, requests)
+        except _DATA_ERRORS as e:
+            if len(requests) == 1:
+                return [RowsRefused(e)]
+            return await self._write_isolated(requests)
+        except Exception as e:
+            return [_unavailable(e)] * len(requests)
+        return [pending.rows for pending in requests]
+
+    async def _write_isolated(self, requests: list[_Pending]) -> list:
+        """Write again with a savepoint per request, so only the requests at fault fail."""
+        log.debug("a batch of {count} requests failed; writing each on its own", count=len(requests))
+        refused: dict[int, RowsRefused] = {}
+        try:
+            await self.db.runInteraction(_insert_each, requests, refused)
+        except Exception as e:
+            return [_unavailable(e)] * len(requests)
+        return [refused.get(i, pending.rows) for i, pending in enumerate(requests)]
+
+
+def _answer(pending: _Pending, result) -> None:
+    if isinstance(result, Exception):
+        pending.done.errback(result)
+    else:
+        pending.done.callback(result)
+
+
+def _unavailable(error: Exception) -> Exception:
+    if isinstance(error, DatabaseUnavailable):
+        return error
+    log.warn("writing a batch failed: {error}", error=str(error).strip() or repr(error))
+    return DatabaseUnavailable("the database could not store the events")
+
+
+def _merged(requests: list[_Pending]) -> dict:
+    """All rows of the requests, per table, in order: table name -> (Table, rows)."""
+    merged: dict[str, tuple[Table, list]] = {}
+    for pending in requests:
+        for table, rows in pending.batches:
+            merged.setdefault(table.name, (table, []))[1].extend(rows)
+    return merged
+
+
+async def _execute_rows(cursor, table: Table, rows: list) -> None:
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        sql, params = table.insert_statement(rows[start : start + ROWS_PER_STATEMENT])
+        await cursor.execute(sql, params)
+
+
+def _insert_together(cursor, requests: list[_Pending]) -> Deferred:
+    async def run():
+        for table, rows in _merged(requests).values():
+            await _execute_rows(cursor, table, rows)
+
+    return Deferred.fromCoroutine(run())
+
+
+def _insert_each(cursor, requests: list[_Pending], refused: dict) -> Deferred:
+    async def run():
+        for index, pending in enumerate(requests):
+            await cursor.execute("SAVEPOINT attolytics_request")
+            try:
+                for table, rows in pending.batches:
+                    await _execute_rows(cursor, table, rows)
+            except _DATA_ERRORS as e:
+                await cursor.execute("ROLLBACK TO SAVEPOINT attolytics_request")
+                refused[index] = RowsRefused(e)
+            else:
+                await cursor.execute("RELEASE SAVEPOINT attolytics_request")
+
+    return Deferred.fromCoroutine(run())

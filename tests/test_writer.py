@@ -1,0 +1,185 @@
+"""The group-commit writer against real PostgreSQL; time driven by task.Clock where it matters."""
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.task import Clock
+
+from attolytics.config import parse_config
+from attolytics.database import Database
+from attolytics.schema import load_tables
+from attolytics.writer import RowsRefused, Writer, WriterBusy
+
+CONFIG = """
+tables:
+  hits:
+    columns:
+      - {name: n, type: i64, required: true}
+apps:
+  - {app_id: a, app_secret_key: k, event_types: [{event_type_id: hits}]}
+"""
+
+
+@pytest.fixture
+def db_and_table(database_url, sql):
+    """A one-connection pool and the `hits` table (n bigint not null, n >= 0)."""
+    db = Database(database_url, reactor, size=1)
+    pytest_twisted.blockon(ensureDeferred(db.connect()))
+    tables = pytest_twisted.blockon(ensureDeferred(load_tables(db, parse_config(CONFIG, "w.yaml"))))
+    sql("alter table hits add constraint positive check (n >= 0)")
+    yield db, tables["hits"]
+    db.close()
+
+
+def request(table, *numbers):
+    return [(table, [table.row({"n": n}, i) for i, n in enumerate(numbers)])]
+
+
+def transactions(sql):
+    """How many transactions wrote the rows of `hits` (rows of one transaction share xmin)."""
+    return sql("select count(distinct xmin::text) from hits")[0][0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_arriving_during_a_flush_share_the_next_transaction(db_and_table, sql):
+    db, hits = db_and_table
+    writer = Writer(db, reactor)
+    first = writer.insert(request(hits, 1))  # takes the only connection at once
+    rest = [writer.insert(request(hits, n, n + 100)) for n in range(2, 12)]
+    assert writer.queued_rows == 21
+    results = await DeferredList([first] + rest, fireOnOneErrback=True)
+    assert [count for _, count in results] == [1] + [2] * 10
+    assert sql("select count(*) from hits")[0][0] == 21
+    assert transactions(sql) == 2
+    assert writer.queued_rows == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_answer_comes_after_the_commit(db_and_table, sql):
+    db, hits = db_and_table
+    writer = Writer(db, reactor)
+    seen_at_answer = []
+    d = writer.insert(request(hits, 7, 8))
+    d.addCallback(lambda count: seen_at_answer.append(sql("select count(*) from hits")[0][0]))
+    await d
+    # Another connection already saw both rows when the request was answered: committed.
+    assert seen_at_answer == [2]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_large_request_is_never_split_across_transactions(db_and_table, sql):
+    db, hits = db_and_table
+    writer = Writer(db, reactor, max_rows_per_flush=100)
+    first = writer.insert(request(hits, *range(250)))
+    second = writer.insert(request(hits, *range(30)))
+    assert await first == 250 and await second == 30
+    assert sql("select count(distinct xmin::text) from hits where n >= 30")[0][0] == 1
+    assert transactions(sql) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_refused_by_postgres_fails_alone(db_and_table, sql):
+    db, hits = db_and_table
+    writer = Writer(db, reactor)
+    blocker = writer.insert(request(hits, 0))
+    good_before = writer.insert(request(hits, 1, 2))
+    bad = writer.insert(request(hits, 3, -1))  # violates the check constraint
+    good_after = writer.insert(request(hits, 4))
+    await blocker
+    assert await good_before == 2
+    assert await good_after == 1
+    with pytest.raises(RowsRefused) as refused:
+        await bad
+    assert "positive" in str(refused.value)
+    assert sorted(n for (n,) in sql("select n from hits")) == [0, 1, 2, 4]
+
+
+@pytest_twisted.ensureDeferred
+async def test_unique_violation_is_reported_as_such(db_and_table, sql):
+    db, hits = db_and_table
+    sql("create unique index on hits (n)")
+    writer = Writer(db, reactor)
+    await writer.insert(request(hits, 1))
+    with pytest.raises(RowsRefused) as refused:
+        await writer.insert(request(hits, 2, 1))
+    assert refused.value.unique_violation
+    assert sql("select n from hits") == [(1,)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_queue_cap_refuses_new_rows_and_frees_up(db_and_table, sql):
+    db, hits = db_and_table
+    writer = Writer(db, reactor, max_queued_rows=10)
+    accepted = [writer.insert(request(hits, *range(5))), writer.insert(request(hits, *range(5)))]
+    with pytest.raises(WriterBusy):
+        writer.insert(request(hits, 99))
+    await DeferredList(accepted, fireOnOneErrback=True)
+    assert writer.queued_rows == 0
+    assert await writer.insert(request(hits, 99)) == 1
+    assert sql("select count(*) from hits")[0][0] == 11
+
+
+@pytest_twisted.ensureDeferred
+async def test_flush_delay_gathers_rows_until_the_clock_says(db_and_table, sql):
+    db, hits = db_and_table
+    clock = Clock()
+    writer = Writer(db, clock, flush_delay=0.05)
+    answers = [writer.insert(request(hits, n)) for n in range(3)]
+    await _spin()
+    assert not any(d.called for d in answers)
+    assert sql("select count(*) from hits")[0][0] == 0
+    clock.advance(0.05)
+    await DeferredList(answers, fireOnOneErrback=True)
+    assert transactions(sql) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_full_batch_does_not_wait_for_the_delay(db_and_table, sql):
+    db, hits = db_and_table
+    clock = Clock()
+    writer = Writer(db, clock, flush_delay=10, max_rows_per_flush=4)
+    small = writer.insert(request(hits, 1))
+    big = writer.insert(request(hits, 2, 3, 4))
+    assert await small == 1 and await big == 3  # no clock.advance needed
+
+
+@pytest_twisted.ensureDeferred
+async def test_drain_waits_for_queued_rows(db_and_table, sql):
+    db, hits = db_and_table
+    writer = Writer(db, reactor)
+    answers = [writer.insert(request(hits, n)) for n in range(5)]
+    await writer.drain()
+    assert all(d.called for d in answers)
+    assert sql("select count(*) from hits")[0][0] == 5
+
+
+async def _spin():
+    """Let the real reactor run pending I/O for a moment."""
+    d = Deferred()
+    reactor.callLater(0.05, d.callback, None)
+    await d
+
+
+@pytest_twisted.ensureDeferred
+async def test_over_http_a_full_queue_is_503_with_retry_after(start, sql):
+    from conftest import SEED_CONFIG
+
+    running = await start(SEED_CONFIG + "writer: {connections: 1, max_queued_rows: 3}\n")
+    writer = running.service.writer
+    event = {"timestamp": 1, "event_type": "x"}
+    sql("begin")
+    sql("lock table game_events in access exclusive mode")  # every flush now waits
+    first = ensureDeferred(running.client.post_events("mygame", "game_events", [event, event]))
+    while writer.queued_rows < 2:
+        await _spin()
+    second = ensureDeferred(running.client.post_events("mygame", "game_events", [event]))
+    while writer.queued_rows < 3:
+        await _spin()
+    refused = await running.client.post_events("mygame", "game_events", [event])
+    assert refused.status == 503
+    assert int(refused.headers["retry-after"]) > 0
+    assert "retry" in refused.json()["error"]
+    sql("commit")
+    assert (await first).status == 200 and (await second).status == 200
+    assert sql("select count(*) from game_events")[0][0] == 3
