@@ -20,4 +20,5 @@ def logger(namespace: str) -> Logger:
 
 def set_verbosity(verbosity: int) -> None:
     """0 logs info and up (with one access line per request); below 0 warnings only; above, debug."""
-    _predicate.defaultLogLevel = _LEVELS[max(-1, min(1, verbosity))]
+    # The predicate keeps its default in the "" namespace; its defaultLogLevel is read only once.
+    _predicate.setLogLevelForNamespace("", _LEVELS[max(-1, min(1, verbosity))])

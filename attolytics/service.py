@@ -28,8 +28,10 @@ class AttolyticsService(Service):
     configuration, a port that cannot be opened): twistd exits; tests record it.
     """
 
-    def __init__(self, config: Config, reactor, on_fatal):
+    def __init__(self, config: Config, reactor, on_fatal, writer_factory=Writer):
         self.config = config
+        # Builds the writer from (db, reactor, **settings); the benchmark swaps in its baselines.
+        self.writer_factory = writer_factory
         self.reactor = reactor
         self.on_fatal = on_fatal
         self.api = EventsAPI(config)
@@ -52,13 +54,15 @@ class AttolyticsService(Service):
     def _listening(self, port):
         self.port = port
         log.info("listening on {address}", address=port.getHost())
-        systemd.notify("READY=1")
+        # twistd starts services before the reactor runs; a stop request that follows READY at
+        # once needs the reactor's signal handling in place.
+        self.reactor.callWhenRunning(systemd.notify, "READY=1")
 
     def _cannot_listen(self, failure):
         self.on_fatal(f"cannot listen on {self.config.listen}: {failure.getErrorMessage()}")
 
     def _start_failed(self, failure):
-        if failure.check(CancelledError):  # stopped while still starting
+        if failure.check(CancelledError) or not self.running:  # stopped while still starting
             return
         log.failure("start-up failed", failure=failure)
         self.on_fatal(f"start-up failed: {failure.getErrorMessage()}")
@@ -98,7 +102,7 @@ class AttolyticsService(Service):
                 return
             self.db = db
             settings = self.config.writer
-            self.writer = Writer(
+            self.writer = self.writer_factory(
                 db, self.reactor, max_queued_rows=settings.max_queued_rows,
                 max_rows_per_flush=settings.max_batch_rows, flush_delay=settings.max_delay_ms / 1000,
             )
