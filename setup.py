@@ -16,6 +16,7 @@ setup(
         "txpostgres>=1.7",
         "psycopg2-binary>=2.9",
         "pyyaml>=6.0",
+        "orjson>=3.9",
         "pgserver>=0.1.4",
     ],
     extras_require={

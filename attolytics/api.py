@@ -8,6 +8,7 @@ from urllib.parse import unquote_to_bytes
 import psycopg2
 from klein import Klein
 from attolytics.logs import logger
+from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -105,6 +106,11 @@ class EventsAPI:
         """Start serving: `tables` maps table name to Table, `writer` stores rows."""
         self.tables = tables
         self.writer = writer
+        # Apps with a table filled partly from request headers: only they need them decoded.
+        self._header_apps = {
+            app.app_id: any(tables[t].uses_headers for t in app.event_types.values())
+            for app in self.config.apps.values()
+        }
 
     def resource(self):
         """The twisted.web resource that serves this API."""
@@ -120,19 +126,22 @@ class EventsAPI:
             return {}
         return cors.response_headers(app, origin.decode("latin-1") if origin else None)
 
-    @app.route("/apps/<app_id>/events/<event_type_id>", methods=["POST"])
-    def post_typed_events(self, request, app_id, event_type_id):
+    # One rule per path, POST and OPTIONS together: werkzeug's matcher costs grow with rules.
+    @app.route("/apps/<app_id>/events/<event_type_id>", methods=["POST", "OPTIONS"])
+    def typed_events(self, request, app_id, event_type_id):
         """The seed's route: every event goes to the table of the event type in the URL."""
+        if request.method == b"OPTIONS":
+            return self._preflight(request, app_id)
         return self._post(request, app_id, event_type_id)
 
-    @app.route("/apps/<app_id>/events", methods=["POST"])
-    def post_events(self, request, app_id):
+    @app.route("/apps/<app_id>/events", methods=["POST", "OPTIONS"])
+    def events(self, request, app_id):
         """The later route: each event names its event type (its table) in `_t`."""
+        if request.method == b"OPTIONS":
+            return self._preflight(request, app_id)
         return self._post(request, app_id, None)
 
-    @app.route("/apps/<app_id>/events/<event_type_id>", methods=["OPTIONS"])
-    @app.route("/apps/<app_id>/events", methods=["OPTIONS"])
-    def preflight(self, request, app_id, event_type_id=None):
+    def _preflight(self, request, app_id):
         """Answer a browser's CORS preflight."""
         app = self.config.apps.get(app_id)
         if app is None:
@@ -142,7 +151,11 @@ class EventsAPI:
         request.setHeader(b"Allow", ALLOWED.encode())
         return b""
 
-    async def _post(self, request, app_id: str, event_type_id: str | None):
+    def _post(self, request, app_id: str, event_type_id: str | None):
+        """Check a POST; answer at once when it is refused, else once the writer has its rows.
+
+        A plain function rather than a coroutine: on the hot path, every Deferred counts.
+        """
         try:
             app = self.config.apps.get(app_id)
             if app is None:
@@ -156,15 +169,29 @@ class EventsAPI:
             if self.tables is None:
                 raise _unavailable("the database is not ready yet; retry later")
             try:
-                batches = self._rows(app, events, event_type_id, _header_values(request))
+                headers = _header_values(request) if self._header_apps.get(app.app_id) else None
+                batches = self._rows(app, events, event_type_id, headers)
             except EventRejected as e:
                 raise ApiError(e.status, e.message, event=e.index, field=e.field) from None
             except RecursionError:
                 raise ApiError(400, "an event is nested too deeply") from None
-            inserted = await self._insert(batches) if batches else 0
-            return _write_json(request, 200, {"inserted": inserted})
+            if not batches:
+                return _write_json(request, 200, {"inserted": 0})
+            try:
+                stored = self.writer.insert(batches)
+            except WriterBusy:
+                raise _unavailable("too many events are waiting to be written; retry later") from None
         except ApiError as e:
             return _write_json(request, e.status, e.body, e.headers)
+        stored.addCallbacks(
+            lambda inserted: _write_json(request, 200, {"inserted": inserted}),
+            self._insert_failed, errbackArgs=(request,),
+        )
+        # Klein cancels the answer when the client goes away; that must not reach `stored`,
+        # whose rows are already on their way into a transaction.
+        answer = Deferred()
+        stored.chainDeferred(answer)
+        return answer
 
     def _rows(self, app, events: list, event_type_id: str | None, headers) -> list:
         """Check every event; return [(table, rows)] in first-seen order, or raise EventRejected."""
@@ -204,18 +231,18 @@ class EventsAPI:
             raise ApiError(400, "events must be a JSON array of event objects")
         return events
 
-    async def _insert(self, batches) -> int:
-        try:
-            return await self.writer.insert(batches)
-        except RowsRefused as e:
-            raise ApiError(409 if e.unique_violation else 400, _pg_message(e.error)) from None
-        except WriterBusy:
-            raise _unavailable("too many events are waiting to be written; retry later") from None
-        except DatabaseUnavailable as e:
-            raise _unavailable(f"{e}; retry later") from None
-        except Exception as e:
-            log.error("insert failed: {error!r}", error=e)
-            raise _unavailable("the database could not store the events; retry later") from None
+    @staticmethod
+    def _insert_failed(failure, request) -> bytes:
+        """The JSON answer for rows the writer could not store."""
+        error = failure.value
+        if isinstance(error, RowsRefused):
+            answer = ApiError(409 if error.unique_violation else 400, _pg_message(error.error))
+        elif isinstance(error, DatabaseUnavailable):
+            answer = _unavailable(f"{error}; retry later")
+        else:
+            log.failure("insert failed", failure=failure)
+            answer = _unavailable("the database could not store the events; retry later")
+        return _write_json(request, answer.status, answer.body, answer.headers)
 
     @app.handle_errors(NotFound)
     def not_found(self, request, failure):

@@ -1,7 +1,7 @@
 """A small, self-healing pool of txpostgres connections to one PostgreSQL server."""
 
 from twisted.internet.defer import Deferred
-from txpostgres.txpostgres import Connection
+from txpostgres.txpostgres import Connection, RollbackFailed
 
 from attolytics.logs import logger
 
@@ -157,6 +157,10 @@ class Database:
         connection = await self._acquire()
         try:
             return await getattr(connection, method)(*args)
+        except RollbackFailed:
+            # The transaction's state is unknown: this connection must not be used again.
+            connection.close()
+            raise
         finally:
             self._release(connection)
 

@@ -158,7 +158,8 @@ def _table(config: Config, name: str, catalog: list[CatalogColumn]) -> Table:
         else:
             header = declared_columns[found.name].header if declared_columns else None
             columns.append(
-                Column(found.name, found.sql_type, found.not_null, found.has_default, convert, header)
+                Column(found.name, found.sql_type, found.typname, found.not_null, found.has_default,
+                       convert, header)
             )
     return Table(name, columns, fixed)
 

@@ -1,9 +1,10 @@
 """A destination table as the service sees it: which keys an event may carry, and the rows they make."""
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Mapping
 
-from psycopg2.extensions import AsIs, register_adapter
+import orjson
 
 from attolytics.columns import Converter, Rejected, describe
 
@@ -20,14 +21,14 @@ class EventRejected(ValueError):
 
 
 class _Default:
-    """Stands for SQL's DEFAULT in a VALUES list, for a key the event left out."""
+    """In a row, a key the event left out: the column gets its DEFAULT."""
 
     def __repr__(self):
         return "DEFAULT"
 
 
 DEFAULT = _Default()
-register_adapter(_Default, lambda _: AsIs("DEFAULT"))
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class Column:
     """One column Attolytics fills, from the event body or from a request header."""
 
     name: str
-    sql_type: str
+    sql_type: str  # as format_type() spells it, for messages
+    typname: str  # pg_type.typname, for the cast from text
     not_null: bool
     has_default: bool
     convert: Converter
@@ -62,14 +64,17 @@ class Table:
         # Columns a client may not name, each with the reason: filled by PostgreSQL, or not declared.
         self.fixed = dict(fixed or {})
         self._columns = list(columns)
-        self._body_columns = {c.name for c in columns if c.header is None}
+        self._body_columns = frozenset(c.name for c in columns if c.header is None)
         self.uses_headers = any(c.header is not None for c in columns)
-        prefix = "INSERT INTO {} ({}) VALUES ".format(
-            quote_table(name), ", ".join(quote_name(c.name) for c in self._columns)
-        )
-        # psycopg2 reads % as a placeholder, even inside a quoted identifier.
-        self._insert_prefix = prefix.replace("%", "%%")
-        self._row_template = "(" + ", ".join(["%s"] * len(self._columns)) + ")"
+        # Per column, what row() needs, unpacked once: the hot loop reads no attributes.
+        self._plan = [
+            (c.name if c.header is None else None, c.header.lower() if c.header else None,
+             c.convert, c.has_default, c.not_null, c)
+            for c in columns
+        ]
+        # Positions of the columns an event may leave to their DEFAULT.
+        self._defaultable = [i for i, c in enumerate(self._columns) if c.has_default]
+        self._statements: dict[tuple, str] = {}
 
     def row(self, event: Any, index: int, headers: Mapping[str, str] | None = None,
             ignore: str | None = None) -> tuple:
@@ -78,31 +83,31 @@ class Table:
         `headers` maps lower-case request header names to values, for header columns; the key
         `ignore` (the `_t` of the multi-table route) is not a column.
         """
-        if not isinstance(event, dict):
+        if type(event) is not dict:
             raise EventRejected(index, None, f"an event must be a JSON object, got {describe(event)}")
-        for key in event:
-            if key not in self._body_columns and key != ignore:
-                raise EventRejected(index, key, self._refusal(key))
+        if not self._body_columns.issuperset(event):
+            for key in event:
+                if key not in self._body_columns and key != ignore:
+                    raise EventRejected(index, key, self._refusal(key))
         values = []
-        for column in self._columns:
-            if column.header is None:
-                present = column.name in event
-                value = event.get(column.name)
+        append = values.append
+        for name, header, convert, has_default, not_null, column in self._plan:
+            if name is not None:
+                value = event.get(name, _MISSING)
             else:
-                value = (headers or {}).get(column.header.lower())
-                present = value is not None
-            if value is None:
-                if not present and column.has_default:
-                    values.append(DEFAULT)
-                elif column.not_null:
-                    raise EventRejected(index, column.name, self._missing(column, present))
+                value = headers.get(header, _MISSING) if headers else _MISSING
+            if value is None or value is _MISSING:
+                if value is _MISSING and has_default:
+                    append(DEFAULT)
+                elif not_null:
+                    raise EventRejected(index, column.name, self._missing(column, value is None))
                 else:
-                    values.append(None)
+                    append(None)
                 continue
             try:
-                values.append(column.convert(value))
+                append(convert(value))
             except Rejected as e:
-                source = f" (from the {column.header} header)" if column.header else ""
+                source = f" (from the {column.header} header)" if header else ""
                 raise EventRejected(index, column.name, f"{e}{source}") from None
         return tuple(values)
 
@@ -120,8 +125,45 @@ class Table:
             return f"is required and filled from the {column.header} request header, which is missing"
         return f"is required ({column.sql_type} NOT NULL), but {'null' if present else 'missing'}"
 
-    def insert_statement(self, rows: list[tuple]) -> tuple[str, list]:
-        """One multi-row INSERT for `rows`, with its flattened parameters."""
-        sql = self._insert_prefix + ", ".join([self._row_template] * len(rows))
-        params = [value for row in rows for value in row]
-        return sql, params
+    def insert_statements(self, rows: list[tuple]) -> list[tuple[str, tuple]]:
+        """INSERTs for `rows`, each with its one parameter: the rows as a JSON array of arrays.
+
+        PostgreSQL expands the array and casts each value from text with the column type's own
+        input function, so thousands of rows cost one quoted parameter, not one per value.
+        Rows that leave different columns to their DEFAULT go into different statements.
+        """
+        if not self._defaultable:
+            return [(self._statement(()), (_rows_json(rows),))]
+        groups: dict[tuple, list] = {}
+        for row in rows:
+            defaulted = tuple(i for i in self._defaultable if row[i] is DEFAULT)
+            groups.setdefault(defaulted, []).append(row)
+        return [(self._statement(d), (_rows_json(group),)) for d, group in groups.items()]
+
+    def _statement(self, defaulted: tuple) -> str:
+        statement = self._statements.get(defaulted)
+        if statement is None:
+            present = [(i, c) for i, c in enumerate(self._columns) if i not in defaulted]
+            names = ", ".join(quote_name(c.name) for _, c in present)
+            values = ", ".join(
+                f"(r->>{i})::pg_catalog.{quote_name(c.typname)}" for i, c in present
+            )
+            head = f"INSERT INTO {quote_table(self.name)} ({names}) SELECT {values}"
+            # psycopg2 reads % as a placeholder, even inside a quoted identifier.
+            statement = head.replace("%", "%%") + " FROM json_array_elements(%s::json) AS r"
+            self._statements[defaulted] = statement
+        return statement
+
+
+def _rows_json(rows: list[tuple]) -> str:
+    # orjson writes datetimes and dates in ISO 8601 itself, with the offset when there is one.
+    return orjson.dumps(rows, default=_json_value).decode()
+
+
+def _json_value(value):
+    """Text for the values orjson cannot write itself; PostgreSQL reads each with its type's input."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if value is DEFAULT:
+        return None
+    raise TypeError(f"cannot send {type(value).__name__} to PostgreSQL")

@@ -1,8 +1,8 @@
 """The only way rows reach PostgreSQL: rows of concurrent requests gathered into shared transactions.
 
 Each request's rows wait in a queue. Whenever a connection is free, everything queued (up to a
-cap) is written in one transaction with one multi-row INSERT per table, and every request in it
-is answered after the COMMIT. A request's rows never span two transactions, so each request is
+cap) is written in one transaction with one INSERT per table, all rows of a table travelling as
+one JSON parameter, and every request in it is answered after the COMMIT. A request's rows never span two transactions, so each request is
 all or nothing. When a batch fails because of one request's data, the batch is written again
 with a savepoint around each request: only the guilty ones fail.
 """
@@ -19,7 +19,6 @@ from attolytics.table import Table
 
 log = logger(__name__)
 
-ROWS_PER_STATEMENT = 1000
 DEFAULT_MAX_ROWS_PER_FLUSH = 5000
 DEFAULT_MAX_QUEUED_ROWS = 100_000
 
@@ -138,7 +137,9 @@ class Writer:
     async def _write(self, requests: list[_Pending]) -> list:
         """Write the requests; return for each its row count or the exception to answer with."""
         try:
-            await self.db.runInteraction(_insert_together, requests)
+            # One round trip: the statements of one query string run as one implicit
+            # transaction, committed at its end (the connection is in autocommit mode).
+            await self.db.runOperation(*_statements_together(requests))
         except _DATA_ERRORS as e:
             if len(requests) == 1:
                 return [RowsRefused(e)]
@@ -181,18 +182,14 @@ def _merged(requests: list[_Pending]) -> dict:
     return merged
 
 
-async def _execute_rows(cursor, table: Table, rows: list) -> None:
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        sql, params = table.insert_statement(rows[start : start + ROWS_PER_STATEMENT])
-        await cursor.execute(sql, params)
-
-
-def _insert_together(cursor, requests: list[_Pending]) -> Deferred:
-    async def run():
-        for table, rows in _merged(requests).values():
-            await _execute_rows(cursor, table, rows)
-
-    return Deferred.fromCoroutine(run())
+def _statements_together(requests: list[_Pending]) -> tuple[str, tuple]:
+    """All rows of the requests as one query string of INSERTs, one per table, and its parameters."""
+    statements = [
+        statement
+        for table, rows in _merged(requests).values()
+        for statement in table.insert_statements(rows)
+    ]
+    return "; ".join(sql for sql, _ in statements), tuple(p for _, params in statements for p in params)
 
 
 def _insert_each(cursor, requests: list[_Pending], refused: dict) -> Deferred:
@@ -201,7 +198,8 @@ def _insert_each(cursor, requests: list[_Pending], refused: dict) -> Deferred:
             await cursor.execute("SAVEPOINT attolytics_request")
             try:
                 for table, rows in pending.batches:
-                    await _execute_rows(cursor, table, rows)
+                    for sql, params in table.insert_statements(rows):
+                        await cursor.execute(sql, params)
             except _DATA_ERRORS as e:
                 await cursor.execute("ROLLBACK TO SAVEPOINT attolytics_request")
                 refused[index] = RowsRefused(e)

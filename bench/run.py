@@ -1,0 +1,255 @@
+"""The benchmark: embedded PostgreSQL, the real service and two baselines, driven by wrk.
+
+    python bench/run.py [--duration 10] [--connections 32]
+
+For 1, 10 and 100 events a request it measures events/s, p50 and p99 latency, and the rows
+really stored against the 200s received, for the service and, in the same run, for a null
+handler on the same web stack and for one INSERT per event. It then measures p99 latency at
+half the service's maximum rate, and resident memory before and after 1,000,000 events.
+Figures are reported as ratios too, since the machines are shared and noisy.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psycopg2
+
+HERE = Path(__file__).resolve().parent
+SEED_EVENT = {"timestamp": 1554130213, "event_type": "game_end", "score": 42}
+SHAPES = (1, 10, 100)
+MODES = ("null", "per-event", "attolytics")
+ROUTE = "/apps/bench/events/game_events"
+
+
+def say(text: str = "") -> None:
+    """Write a line of the report."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def body_file(directory: Path, events: int) -> Path:
+    path = directory / f"body-{events}.json"
+    path.write_text(json.dumps({"secret_key": "bench-key", "events": [SEED_EVENT] * events}))
+    return path
+
+
+class Server:
+    """One bench/serve.py process."""
+
+    def __init__(self, mode: str, db_url: str):
+        self.mode = mode
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "serve.py"), "--mode", mode, "--port", str(self.port),
+             "--db-url", db_url],
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        body = json.dumps({"secret_key": "bench-key", "events": []}).encode()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the {self.mode} server exited with {self.process.returncode}")
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{self.port}{ROUTE}", data=body,
+                headers={"Content-Type": "application/json"}, method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"the {self.mode} server did not become ready")
+
+    def rss_mib(self) -> float:
+        """Resident memory of the server process, in MiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _milliseconds(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(port: int, body: Path, seconds: int, connections: int, rate_per_connection: float = 0,
+            limit_per_thread: int = 0) -> dict:
+    """Run wrk against the server; return requests, 200s, requests/s, p50 and p99 in ms."""
+    env = dict(os.environ, ATTOLYTICS_BENCH_LIMITED="1" if limit_per_thread else "0")
+    command = [
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s",
+        "-s", str(HERE / "post.lua"), f"http://127.0.0.1:{port}{ROUTE}",
+        "--", str(body), str(rate_per_connection), str(limit_per_thread),
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    requests, elapsed, unit = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m|h)", output).groups()
+    elapsed = float(elapsed) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    latency = dict(re.findall(r"^\s+(50|99)(?:\.\d+)?%\s+([\d.]+(?:us|ms|s))", output, re.M))
+    requests = int(requests)
+    ok = requests - (int(failed.group(1)) if failed else 0)
+    return {
+        "requests": requests,
+        "ok": ok,
+        "rps": ok / elapsed,
+        "p50": _milliseconds(latency["50"]),
+        "p99": _milliseconds(latency["99"]),
+        "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+    }
+
+
+def stored_rows(db_url: str) -> int:
+    with psycopg2.connect(db_url) as connection, connection.cursor() as cur:
+        cur.execute("select count(*) from game_events")
+        return cur.fetchone()[0]
+
+
+def truncate(db_url: str) -> None:
+    with psycopg2.connect(db_url) as connection, connection.cursor() as cur:
+        cur.execute("truncate game_events")
+
+
+def wait_until_stored(db_url: str, at_least: int, seconds: float = 30) -> int:
+    """Rows in the table once the writes in flight when wrk stopped have landed."""
+    deadline = time.monotonic() + seconds
+    count = stored_rows(db_url)
+    while count < at_least and time.monotonic() < deadline:
+        time.sleep(0.2)
+        count = stored_rows(db_url)
+    return count
+
+
+def measure(server: Server, db_url: str, bodies: dict, args) -> dict:
+    results = {}
+    for events in SHAPES:
+        if server.mode != "null":
+            truncate(db_url)
+        r = run_wrk(server.port, bodies[events], args.duration, args.connections)
+        r["events_per_s"] = r["rps"] * events
+        if server.mode != "null":
+            r["stored"] = wait_until_stored(db_url, r["ok"] * events)
+            r["acknowledged"] = r["ok"] * events
+        results[events] = r
+        say(f"  {server.mode:>10}  {events:>3} events/request: {r['events_per_s']:>10,.0f} events/s"
+            f"  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms"
+            + (f"  stored {r['stored']:,} / acknowledged {r['acknowledged']:,}" if "stored" in r else ""))
+    return results
+
+
+def paced_latency(server: Server, bodies: dict, maximum: dict, args) -> dict:
+    """p99 latency with the load held at half the measured maximum rate."""
+    results = {}
+    for events in SHAPES:
+        rate = maximum[events]["rps"] / 2
+        r = run_wrk(server.port, bodies[events], args.duration, args.connections,
+                    rate_per_connection=rate / args.connections)
+        results[events] = r
+        say(f"  half rate {events:>3} events/request: {r['rps'] * events:>10,.0f} events/s"
+            f"  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms")
+    return results
+
+
+def memory_growth(server: Server, db_url: str, bodies: dict, rate: float, args) -> tuple:
+    """RSS before and after 1,000,000 events at 100 events a request (`rate` requests/s)."""
+    truncate(db_url)
+    before = server.rss_mib()
+    # wrk stops sending at the limit but runs out its duration: size that to the measured rate.
+    seconds = max(10, int(2 * 10_000 / rate) + 5)
+    r = run_wrk(server.port, bodies[100], seconds, args.connections, limit_per_thread=10_000)
+    stored = wait_until_stored(db_url, r["ok"] * 100)
+    after = server.rss_mib()
+    return before, after, stored
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: install it with `apt-get install wrk` (Debian/Ubuntu).")
+
+    sys.path.insert(0, str(HERE.parent))
+    from attolytics.embedded import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="attolytics-bench-") as tmp:
+        tmp = Path(tmp)
+        os.chmod(tmp, 0o755)  # the embedded server may run as another user
+        pg = EmbeddedPostgres(str(tmp / "pgdata"))
+        db_url = pg.start()
+        bodies = {events: body_file(tmp, events) for events in SHAPES}
+        say(f"wrk: 1 thread, {args.connections} connections, {args.duration} s a run; "
+            f"{os.cpu_count()} cores; body = the seed's event repeated")
+        try:
+            results = {}
+            for mode in MODES:
+                server = Server(mode, db_url)
+                try:
+                    results[mode] = measure(server, db_url, bodies, args)
+                    if mode == "attolytics":
+                        paced = paced_latency(server, bodies, results[mode], args)
+                        before, after, stored = memory_growth(
+                            server, db_url, bodies, results[mode][100]["rps"], args
+                        )
+                        say(f"  resident memory: {before:.1f} MiB before, {after:.1f} MiB after "
+                            f"{stored:,} events stored (growth {after - before:+.1f} MiB)")
+                finally:
+                    server.stop()
+        finally:
+            pg.stop()
+    report(results, paced, before, after)
+
+
+def report(results: dict, paced: dict, before: float, after: float) -> None:
+    say()
+    say("| events/request | null handler ev/s | per-event INSERT ev/s | attolytics ev/s "
+        "| vs null | vs per-event | p50 ms | p99 ms | p99 ms at half rate | stored / acknowledged |")
+    say("|---|---|---|---|---|---|---|---|---|---|")
+    for events in SHAPES:
+        null, per_event, ours = (results[m][events] for m in MODES)
+        say(f"| {events} | {null['events_per_s']:,.0f} | {per_event['events_per_s']:,.0f} "
+            f"| {ours['events_per_s']:,.0f} | {ours['events_per_s'] / null['events_per_s']:.2f} "
+            f"| {ours['events_per_s'] / per_event['events_per_s']:.1f} | {ours['p50']:.2f} "
+            f"| {ours['p99']:.2f} | {paced[events]['p99']:.2f} "
+            f"| {ours['stored']:,} / {ours['acknowledged']:,} |")
+    say()
+    say("targets: 10 events/request >= 0.80 x null: "
+        f"{results['attolytics'][10]['events_per_s'] / results['null'][10]['events_per_s']:.2f}; "
+        "100 events/request >= 7 x per-event: "
+        f"{results['attolytics'][100]['events_per_s'] / results['per-event'][100]['events_per_s']:.1f}; "
+        f"p99 at half rate <= 25 ms: {max(p['p99'] for p in paced.values()):.1f}; "
+        f"memory growth over 1,000,000 events < 50 MB: {after - before:+.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
