@@ -68,7 +68,7 @@ class Database:
 class WriterSettings:
     """How rows are gathered and written."""
 
-    connections: int = 4
+    connections: int = 2
     max_queued_rows: int = 100_000
     max_batch_rows: int = 5000
     max_delay_ms: int = 0

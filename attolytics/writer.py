@@ -69,6 +69,8 @@ class Writer:
         self._flushing = 0
         self._delayed = None
         self._idle_waiters: list[Deferred] = []
+        self.flushes = 0  # transactions written, for operators and the benchmark
+        self.flushed_requests = 0
 
     def insert(self, batches: list[tuple[Table, list[tuple]]]) -> Deferred:
         """Queue one request's rows; fires with their count after the COMMIT that holds them all.
@@ -118,6 +120,8 @@ class Writer:
                 rows += pending.rows
             self._waiting_rows -= rows
             self._flushing += 1
+            self.flushes += 1
+            self.flushed_requests += len(taken)
             Deferred.fromCoroutine(self._flush(taken))
 
     async def _flush(self, requests: list[_Pending]) -> None:
