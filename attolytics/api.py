@@ -141,6 +141,20 @@ class EventsAPI:
             return self._preflight(request, app_id)
         return self._post(request, app_id, None)
 
+    @app.route("/healthz", methods=["GET"])
+    def healthz(self, request):
+        """200 while the process runs."""
+        return _write_json(request, 200, {"status": "ok"})
+
+    @app.route("/readyz", methods=["GET"])
+    def readyz(self, request):
+        """200 when the tables are checked and a database connection is up, else 503."""
+        if self.tables is None:
+            return _write_json(request, 503, {"ready": False, "error": "the tables are not checked yet"})
+        if not self.writer.db.connected:
+            return _write_json(request, 503, {"ready": False, "error": "no connection to the database"})
+        return _write_json(request, 200, {"ready": True})
+
     def _preflight(self, request, app_id):
         """Answer a browser's CORS preflight."""
         app = self.config.apps.get(app_id)

@@ -72,6 +72,7 @@ class WriterSettings:
     max_queued_rows: int = 100_000
     max_batch_rows: int = 5000
     max_delay_ms: int = 0
+    flush_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class Config:
     listen: str = DEFAULT_LISTEN
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     writer: WriterSettings = WriterSettings()
+    # Seconds a client has to send a whole request; seconds a stop may take.
+    request_timeout: float = 30.0
+    shutdown_timeout: float = 10.0
 
     def table_names(self) -> list[str]:
         """Every table the service writes to or declares, each once, in a stable order."""
@@ -160,6 +164,11 @@ class _Node:
             raise self.error(f"expected true or false, got {_describe(self.value)}")
         return self.value
 
+    def seconds(self) -> float:
+        if type(self.value) not in (int, float) or not 0 < self.value <= 3600:
+            raise self.error(f"expected seconds, more than 0 and at most 3600, got {_describe(self.value)}")
+        return float(self.value)
+
     def positive_int(self) -> int:
         if type(self.value) is not int or self.value <= 0:
             raise self.error(f"expected a positive integer, got {_describe(self.value)}")
@@ -203,7 +212,9 @@ def parse_config(text: str, source: str) -> Config:
         raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
     root = _Node(source, "", document)
     keys = root.mapping(
-        {"listen", "database", "database_url", "apps", "tables", "max_body_bytes", "writer"}, {"apps"}
+        {"listen", "database", "database_url", "apps", "tables", "max_body_bytes", "writer",
+         "request_timeout", "shutdown_timeout"},
+        {"apps"},
     )
     tables = _tables(keys["tables"]) if "tables" in keys else {}
     if "database_url" in keys:
@@ -224,13 +235,23 @@ def parse_config(text: str, source: str) -> Config:
             else DEFAULT_MAX_BODY_BYTES
         ),
         writer=_writer(keys["writer"]) if "writer" in keys else WriterSettings(),
+        request_timeout=keys["request_timeout"].seconds() if "request_timeout" in keys else 30.0,
+        shutdown_timeout=keys["shutdown_timeout"].seconds() if "shutdown_timeout" in keys else 10.0,
     )
     return config
 
 
 def _writer(node: _Node) -> WriterSettings:
-    keys = node.mapping({"connections", "max_queued_rows", "max_batch_rows", "max_delay_ms"})
-    settings = {name: child.positive_int() for name, child in keys.items() if name != "max_delay_ms"}
+    keys = node.mapping(
+        {"connections", "max_queued_rows", "max_batch_rows", "max_delay_ms", "flush_timeout"}
+    )
+    settings = {
+        name: child.positive_int()
+        for name, child in keys.items()
+        if name not in ("max_delay_ms", "flush_timeout")
+    }
+    if "flush_timeout" in keys:
+        settings["flush_timeout"] = keys["flush_timeout"].seconds()
     if "max_delay_ms" in keys:
         delay = keys["max_delay_ms"].value
         if type(delay) is not int or not 0 <= delay <= 1000:

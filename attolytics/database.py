@@ -1,5 +1,6 @@
 """A small, self-healing pool of txpostgres connections to one PostgreSQL server."""
 
+from psycopg2.extensions import parse_dsn
 from twisted.internet.defer import Deferred
 from txpostgres.txpostgres import Connection, RollbackFailed
 
@@ -9,6 +10,10 @@ log = logger(__name__)
 
 FIRST_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 10.0
+CONNECT_TIMEOUT = 5.0
+# TCP keepalives, so a server that vanished (a network partition, a host gone) is noticed in
+# about 20 s even on an idle connection; libpq ignores them on unix sockets.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3, "keepalives_count": 3}
 
 
 class DatabaseUnavailable(Exception):
@@ -61,8 +66,20 @@ class Database:
         self._idle.extend(opened)
 
     async def _open(self) -> _Connection:
+        """One new connection; libpq's connect_timeout does not apply to async connects."""
         connection = _Connection(self.reactor)
-        await connection.connect(self.dsn)
+        options = {k: v for k, v in KEEPALIVES.items() if k not in parse_dsn(self.dsn)}
+        connecting = connection.connect(self.dsn, **options)
+        timer = self.reactor.callLater(CONNECT_TIMEOUT, connection.close)
+        try:
+            await connecting
+        except Exception:
+            if not timer.active():
+                raise DatabaseUnavailable(f"no answer from PostgreSQL within {CONNECT_TIMEOUT:g} s") from None
+            raise
+        finally:
+            if timer.active():
+                timer.cancel()
         connection.on_lost = self._lost
         return connection
 

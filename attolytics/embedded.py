@@ -31,19 +31,23 @@ class EmbeddedPostgres:
             # it, and leave it running at shutdown.
             log.info("using the embedded PostgreSQL already running in {path}", path=self.path)
             return running.get_uri()
-        # cleanup_mode=None: pgserver's atexit hook must not stop the server behind our back;
-        # stop() does it at the right point of shutdown.
-        self._server = pgserver.get_server(self.path, cleanup_mode=None)
+        # The class itself, not get_server(), which would return a cached handle without
+        # starting a server stopped since. cleanup_mode=None: pgserver's atexit hook must not
+        # stop the server behind our back; stop() does it at the right point of shutdown.
+        self._server = pgserver.PostgresServer(Path(self.path).resolve(), cleanup_mode=None)
         return self._server.get_uri()
 
-    def stop(self) -> None:
-        """Stop the server if this process started it; a fast shutdown that keeps the data."""
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server if this process started it, keeping the data.
+
+        `mode` is pg_ctl's: "fast" by default; tests use "immediate" to pull the plug.
+        """
         if self._server is None:
             return
         import pgserver
 
         server, self._server = self._server, None
         try:
-            pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+            pgserver.pg_ctl(["-w", "-m", mode, "stop"], pgdata=server.pgdata, user=server.system_user)
         except Exception as e:  # already stopped, or the data directory vanished
             log.warn("could not stop the embedded PostgreSQL cleanly: {error}", error=e)

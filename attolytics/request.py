@@ -6,21 +6,53 @@ from io import BytesIO
 
 from twisted.web import server
 
+REFUSED_LINGER_SECONDS = 2.0
+
 
 class LimitedRequest(server.Request):
     """A twisted.web request that never buffers more than `max_body_bytes` of body.
 
     A declared Content-Length over the limit is answered 413 before any of the body is read;
     a chunked body is counted as it arrives and cut off with 413 once it passes the limit.
+    A request whose head and body have not all arrived `receive_timeout` seconds after its
+    first line is answered 408 and cut off, so a slow client cannot hold a connection open.
     """
 
     max_body_bytes = 1024 * 1024
+    receive_timeout = 30.0
     refused = False
     _received = 0
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, channel, *args, **kwargs):
+        super().__init__(channel, *args, **kwargs)
         self.started = time.monotonic()
+        self._deadline = channel.callLater(self.receive_timeout, self._too_slow)
+        tracker = getattr(getattr(channel, "site", None), "in_flight", None)
+        if tracker is not None:
+            tracker.started(self)
+
+    def _too_slow(self):
+        self._deadline = None
+        self._refuse(408, f"the request did not arrive within {self.receive_timeout:g} seconds")
+
+    def _stop_deadline(self):
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def finish(self):
+        self._ended()
+        return super().finish()
+
+    def connectionLost(self, reason):
+        self._ended()
+        return super().connectionLost(reason)
+
+    def _ended(self):
+        self._stop_deadline()
+        tracker = getattr(getattr(self.channel, "site", None), "in_flight", None)
+        if tracker is not None:
+            tracker.ended(self)
 
     @staticmethod
     def early_headers(path: bytes, origin: bytes | None) -> dict[str, str]:
@@ -29,7 +61,7 @@ class LimitedRequest(server.Request):
 
     def gotLength(self, length):
         if length is not None and length > self.max_body_bytes:
-            self._refuse()
+            self._refuse(413, self._too_large())
             return
         # Always in memory: the limit bounds it, and a temporary file would cost a syscall per chunk.
         self.content = BytesIO()
@@ -40,21 +72,24 @@ class LimitedRequest(server.Request):
         self._received += len(data)
         if self._received > self.max_body_bytes:
             self.content = None
-            self._refuse()
+            self._refuse(413, self._too_large())
             return
         self.content.write(data)
 
     def requestReceived(self, command, path, version):
         if self.refused:
             return
+        self._stop_deadline()
         super().requestReceived(command, path, version)
 
-    def _refuse(self):
-        """Answer 413 straight away and close the connection once the answer is sent."""
+    def _too_large(self) -> str:
+        return f"request body larger than the limit of {self.max_body_bytes} bytes"
+
+    def _refuse(self, status: int, message: str):
+        """Answer at once, before the request is complete, and close once the answer is sent."""
         self.refused = True
-        body = json.dumps(
-            {"error": f"request body larger than the limit of {self.max_body_bytes} bytes"}
-        ).encode()
+        self._ended()
+        body = json.dumps({"error": message}).encode()
         # The request line is parsed but not yet handed to this request: the channel holds it.
         path = getattr(self.channel, "_path", b"")
         headers = {
@@ -63,25 +98,27 @@ class LimitedRequest(server.Request):
             "Content-Length": str(len(body)),
             **self.early_headers(path, self.requestHeaders.getRawHeaders(b"origin", [None])[0]),
         }
-        head = b"HTTP/1.1 413 Content Too Large\r\n" + b"".join(
+        reason = {408: b"Request Timeout", 413: b"Content Too Large"}[status]
+        head = b"HTTP/1.1 %d %s\r\n" % (status, reason) + b"".join(
             f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items()
         ) + b"\r\n"
         transport = self.channel.transport
         transport.write(head + body)
-        # Stop the peer's writes with a half close where we can, so the answer is not lost to a
-        # reset; the channel's idle timeout ends the connection if the client keeps sending.
-        if hasattr(transport, "loseWriteConnection"):
+        if status == 413 and hasattr(transport, "loseWriteConnection"):
+            # Half close, so the answer is not lost to a reset while the client is still
+            # sending; the rest of its body is read and dropped for a moment, then cut.
             transport.loseWriteConnection()
+            self.channel.callLater(REFUSED_LINGER_SECONDS, transport.loseConnection)
         else:
             transport.loseConnection()
 
 
-def request_factory(max_body_bytes: int, early_headers=None):
-    """A requestFactory for twisted.web.server.Site with the given body limit.
+def request_factory(max_body_bytes: int, early_headers=None, receive_timeout: float = 30.0):
+    """A requestFactory for twisted.web.server.Site with the given body limit and deadline.
 
-    `early_headers(path, origin)` gives extra headers for an early 413 (CORS, say).
+    `early_headers(path, origin)` gives extra headers for an early 413 or 408 (CORS, say).
     """
-    attributes = {"max_body_bytes": max_body_bytes}
+    attributes = {"max_body_bytes": max_body_bytes, "receive_timeout": receive_timeout}
     if early_headers is not None:
         attributes["early_headers"] = staticmethod(early_headers)
     return type("Request", (LimitedRequest,), attributes)

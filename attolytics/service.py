@@ -1,7 +1,7 @@
 """The running service: listens at once, connects to PostgreSQL, checks the tables, then serves."""
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
@@ -45,8 +45,11 @@ class AttolyticsService(Service):
 
     def startService(self):
         super().startService()
-        site = AttolyticsSite(self.api.resource(), self.config.max_body_bytes, self.api.early_headers)
-        listening = serverFromString(self.reactor, self.config.listen).listen(site)
+        self.site = AttolyticsSite(
+            self.api.resource(), self.config.max_body_bytes, self.api.early_headers,
+            self.config.request_timeout,
+        )
+        listening = serverFromString(self.reactor, self.config.listen).listen(self.site)
         listening.addCallbacks(self._listening, self._cannot_listen)
         self.starting = Deferred.fromCoroutine(self._start_database())
         self.starting.addErrback(self._start_failed)
@@ -60,6 +63,15 @@ class AttolyticsService(Service):
 
     def _cannot_listen(self, failure):
         self.on_fatal(f"cannot listen on {self.config.listen}: {failure.getErrorMessage()}")
+
+    async def _within(self, deadline: float, waiting: Deferred) -> bool:
+        """Wait for `waiting` until `deadline` (reactor seconds); False if time ran out first."""
+        sleep = Deferred()
+        call = self.reactor.callLater(max(0.0, deadline - self.reactor.seconds()), sleep.callback, None)
+        _, first = await DeferredList([waiting, sleep], fireOnOneCallback=True, consumeErrors=True)
+        if call.active():
+            call.cancel()
+        return first == 0
 
     def _start_failed(self, failure):
         if failure.check(CancelledError) or not self.running:  # stopped while still starting
@@ -105,6 +117,7 @@ class AttolyticsService(Service):
             self.writer = self.writer_factory(
                 db, self.reactor, max_queued_rows=settings.max_queued_rows,
                 max_rows_per_flush=settings.max_batch_rows, flush_delay=settings.max_delay_ms / 1000,
+                flush_timeout=settings.flush_timeout,
             )
             self.api.ready(tables, self.writer)
             log.info("ready: {count} tables checked", count=len(tables))
@@ -116,12 +129,22 @@ class AttolyticsService(Service):
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        """Stop listening, let the requests in flight finish, write what they queued, close.
+
+        Each wait is bounded by what is left of shutdown_timeout; whatever is still queued
+        then is answered 503, so no client gets a 200 for rows that were not committed.
+        """
+        deadline = self.reactor.seconds() + self.config.shutdown_timeout
         if self.port is not None:
             await self.port.stopListening()
         if self.starting is not None and not self.starting.called:
             self.starting.cancel()
-        if self.writer is not None:
-            await self.writer.drain()
+        if not await self._within(deadline, self.site.in_flight.idle()):
+            log.warn("stopping with {count} requests still unanswered",
+                     count=len(self.site.in_flight.requests))
+        if self.writer is not None and not await self._within(deadline, self.writer.drain()):
+            log.warn("stopping with {rows} rows not written; their requests get 503",
+                     rows=self.writer.queued_rows)
         if self.db is not None:
             self.db.close()
         if self._embedded_started is not None:

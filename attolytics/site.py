@@ -2,6 +2,7 @@
 
 import time
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import Site
 
 from attolytics.logs import logger
@@ -10,13 +11,47 @@ from attolytics.request import request_factory
 log = logger(__name__)
 
 
+class InFlight:
+    """The requests a site has begun and not yet answered, so shutdown can wait for them."""
+
+    def __init__(self):
+        self.requests = set()
+        self._waiters: list[Deferred] = []
+
+    def started(self, request) -> None:
+        """A request's first line has arrived."""
+        self.requests.add(request)
+
+    def ended(self, request) -> None:
+        """A request was answered, refused, or its connection lost."""
+        self.requests.discard(request)
+        if not self.requests:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def idle(self) -> Deferred:
+        """Fires when no request is in flight."""
+        if not self.requests:
+            return succeed(None)
+        waiter = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+
 class AttolyticsSite(Site):
-    """A Site whose requests enforce the body limit and whose access log is structured."""
+    """A Site whose requests enforce the body limit and a deadline, and whose access log is
+    structured."""
 
     displayTracebacks = False
 
-    def __init__(self, resource, max_body_bytes: int, early_headers):
-        super().__init__(resource, requestFactory=request_factory(max_body_bytes, early_headers))
+    def __init__(self, resource, max_body_bytes: int, early_headers, receive_timeout: float = 30.0):
+        super().__init__(
+            resource,
+            requestFactory=request_factory(max_body_bytes, early_headers, receive_timeout),
+            timeout=receive_timeout,
+        )
+        self.in_flight = InFlight()
         # Never parse bodies as HTML forms: the API takes JSON, and twisted.web's form detection
         # parses Content-Type with the email package, a fifth of the time of a small request.
         # (Site's parsePOSTFormSubmission argument, set the way that works with older Twisted.)

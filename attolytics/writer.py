@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import psycopg2
 from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
 
 from attolytics.database import DatabaseUnavailable
 from attolytics.logs import logger
@@ -21,6 +22,12 @@ log = logger(__name__)
 
 DEFAULT_MAX_ROWS_PER_FLUSH = 5000
 DEFAULT_MAX_QUEUED_ROWS = 100_000
+# A flush without an answer for this long is given up: its requests get 503 (outcome unknown).
+DEFAULT_FLUSH_TIMEOUT = 10.0
+
+
+class FlushTimeout(Exception):
+    """PostgreSQL did not answer a flush in time; whether it committed is unknown."""
 
 
 class WriterBusy(Exception):
@@ -57,12 +64,14 @@ class Writer:
     """Queues rows per request and writes them with group commit."""
 
     def __init__(self, db, reactor, max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS,
-                 max_rows_per_flush: int = DEFAULT_MAX_ROWS_PER_FLUSH, flush_delay: float = 0.0):
+                 max_rows_per_flush: int = DEFAULT_MAX_ROWS_PER_FLUSH, flush_delay: float = 0.0,
+                 flush_timeout: float = DEFAULT_FLUSH_TIMEOUT):
         self.db = db
         self.reactor = reactor
         self.max_queued_rows = max_queued_rows
         self.max_rows_per_flush = max_rows_per_flush
         self.flush_delay = flush_delay
+        self.flush_timeout = flush_timeout
         self.queued_rows = 0  # rows accepted and not yet answered, in the queue or in flight
         self._queue: deque[_Pending] = deque()
         self._waiting_rows = 0  # rows in the queue, not yet in a flush
@@ -143,7 +152,7 @@ class Writer:
         try:
             # One round trip: the statements of one query string run as one implicit
             # transaction, committed at its end (the connection is in autocommit mode).
-            await self.db.runOperation(*_statements_together(requests))
+            await self._bounded(self.db.runOperation(*_statements_together(requests)))
         except _DATA_ERRORS as e:
             if len(requests) == 1:
                 return [RowsRefused(e)]
@@ -157,10 +166,32 @@ class Writer:
         log.debug("a batch of {count} requests failed; writing each on its own", count=len(requests))
         refused: dict[int, RowsRefused] = {}
         try:
-            await self.db.runInteraction(_insert_each, requests, refused)
+            await self._bounded(self.db.runInteraction(_insert_each, requests, refused))
         except Exception as e:
             return [_unavailable(e)] * len(requests)
         return [refused.get(i, pending.rows) for i, pending in enumerate(requests)]
+
+
+    def _bounded(self, operation: Deferred) -> Deferred:
+        """`operation`'s outcome, or FlushTimeout after flush_timeout; the operation is not
+        cancelled (cancelling a query blocks), its late outcome is dropped."""
+        bounded = Deferred()
+
+        def give_up():
+            bounded.errback(FlushTimeout(f"no answer from PostgreSQL within {self.flush_timeout:g} s"))
+
+        timer = self.reactor.callLater(self.flush_timeout, give_up)
+
+        def settle(outcome):
+            if timer.active():
+                timer.cancel()
+                if isinstance(outcome, Failure):
+                    bounded.errback(outcome)
+                else:
+                    bounded.callback(outcome)
+
+        operation.addBoth(settle)
+        return bounded
 
 
 def _answer(pending: _Pending, result) -> None:
@@ -174,7 +205,9 @@ def _unavailable(error: Exception) -> Exception:
     if isinstance(error, DatabaseUnavailable):
         return error
     log.warn("writing a batch failed: {error}", error=str(error).strip() or repr(error))
-    return DatabaseUnavailable("the database could not store the events")
+    # The statement may have reached PostgreSQL: the outcome is unknown, and a retry may
+    # store the events twice (at-least-once).
+    return DatabaseUnavailable("the database did not confirm the write; the events may or may not be stored")
 
 
 def _merged(requests: list[_Pending]) -> dict:
