@@ -1,7 +1,7 @@
 """The running service: listens at once, connects to PostgreSQL, checks the tables, then serves."""
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
@@ -124,6 +124,8 @@ class AttolyticsService(Service):
             return
 
     def stopService(self):
+        if not self.running:
+            return succeed(None)
         systemd.notify("STOPPING=1")
         super().stopService()
         return Deferred.fromCoroutine(self._stop())
