@@ -7,7 +7,6 @@ from urllib.parse import unquote_to_bytes
 
 import psycopg2
 from klein import Klein
-from attolytics.logs import logger
 from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -15,6 +14,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from attolytics import cors
 from attolytics.config import Config
 from attolytics.database import DatabaseUnavailable
+from attolytics.logs import logger
 from attolytics.table import EventRejected
 from attolytics.writer import RowsRefused, WriterBusy
 

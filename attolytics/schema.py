@@ -3,10 +3,9 @@
 import hashlib
 from typing import NamedTuple
 
-from attolytics.logs import logger
-
 from attolytics.columns import converter_for
 from attolytics.config import ColumnDecl, Config, TableDecl
+from attolytics.logs import logger
 from attolytics.table import Column, Table, quote_name, quote_table
 
 log = logger(__name__)

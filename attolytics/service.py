@@ -5,15 +5,15 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, succe
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from attolytics.logs import logger
 
 from attolytics import systemd
 from attolytics.api import EventsAPI
 from attolytics.config import Config
 from attolytics.database import Database
 from attolytics.embedded import EmbeddedPostgres
-from attolytics.site import AttolyticsSite
+from attolytics.logs import logger
 from attolytics.schema import SchemaError, load_tables
+from attolytics.site import AttolyticsSite
 from attolytics.writer import Writer
 
 log = logger(__name__)

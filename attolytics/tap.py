@@ -8,10 +8,10 @@ from dataclasses import replace
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ReactorNotRunning
-from attolytics.logs import logger, set_verbosity
 from twisted.python import usage
 
 from attolytics.config import ConfigError, Database, load_config
+from attolytics.logs import logger, set_verbosity
 from attolytics.service import AttolyticsService
 
 log = logger(__name__)

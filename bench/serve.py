@@ -18,8 +18,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.logger import (
     FilteringLogObserver,
-    LogLevel,
     Logger,
+    LogLevel,
     LogLevelFilterPredicate,
     globalLogBeginner,
     textFileLogObserver,
