@@ -5,7 +5,6 @@ import json
 from decimal import Decimal
 from urllib.parse import unquote_to_bytes
 
-import psycopg2
 from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
@@ -64,6 +63,8 @@ def parse_json(raw: bytes):
         )
     except RecursionError:
         raise ApiError(400, "body is not valid JSON: nested too deeply") from None
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent beyond Decimal's range
+        raise ApiError(400, "body holds a number out of any column's range") from None
     except ValueError as e:
         raise ApiError(400, f"body is not valid JSON: {e}") from None
 
@@ -178,7 +179,8 @@ class EventsAPI:
             if event_type_id is not None and event_type_id not in app.event_types:
                 raise ApiError(404, f"app {app_id!r} has no event type {event_type_id[:100]!r}")
             _check_content_type(request)
-            body = parse_json(request.content.getvalue())
+            raw = request.content.getvalue()
+            body = parse_json(raw)
             events = self._authenticated_events(body, app)
             if self.tables is None:
                 raise _unavailable("the database is not ready yet; retry later")
@@ -192,7 +194,7 @@ class EventsAPI:
             if not batches:
                 return _write_json(request, 200, {"inserted": 0})
             try:
-                stored = self.writer.insert(batches)
+                stored = self.writer.insert(batches, len(raw))
             except WriterBusy:
                 raise _unavailable("too many events are waiting to be written; retry later") from None
         except ApiError as e:
@@ -333,9 +335,9 @@ class _Utf8Urls(Resource):
         return self.inner.render(request)
 
 
-def _pg_message(error: psycopg2.Error) -> str:
-    diag = error.diag
-    message = diag.message_primary or str(error).strip()
-    if diag.message_detail:
+def _pg_message(error: Exception) -> str:
+    diag = getattr(error, "diag", None)
+    message = (diag and diag.message_primary) or str(error).strip()
+    if diag is not None and diag.message_detail:
         message += f" ({diag.message_detail})"
     return f"the database refused the events: {message}"

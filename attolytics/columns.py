@@ -163,7 +163,11 @@ def _floating(type_name: str, single: bool) -> Converter:
             raise Rejected(f"{describe(value)} is out of range for {type_name}")
         if result == 0 and value != 0:
             raise Rejected(f"{describe(value)} is too close to zero for {type_name}")
-        return float(value) if single else result
+        if single and isinstance(value, Decimal):
+            # The client's own digits: PostgreSQL rounds them to the nearest real once, where
+            # going through a double first could round twice.
+            return str(value)
+        return result
 
     return convert
 
@@ -220,7 +224,7 @@ def _text(max_length: int | None, type_name: str) -> Converter:
 
 
 _RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+    r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -228,32 +232,17 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_UNIX_SECONDS = 253402300800
 
 
-def _timestamp(with_zone: bool) -> Converter:
+def _timestamp(with_zone: bool, precision: int | None = None) -> Converter:
     type_name = "timestamp with time zone" if with_zone else "timestamp"
+    if precision is not None:
+        type_name = f"{'timestamptz' if with_zone else 'timestamp'}({precision})"
+    # Microseconds must be a multiple of this for the column to keep them as sent.
+    step = 10 ** (6 - precision) if precision is not None and precision < 6 else 1
 
     def convert(value: Any) -> datetime:
-        if _is_number(value):
-            if abs(value) >= _MAX_UNIX_SECONDS:
-                raise Rejected(f"{describe(value)} is out of range for {type_name}")
-            try:
-                micros = int((Decimal(value) * 1_000_000).to_integral_value())
-                moment = _EPOCH + timedelta(microseconds=micros)
-            except (OverflowError, InvalidOperation):
-                raise Rejected(f"{describe(value)} is out of range for {type_name}") from None
-        elif isinstance(value, str):
-            if not _RFC3339.fullmatch(value):
-                raise Rejected(
-                    "expected Unix seconds or an RFC 3339 date-time with a time zone, "
-                    "such as 2019-04-01T15:09:40Z"
-                )
-            try:
-                moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-            except ValueError:
-                raise Rejected(f"{value!r} is not a valid date-time") from None
-        else:
-            raise Rejected(
-                f"expected Unix seconds or an RFC 3339 string ({type_name}), got {describe(value)}"
-            )
+        moment = _moment(value)
+        if step > 1 and moment.microsecond % step:
+            raise Rejected(f"has more digits after the second than {type_name} keeps")
         if with_zone:
             return moment
         # A timestamp without time zone holds the moment as UTC wall-clock time.
@@ -261,6 +250,39 @@ def _timestamp(with_zone: bool) -> Converter:
             return moment.astimezone(timezone.utc).replace(tzinfo=None)
         except OverflowError:
             raise Rejected(f"{value!r} is out of range for {type_name} in UTC") from None
+
+    def _moment(value: Any) -> datetime:
+        """The moment an event's value names, to the microsecond (PostgreSQL's resolution)."""
+        if _is_number(value):
+            # copy_abs: abs() would apply the decimal context and overflow on 1e1000000.
+            if (value.copy_abs() if isinstance(value, Decimal) else abs(value)) >= _MAX_UNIX_SECONDS:
+                raise Rejected(f"{describe(value)} is out of range for {type_name}")
+            try:
+                micros = int((Decimal(value) * 1_000_000).to_integral_value())
+                moment = _EPOCH + timedelta(microseconds=micros)
+            except (OverflowError, InvalidOperation):
+                raise Rejected(f"{describe(value)} is out of range for {type_name}") from None
+        elif isinstance(value, str):
+            match = _RFC3339.fullmatch(value)
+            if not match:
+                raise Rejected(
+                    "expected Unix seconds or an RFC 3339 date-time with a time zone, "
+                    "such as 2019-04-01T15:09:40Z"
+                )
+            whole, fraction, zone = match.groups()
+            try:
+                moment = datetime.fromisoformat(whole.upper() + zone.upper().replace("Z", "+00:00"))
+                if fraction:
+                    # Rounded to the microsecond, half to even, as PostgreSQL rounds.
+                    micros = int((Decimal("0." + fraction) * 1_000_000).to_integral_value())
+                    moment += timedelta(microseconds=micros)
+            except (ValueError, OverflowError):
+                raise Rejected(f"{value[:60]!r} is not a valid date-time") from None
+        else:
+            raise Rejected(
+                f"expected Unix seconds or an RFC 3339 string ({type_name}), got {describe(value)}"
+            )
+        return moment
 
     return convert
 
@@ -357,10 +379,11 @@ def converter_for(typname: str, typmod: int) -> Converter | None:
         return _text(length, f"varchar({length})" if length else "varchar")
     if typname == "bpchar":
         return _text(length, f"char({length})" if length else "char")
+    # A timestamp's typmod is its precision itself (0-6), or -1 for the default of 6.
     if typname == "timestamptz":
-        return _timestamp(with_zone=True)
+        return _timestamp(with_zone=True, precision=typmod if typmod >= 0 else None)
     if typname == "timestamp":
-        return _timestamp(with_zone=False)
+        return _timestamp(with_zone=False, precision=typmod if typmod >= 0 else None)
     if typname == "date":
         return _date
     if typname in ("json", "jsonb"):

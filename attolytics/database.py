@@ -20,6 +20,10 @@ class DatabaseUnavailable(Exception):
     """No connection to PostgreSQL can serve this request now; the client should retry."""
 
 
+class QueryTimeout(DatabaseUnavailable):
+    """PostgreSQL did not answer in time; the connection was closed, the outcome is unknown."""
+
+
 class _Connection(Connection):
     """A txpostgres connection that reports, instead of raising, a server gone while it is idle."""
 
@@ -170,25 +174,36 @@ class Database:
 
         Deferred.fromCoroutine(attempt())
 
-    async def _run(self, method: str, *args):
+    async def _run(self, method: str, *args, timeout: float | None = None):
         connection = await self._acquire()
+        # Past the timeout the connection is closed (cancelling a query would block): the
+        # operation fails and the connection is replaced; what the server did is unknown.
+        timer = self.reactor.callLater(timeout, connection.close) if timeout else None
         try:
             return await getattr(connection, method)(*args)
         except RollbackFailed:
             # The transaction's state is unknown: this connection must not be used again.
             connection.close()
             raise
+        except Exception:
+            if timer is not None and not timer.active():
+                raise QueryTimeout(f"no answer from PostgreSQL within {timeout:g} s") from None
+            raise
         finally:
+            if timer is not None and timer.active():
+                timer.cancel()
             self._release(connection)
 
-    def runQuery(self, sql: str, params=None) -> Deferred:
+    def runQuery(self, sql: str, params=None, timeout: float | None = None) -> Deferred:
         """Run one query in its own transaction; fires with its rows."""
-        return Deferred.fromCoroutine(self._run("runQuery", sql, params))
+        return Deferred.fromCoroutine(self._run("runQuery", sql, params, timeout=timeout))
 
-    def runOperation(self, sql: str, params=None) -> Deferred:
-        """Run one statement in its own transaction; fires with None."""
-        return Deferred.fromCoroutine(self._run("runOperation", sql, params))
+    def runOperation(self, sql: str, params=None, timeout: float | None = None) -> Deferred:
+        """Run one statement (or several, as one implicit transaction); fires with None."""
+        return Deferred.fromCoroutine(self._run("runOperation", sql, params, timeout=timeout))
 
-    def runInteraction(self, interaction, *args) -> Deferred:
+    def runInteraction(self, interaction, *args, timeout: float | None = None) -> Deferred:
         """Run interaction(cursor, *args) inside BEGIN ... COMMIT; fires with its result."""
-        return Deferred.fromCoroutine(self._run("runInteraction", interaction, *args))
+        return Deferred.fromCoroutine(
+            self._run("runInteraction", interaction, *args, timeout=timeout)
+        )

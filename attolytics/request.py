@@ -4,7 +4,7 @@ import json
 import time
 from io import BytesIO
 
-from twisted.web import server
+from twisted.web import http, server
 
 REFUSED_LINGER_SECONDS = 2.0
 
@@ -27,9 +27,10 @@ class LimitedRequest(server.Request):
         super().__init__(channel, *args, **kwargs)
         self.started = time.monotonic()
         self._deadline = channel.callLater(self.receive_timeout, self._too_slow)
-        tracker = getattr(getattr(channel, "site", None), "in_flight", None)
-        if tracker is not None:
-            tracker.started(self)
+        # Kept here: twisted.web drops request.channel once the answer is finished.
+        self._tracker = getattr(getattr(channel, "site", None), "in_flight", None)
+        if self._tracker is not None:
+            self._tracker.started(self)
 
     def _too_slow(self):
         self._deadline = None
@@ -41,8 +42,10 @@ class LimitedRequest(server.Request):
         self._deadline = None
 
     def finish(self):
+        # Answer first: ending may let a waiting shutdown go on and close the connection.
+        result = super().finish()
         self._ended()
-        return super().finish()
+        return result
 
     def connectionLost(self, reason):
         self._ended()
@@ -50,9 +53,8 @@ class LimitedRequest(server.Request):
 
     def _ended(self):
         self._stop_deadline()
-        tracker = getattr(getattr(self.channel, "site", None), "in_flight", None)
-        if tracker is not None:
-            tracker.ended(self)
+        if self._tracker is not None:
+            self._tracker.ended(self)
 
     @staticmethod
     def early_headers(path: bytes, origin: bytes | None) -> dict[str, str]:
@@ -89,21 +91,11 @@ class LimitedRequest(server.Request):
         """Answer at once, before the request is complete, and close once the answer is sent."""
         self.refused = True
         self._ended()
-        body = json.dumps({"error": message}).encode()
         # The request line is parsed but not yet handed to this request: the channel holds it.
         path = getattr(self.channel, "_path", b"")
-        headers = {
-            "Content-Type": "application/json",
-            "Connection": "close",
-            "Content-Length": str(len(body)),
-            **self.early_headers(path, self.requestHeaders.getRawHeaders(b"origin", [None])[0]),
-        }
-        reason = {408: b"Request Timeout", 413: b"Content Too Large"}[status]
-        head = b"HTTP/1.1 %d %s\r\n" % (status, reason) + b"".join(
-            f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items()
-        ) + b"\r\n"
+        origin = self.requestHeaders.getRawHeaders(b"origin", [None])[0]
         transport = self.channel.transport
-        transport.write(head + body)
+        write_json_answer(transport, status, message, self.early_headers(path, origin))
         if status == 413 and hasattr(transport, "loseWriteConnection"):
             # Half close, so the answer is not lost to a reset while the client is still
             # sending; the rest of its body is read and dropped for a moment, then cut.
@@ -111,6 +103,82 @@ class LimitedRequest(server.Request):
             self.channel.callLater(REFUSED_LINGER_SECONDS, transport.loseConnection)
         else:
             transport.loseConnection()
+
+
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large",
+            414: b"URI Too Long"}
+
+
+def write_json_answer(transport, status: int, message: str, headers: dict[str, str] | None = None):
+    """Write a whole JSON error answer straight to the transport, for a request that never
+    reaches the resource (it is too large, too slow, or not HTTP)."""
+    body = json.dumps({"error": message}).encode()
+    head = {
+        "Content-Type": "application/json",
+        "Connection": "close",
+        "Content-Length": str(len(body)),
+        **(headers or {}),
+    }
+    transport.write(
+        b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
+        + b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in head.items())
+        + b"\r\n"
+        + body
+    )
+
+
+class JsonErrorsChannel(http.HTTPChannel):
+    """An HTTP/1.1 channel whose protocol errors are answered in JSON like every other error,
+    and which gives a client `receive_timeout` seconds to send each request line.
+
+    (The request's own deadline starts once its line is in; the channel's idle timeout alone
+    would let a client send a byte at a time forever.)
+    """
+
+    _line_deadline = None
+
+    def connectionMade(self):
+        super().connectionMade()
+        self._await_request_line()
+
+    def _await_request_line(self):
+        timeout = getattr(self.site, "receive_timeout", None) if hasattr(self, "site") else None
+        if timeout:
+            self._line_deadline = self.callLater(timeout, self._request_line_too_slow)
+
+    def _request_line_too_slow(self):
+        self._line_deadline = None
+        timeout = self.site.receive_timeout
+        write_json_answer(self.transport, 408, f"the request did not arrive within {timeout:g} seconds")
+        self.transport.loseConnection()
+
+    def _cancel_line_deadline(self):
+        if self._line_deadline is not None and self._line_deadline.active():
+            self._line_deadline.cancel()
+        self._line_deadline = None
+
+    def lineReceived(self, line):
+        self._cancel_line_deadline()
+        return super().lineReceived(line)
+
+    def requestDone(self, request):
+        super().requestDone(request)
+        if self.persistent and not self._line_deadline:
+            self._await_request_line()
+
+    def connectionLost(self, reason):
+        self._cancel_line_deadline()
+        return super().connectionLost(reason)
+
+    def lineLengthExceeded(self, line):
+        # The request line or a header is longer than the channel reads (16 KiB).
+        write_json_answer(self.transport, 414, "request line or header too long")
+        self.transport.loseConnection()
+
+    def _respondToBadRequestAndDisconnect(self):
+        # Twisted's own answer to a malformed request has no body; say what it is.
+        write_json_answer(self.transport, 400, "malformed HTTP request")
+        self.loseConnection()
 
 
 def request_factory(max_body_bytes: int, early_headers=None, receive_timeout: float = 30.0):

@@ -19,6 +19,19 @@ from attolytics.writer import Writer
 log = logger(__name__)
 
 MAX_RETRY_DELAY = 30.0
+ANSWER_GRACE_SECONDS = 0.1
+
+
+def _shielded(d: Deferred) -> Deferred:
+    """A Deferred with d's outcome whose cancellation does not reach d."""
+    shield = Deferred()
+
+    def hand_off(result):
+        if not shield.called:
+            shield.callback(result)
+
+    d.addBoth(hand_off)
+    return shield
 
 
 class AttolyticsService(Service):
@@ -85,7 +98,10 @@ class AttolyticsService(Service):
             self.embedded = EmbeddedPostgres(self.config.database.embedded_path)
             self._embedded_started = deferToThread(self.embedded.start)
             try:
-                url = await self._embedded_started
+                # Shielded: a stop cancels start-up, but the thread runs on; _stop waits for it.
+                url = await _shielded(self._embedded_started)
+            except CancelledError:
+                raise
             except Exception as e:
                 self.on_fatal(f"cannot start the embedded PostgreSQL in {self.embedded.path}: {e}")
                 return
@@ -149,10 +165,11 @@ class AttolyticsService(Service):
                      rows=self.writer.queued_rows)
         if self.db is not None:
             self.db.close()
+        # Answers just written sit in socket buffers until the reactor's next turns; give them
+        # a moment before the reactor drops every connection.
+        await deferLater(self.reactor, ANSWER_GRACE_SECONDS, lambda: None)
         if self._embedded_started is not None:
-            try:
-                await self._embedded_started
-            except Exception:
-                pass
+            # A server still starting is waited for, so that it is stopped rather than orphaned.
+            await self._within(deadline, _shielded(self._embedded_started))
             await deferToThread(self.embedded.stop)
             log.info("embedded PostgreSQL stopped")

@@ -6,7 +6,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import Site
 
 from attolytics.logs import logger
-from attolytics.request import request_factory
+from attolytics.request import JsonErrorsChannel, request_factory
 
 log = logger(__name__)
 
@@ -44,6 +44,8 @@ class AttolyticsSite(Site):
     structured."""
 
     displayTracebacks = False
+    # Plain HTTP/1.1 channels (no HTTP/2 negotiation, which needs TLS anyway), with JSON errors.
+    protocol = JsonErrorsChannel
 
     def __init__(self, resource, max_body_bytes: int, early_headers, receive_timeout: float = 30.0):
         super().__init__(
@@ -51,6 +53,7 @@ class AttolyticsSite(Site):
             requestFactory=request_factory(max_body_bytes, early_headers, receive_timeout),
             timeout=receive_timeout,
         )
+        self.receive_timeout = receive_timeout
         self.in_flight = InFlight()
         # Never parse bodies as HTML forms: the API takes JSON, and twisted.web's form detection
         # parses Content-Type with the email package, a fifth of the time of a small request.

@@ -28,6 +28,7 @@ class _Default:
 
 
 DEFAULT = _Default()
+_MAX_CACHED_STATEMENTS = 64
 _MISSING = object()
 
 
@@ -143,6 +144,8 @@ class Table:
     def _statement(self, defaulted: tuple) -> str:
         statement = self._statements.get(defaulted)
         if statement is None:
+            if len(self._statements) >= _MAX_CACHED_STATEMENTS:
+                self._statements.clear()  # clients choose which defaults they use: bound it
             present = [(i, c) for i, c in enumerate(self._columns) if i not in defaulted]
             names = ", ".join(quote_name(c.name) for _, c in present)
             values = ", ".join(

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import psycopg2
 from twisted.internet.defer import Deferred, succeed
-from twisted.python.failure import Failure
 
 from attolytics.database import DatabaseUnavailable
 from attolytics.logs import logger
@@ -22,12 +21,12 @@ log = logger(__name__)
 
 DEFAULT_MAX_ROWS_PER_FLUSH = 5000
 DEFAULT_MAX_QUEUED_ROWS = 100_000
+# Bytes of request bodies queued, and per transaction: rows can be large, so rows alone do not
+# bound memory, nor the size of one statement.
+MAX_QUEUED_BYTES = 128 * 1024 * 1024
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 # A flush without an answer for this long is given up: its requests get 503 (outcome unknown).
 DEFAULT_FLUSH_TIMEOUT = 10.0
-
-
-class FlushTimeout(Exception):
-    """PostgreSQL did not answer a flush in time; whether it committed is unknown."""
 
 
 class WriterBusy(Exception):
@@ -37,7 +36,7 @@ class WriterBusy(Exception):
 class RowsRefused(Exception):
     """PostgreSQL refused a request's rows (a constraint, a value out of range)."""
 
-    def __init__(self, error: psycopg2.Error):
+    def __init__(self, error: Exception):
         super().__init__(str(error))
         self.error = error
 
@@ -47,8 +46,17 @@ class RowsRefused(Exception):
         return isinstance(self.error, psycopg2.errors.UniqueViolation)
 
 
-# Errors that belong to the data of the statement, not to the connection or the server.
-_DATA_ERRORS = (psycopg2.IntegrityError, psycopg2.DataError)
+# SQLSTATE classes of errors caused by the rows themselves: data exceptions, integrity
+# violations, program limits (an index row too large), a trigger's RAISE, a view's CHECK OPTION.
+_DATA_ERROR_CLASSES = {"22", "23", "54", "P0", "44"}
+
+
+def _is_data_error(error: Exception) -> bool:
+    """True when `error` belongs to the rows of the statement, not to the connection or server."""
+    if isinstance(error, UnicodeEncodeError):  # a character the database's encoding lacks
+        return True
+    code = getattr(error, "pgcode", None)
+    return isinstance(error, psycopg2.Error) and code is not None and code[:2] in _DATA_ERROR_CLASSES
 
 
 @dataclass
@@ -57,6 +65,7 @@ class _Pending:
 
     batches: list  # [(Table, [row, ...]), ...]
     rows: int
+    size: int  # bytes of the request body the rows came from
     done: Deferred = field(default_factory=Deferred)
 
 
@@ -73,6 +82,7 @@ class Writer:
         self.flush_delay = flush_delay
         self.flush_timeout = flush_timeout
         self.queued_rows = 0  # rows accepted and not yet answered, in the queue or in flight
+        self.queued_bytes = 0
         self._queue: deque[_Pending] = deque()
         self._waiting_rows = 0  # rows in the queue, not yet in a flush
         self._flushing = 0
@@ -81,18 +91,23 @@ class Writer:
         self.flushes = 0  # transactions written, for operators and the benchmark
         self.flushed_requests = 0
 
-    def insert(self, batches: list[tuple[Table, list[tuple]]]) -> Deferred:
+    def insert(self, batches: list[tuple[Table, list[tuple]]], size: int = 0) -> Deferred:
         """Queue one request's rows; fires with their count after the COMMIT that holds them all.
 
-        Fails with WriterBusy when the queue is full, RowsRefused when PostgreSQL refuses
+        `size` is the request body's length in bytes, for the memory bound. Fails with
+        WriterBusy when the queue is full, RowsRefused when PostgreSQL refuses
         this request's rows, or another error when the database could not be reached.
         """
         rows = sum(len(table_rows) for _, table_rows in batches)
-        if self.queued_rows and self.queued_rows + rows > self.max_queued_rows:
+        if self.queued_rows and (
+            self.queued_rows + rows > self.max_queued_rows
+            or self.queued_bytes + size > MAX_QUEUED_BYTES
+        ):
             raise WriterBusy(f"{self.queued_rows} rows are waiting to be written")
-        pending = _Pending(batches, rows)
+        pending = _Pending(batches, rows, size)
         self._queue.append(pending)
         self.queued_rows += rows
+        self.queued_bytes += size
         self._waiting_rows += rows
         self._schedule()
         return pending.done
@@ -122,11 +137,15 @@ class Writer:
     def _start_flushes(self) -> None:
         # One flush per connection: while they run, new requests gather for the next one.
         while self._queue and self._flushing < max(1, self.db.connected):
-            taken, rows = [], 0
-            while self._queue and (not taken or rows + self._queue[0].rows <= self.max_rows_per_flush):
+            taken, rows, size = [], 0, 0
+            while self._queue and (not taken or (
+                rows + self._queue[0].rows <= self.max_rows_per_flush
+                and size + self._queue[0].size <= MAX_BATCH_BYTES
+            )):
                 pending = self._queue.popleft()
                 taken.append(pending)
                 rows += pending.rows
+                size += pending.size
             self._waiting_rows -= rows
             self._flushing += 1
             self.flushes += 1
@@ -138,6 +157,7 @@ class Writer:
         # Account first, answer second: an answered client may send its next request at once.
         self._flushing -= 1
         self.queued_rows -= sum(p.rows for p in requests)
+        self.queued_bytes -= sum(p.size for p in requests)
         for pending, result in zip(requests, results):
             _answer(pending, result)
         if self._queue:
@@ -152,13 +172,13 @@ class Writer:
         try:
             # One round trip: the statements of one query string run as one implicit
             # transaction, committed at its end (the connection is in autocommit mode).
-            await self._bounded(self.db.runOperation(*_statements_together(requests)))
-        except _DATA_ERRORS as e:
+            await self.db.runOperation(*_statements_together(requests), timeout=self.flush_timeout)
+        except Exception as e:
+            if not _is_data_error(e):
+                return [_unavailable(e)] * len(requests)
             if len(requests) == 1:
                 return [RowsRefused(e)]
             return await self._write_isolated(requests)
-        except Exception as e:
-            return [_unavailable(e)] * len(requests)
         return [pending.rows for pending in requests]
 
     async def _write_isolated(self, requests: list[_Pending]) -> list:
@@ -166,32 +186,10 @@ class Writer:
         log.debug("a batch of {count} requests failed; writing each on its own", count=len(requests))
         refused: dict[int, RowsRefused] = {}
         try:
-            await self._bounded(self.db.runInteraction(_insert_each, requests, refused))
+            await self.db.runInteraction(_insert_each, requests, refused, timeout=self.flush_timeout)
         except Exception as e:
             return [_unavailable(e)] * len(requests)
         return [refused.get(i, pending.rows) for i, pending in enumerate(requests)]
-
-
-    def _bounded(self, operation: Deferred) -> Deferred:
-        """`operation`'s outcome, or FlushTimeout after flush_timeout; the operation is not
-        cancelled (cancelling a query blocks), its late outcome is dropped."""
-        bounded = Deferred()
-
-        def give_up():
-            bounded.errback(FlushTimeout(f"no answer from PostgreSQL within {self.flush_timeout:g} s"))
-
-        timer = self.reactor.callLater(self.flush_timeout, give_up)
-
-        def settle(outcome):
-            if timer.active():
-                timer.cancel()
-                if isinstance(outcome, Failure):
-                    bounded.errback(outcome)
-                else:
-                    bounded.callback(outcome)
-
-        operation.addBoth(settle)
-        return bounded
 
 
 def _answer(pending: _Pending, result) -> None:
@@ -237,7 +235,9 @@ def _insert_each(cursor, requests: list[_Pending], refused: dict) -> Deferred:
                 for table, rows in pending.batches:
                     for sql, params in table.insert_statements(rows):
                         await cursor.execute(sql, params)
-            except _DATA_ERRORS as e:
+            except Exception as e:
+                if not _is_data_error(e):
+                    raise
                 await cursor.execute("ROLLBACK TO SAVEPOINT attolytics_request")
                 refused[index] = RowsRefused(e)
             else:

@@ -42,7 +42,7 @@ class PerEventWriter:
         self.db = db
         self.queued_rows = 0
 
-    def insert(self, batches) -> Deferred:
+    def insert(self, batches, size: int = 0) -> Deferred:
         def interaction(cursor):
             async def run():
                 for table, rows in batches:

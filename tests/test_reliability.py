@@ -262,3 +262,32 @@ async def test_stop_is_bounded_and_never_acknowledges_what_it_could_not_commit(s
     assert answer.status == 503
     assert "may or may not be stored" in answer.json()["error"]
     assert sql("select count(*) from game_events")[0][0] in (0, 1)
+
+
+def _trickle_body(port: int) -> bytes:
+    """A complete head, then the body a byte every 0.2 s; return what the server answered."""
+    head = (b"POST /apps/mygame/events/game_events HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head)
+        try:
+            for _ in range(40):
+                s.sendall(b" ")
+                time.sleep(0.2)
+        except OSError:
+            pass
+        s.settimeout(5)
+        try:
+            while chunk := s.recv(4096):
+                received += chunk
+        except OSError:
+            pass
+    return received
+
+
+@pytest_twisted.ensureDeferred
+async def test_trickling_body_is_cut_off(start):
+    running = await start(SHORT_TIMEOUT)
+    answered = await deferToThread(_trickle_body, running.service.port.getHost().port)
+    assert answered.startswith(b"HTTP/1.1 408"), answered[:100]

@@ -1,5 +1,7 @@
 """The group-commit writer against real PostgreSQL; time driven by task.Clock where it matters."""
 
+import time
+
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -183,3 +185,38 @@ async def test_over_http_a_full_queue_is_503_with_retry_after(start, sql):
     sql("commit")
     assert (await first).status == 200 and (await second).status == 200
     assert sql("select count(*) from game_events")[0][0] == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_trigger_refusing_one_request_fails_only_that_request(db_and_table, sql):
+    db, hits = db_and_table
+    sql("create function no_13() returns trigger language plpgsql as $$ begin"
+        " if new.n = 13 then raise exception 'thirteen is unlucky'; end if; return new; end $$")
+    sql("create trigger no_13 before insert on hits for each row execute function no_13()")
+    writer = Writer(db, reactor)
+    blocker = writer.insert(request(hits, 0))
+    good = writer.insert(request(hits, 1))
+    bad = writer.insert(request(hits, 2, 13))
+    await blocker
+    assert await good == 1
+    with pytest.raises(RowsRefused) as refused:
+        await bad
+    assert "thirteen is unlucky" in str(refused.value)
+    assert sorted(n for (n,) in sql("select n from hits")) == [0, 1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_flush_without_answer_times_out_and_does_not_pile_up(db_and_table, sql):
+    from attolytics.database import DatabaseUnavailable
+
+    db, hits = db_and_table
+    writer = Writer(db, reactor, flush_timeout=0.5)
+    sql("begin")
+    sql("lock table hits in access exclusive mode")
+    began = time.monotonic()
+    answers = [writer.insert(request(hits, n)) for n in range(5)]
+    results = await DeferredList(answers, consumeErrors=True)
+    assert time.monotonic() - began < 3
+    assert all(not ok and f.check(DatabaseUnavailable) for ok, f in results)
+    assert db._waiters == [] and writer.queued_rows == 0
+    sql("commit")
