@@ -1,7 +1,11 @@
 """A small, self-healing pool of txpostgres connections to one PostgreSQL server."""
 
+import ipaddress
+import socket
+
 from psycopg2.extensions import parse_dsn
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
 from txpostgres.txpostgres import Connection, RollbackFailed
 
 from attolytics.logs import logger
@@ -22,6 +26,27 @@ class DatabaseUnavailable(Exception):
 
 class QueryTimeout(DatabaseUnavailable):
     """PostgreSQL did not answer in time; the connection was closed, the outcome is unknown."""
+
+
+async def _resolved_address(params: dict) -> dict:
+    """{"hostaddr": ip} for a single host name, looked up in a thread: libpq would look it up
+    inside the (non-blocking) connect call and block the reactor for as long as DNS takes."""
+    host = params.get("host", "")
+    if not host or "hostaddr" in params or "," in host or host.startswith("/") or _is_ip(host):
+        return {}
+    try:
+        infos = await deferToThread(socket.getaddrinfo, host, None, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise DatabaseUnavailable(f"cannot look up {host}: {e}") from None
+    return {"hostaddr": infos[0][4][0]}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class _Connection(Connection):
@@ -72,7 +97,9 @@ class Database:
     async def _open(self) -> _Connection:
         """One new connection; libpq's connect_timeout does not apply to async connects."""
         connection = _Connection(self.reactor)
-        options = {k: v for k, v in KEEPALIVES.items() if k not in parse_dsn(self.dsn)}
+        params = parse_dsn(self.dsn)
+        options = {k: v for k, v in KEEPALIVES.items() if k not in params}
+        options.update(await _resolved_address(params))
         connecting = connection.connect(self.dsn, **options)
         timer = self.reactor.callLater(CONNECT_TIMEOUT, connection.close)
         try:
