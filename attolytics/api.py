@@ -266,8 +266,9 @@ class EventsAPI:
 
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request, failure):
+        allowed = ", ".join(sorted(failure.value.valid_methods or [])) or ALLOWED
         return _write_json(
-            request, 405, {"error": "method not allowed; use POST"}, {"Allow": ALLOWED}
+            request, 405, {"error": f"method not allowed; use {allowed}"}, {"Allow": allowed}
         )
 
     @app.handle_errors(Exception)

@@ -291,3 +291,11 @@ async def test_trickling_body_is_cut_off(start):
     running = await start(SHORT_TIMEOUT)
     answered = await deferToThread(_trickle_body, running.service.port.getHost().port)
     assert answered.startswith(b"HTTP/1.1 408"), answered[:100]
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_routes_allow_only_get(start):
+    running = await start()
+    answer = await running.client.request("POST", "/healthz", b"{}", {"Content-Type": "application/json"})
+    assert answer.status == 405
+    assert "GET" in answer.headers["allow"] and "POST" not in answer.headers["allow"]
