@@ -88,8 +88,6 @@ class Writer:
         self._flushing = 0
         self._delayed = None
         self._idle_waiters: list[Deferred] = []
-        self.flushes = 0  # transactions written, for operators and the benchmark
-        self.flushed_requests = 0
 
     def insert(self, batches: list[tuple[Table, list[tuple]]], size: int = 0) -> Deferred:
         """Queue one request's rows; fires with their count after the COMMIT that holds them all.
@@ -148,8 +146,6 @@ class Writer:
                 size += pending.size
             self._waiting_rows -= rows
             self._flushing += 1
-            self.flushes += 1
-            self.flushed_requests += len(taken)
             Deferred.fromCoroutine(self._flush(taken))
 
     async def _flush(self, requests: list[_Pending]) -> None:
