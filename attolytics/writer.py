@@ -2,8 +2,8 @@
 
 Each request's rows wait in a queue. Whenever a connection is free, everything queued (up to a
 cap) is written in one transaction with one INSERT per table, all rows of a table travelling as
-one JSON parameter, and every request in it is answered after the COMMIT. A request's rows never span two transactions, so each request is
-all or nothing. When a batch fails because of one request's data, the batch is written again
+one JSON parameter, and every request in it is answered after the COMMIT. A request's rows
+never span two transactions, so each request is all or nothing. When a batch fails because of one request's data, the batch is written again
 with a savepoint around each request: only the guilty ones fail.
 """
 
