@@ -2,6 +2,7 @@
 
 import hmac
 import json
+import zlib
 from decimal import Decimal
 from urllib.parse import unquote_to_bytes
 
@@ -81,16 +82,52 @@ def _unique_object(pairs):
 
 
 def _check_content_type(request) -> None:
+    """application/json in UTF-8; or text/plain, which is what a browser's sendBeacon can send
+    to another origin without a preflight (its charset is ignored: the body is UTF-8 JSON)."""
     header = request.getHeader(b"content-type")
     if header is None:
         raise ApiError(415, "Content-Type must be application/json")
     media_type, *params = header.decode("latin-1").split(";")
-    if media_type.strip().lower() != "application/json":
-        raise ApiError(415, f"Content-Type must be application/json, not {media_type.strip()[:100]!r}")
+    media_type = media_type.strip().lower()
+    if media_type == "text/plain":
+        return
+    if media_type != "application/json":
+        raise ApiError(415, f"Content-Type must be application/json, not {media_type[:100]!r}")
     for param in params:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
             raise ApiError(415, "the only charset accepted is utf-8")
+
+
+def decoded_body(request, limit: int) -> bytes:
+    """The request body, inflated when its Content-Encoding is gzip or deflate.
+
+    Inflating stops one byte past `limit`: a small body that inflates past it gets 413 and is
+    never inflated in full.
+    """
+    raw = request.content.getvalue()
+    encoding = (request.getHeader(b"content-encoding") or b"identity").strip().lower()
+    if encoding == b"identity":
+        return raw
+    if encoding not in _INFLATE_WBITS:
+        raise ApiError(415, f"Content-Encoding {encoding[:50].decode('latin-1')!r} is not supported; "
+                            "use gzip or deflate")
+    for wbits in _INFLATE_WBITS[encoding]:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            body = inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            continue
+        if len(body) > limit:
+            raise ApiError(413, f"request body inflates past the limit of {limit} bytes")
+        if not inflater.eof or inflater.unused_data:
+            raise ApiError(400, f"body is not valid {encoding.decode()} data (cut short or trailing bytes)")
+        return body
+    raise ApiError(400, f"body is not valid {encoding.decode()} data")
+
+
+# zlib's window bits per encoding; "deflate" should be zlib-wrapped, but some clients send raw.
+_INFLATE_WBITS = {b"gzip": (16 + zlib.MAX_WBITS,), b"deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS)}
 
 
 class EventsAPI:
@@ -179,9 +216,9 @@ class EventsAPI:
             if event_type_id is not None and event_type_id not in app.event_types:
                 raise ApiError(404, f"app {app_id!r} has no event type {event_type_id[:100]!r}")
             _check_content_type(request)
-            raw = request.content.getvalue()
+            raw = decoded_body(request, self.config.max_body_bytes)
             body = parse_json(raw)
-            events = self._authenticated_events(body, app)
+            events = self._authenticated_events(body, app, _bearer(request))
             if self.tables is None:
                 raise _unavailable("the database is not ready yet; retry later")
             try:
@@ -225,22 +262,20 @@ class EventsAPI:
         return list(batches.values())
 
     @staticmethod
-    def _authenticated_events(body, app) -> list:
+    def _authenticated_events(body, app, bearer: bytes | None) -> list:
+        """The request's events, once its key (in the body, or as a Bearer token) is the app's."""
         if not isinstance(body, dict):
             raise ApiError(400, "body must be a JSON object with secret_key and events")
         for key in body:
             if key not in ("secret_key", "events"):
                 raise ApiError(400, f"unknown key {key[:100]!r} in body; expected secret_key and events")
         key = body.get("secret_key")
-        if key is None:
-            raise ApiError(401, "secret_key is missing")
-        if not isinstance(key, str):
+        if key is not None and not isinstance(key, str):
             raise ApiError(400, "secret_key must be a string")
-        try:
-            given = key.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ApiError(403, "wrong secret_key") from None
-        if not hmac.compare_digest(given, app.secret_key):
+        given = [k for k in (key.encode("utf-8", errors="surrogatepass") if key else None, bearer) if k]
+        if not given:
+            raise ApiError(401, "secret_key is missing (in the body, or as Authorization: Bearer)")
+        if not all(_known_key(k, app.secret_keys) for k in given):
             raise ApiError(403, "wrong secret_key")
         events = body.get("events")
         if not isinstance(events, list):
@@ -275,6 +310,25 @@ class EventsAPI:
     def unexpected(self, request, failure):
         log.failure("unexpected error answering {uri}", failure=failure, uri=request.uri)
         return _write_json(request, 500, {"error": "internal error"})
+
+
+def _known_key(given: bytes, keys: tuple[bytes, ...]) -> bool:
+    """Compare with every key in constant time, so timing tells neither the key nor which."""
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given, key)
+    return found
+
+
+def _bearer(request) -> bytes | None:
+    """The token of an `Authorization: Bearer <token>` header, if any."""
+    header = request.getHeader(b"authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(b" ")
+    if scheme.lower() != b"bearer" or not token.strip():
+        raise ApiError(401, "Authorization must be Bearer <secret key>")
+    return token.strip()
 
 
 def _routing_key(event, index: int) -> str:

@@ -44,11 +44,17 @@ class App:
     """One client application: its key and the event types it may send."""
 
     app_id: str
-    secret_key: bytes
+    # Every key the app may send; more than one while a key is being rotated.
+    secret_keys: tuple[bytes, ...]
     # event type id (the URL segment, or an event's _t) -> table name
     event_types: Mapping[str, str]
     # Origins a browser may post from (CORS); empty means any origin ("*").
     allowed_origins: frozenset[str] = frozenset()
+
+    @property
+    def secret_key(self) -> bytes:
+        """The app's first key."""
+        return self.secret_keys[0]
 
     @property
     def allows_any_origin(self) -> bool:
@@ -335,7 +341,7 @@ def _seed_app(node: _Node) -> App:
         event_types[type_id] = fields["table"].string() if "table" in fields else type_id
     return App(
         app_id=_app_id(keys["app_id"]),
-        secret_key=_secret(keys["app_secret_key"]),
+        secret_keys=(_secret(keys["app_secret_key"]),),
         event_types=event_types,
         allowed_origins=_origins(keys.get(_ORIGIN_KEY)),
     )
@@ -344,7 +350,17 @@ def _seed_app(node: _Node) -> App:
 def _map_app(node: _Node, app_id: Any) -> App:
     if not isinstance(app_id, str) or not app_id:
         raise node.error("an app id must be a non-empty string")
-    keys = node.mapping({"secret_key", "tables", _ORIGIN_KEY}, {"secret_key"})
+    keys = node.mapping({"secret_key", "secret_keys", "tables", _ORIGIN_KEY})
+    if "secret_key" not in keys and "secret_keys" not in keys:
+        raise node.child("secret_key", None).error("missing")
+    if "secret_key" in keys and "secret_keys" in keys:
+        raise node.error("give either secret_key or secret_keys (a list, to rotate keys), not both")
+    if "secret_key" in keys:
+        secrets = (_secret(keys["secret_key"]),)
+    else:
+        secrets = tuple(_secret(item) for item in keys["secret_keys"].items())
+        if not secrets:
+            raise keys["secret_keys"].error("list at least one key")
     tables: dict[str, str] = {}
     for item in keys["tables"].items() if "tables" in keys else []:
         name = item.string()
@@ -353,7 +369,7 @@ def _map_app(node: _Node, app_id: Any) -> App:
         tables[name] = name
     return App(
         app_id=app_id,
-        secret_key=_secret(keys["secret_key"]),
+        secret_keys=secrets,
         event_types=tables,
         allowed_origins=_origins(keys.get(_ORIGIN_KEY)),
     )

@@ -185,7 +185,7 @@ async def test_other_methods_are_405_with_allow(seed, method):
     assert answer.json()["error"]
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+@pytest.mark.parametrize("content_type", [None, "text/html", "application/x-www-form-urlencoded",
                                           "application/json; charset=latin-1"])
 @pytest_twisted.ensureDeferred
 async def test_other_content_types_are_415(seed, sql, content_type):
