@@ -15,6 +15,7 @@ from attolytics import cors
 from attolytics.config import Config
 from attolytics.database import DatabaseUnavailable
 from attolytics.logs import logger
+from attolytics.metrics import CONTENT_TYPE, Metrics
 from attolytics.table import EventRejected
 from attolytics.writer import RowsRefused, WriterBusy
 
@@ -139,6 +140,12 @@ class EventsAPI:
         self.config = config
         self.tables = None
         self.writer = None
+        self.metrics = Metrics()
+        self.metrics.writer_queue_rows.set_function(lambda: self.writer.queued_rows if self.writer else 0)
+        self.metrics.database_ready.set_function(lambda: 1 if self._ready() else 0)
+
+    def _ready(self) -> bool:
+        return self.tables is not None and bool(self.writer.db.connected)
 
     def ready(self, tables, writer) -> None:
         """Start serving: `tables` maps table name to Table, `writer` stores rows."""
@@ -189,9 +196,15 @@ class EventsAPI:
         """200 when the tables are checked and a database connection is up, else 503."""
         if self.tables is None:
             return _write_json(request, 503, {"ready": False, "error": "the tables are not checked yet"})
-        if not self.writer.db.connected:
+        if not self._ready():
             return _write_json(request, 503, {"ready": False, "error": "no connection to the database"})
         return _write_json(request, 200, {"ready": True})
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics_page(self, request):
+        """The Prometheus metrics."""
+        request.setHeader(b"Content-Type", CONTENT_TYPE)
+        return self.metrics.render()
 
     def _preflight(self, request, app_id):
         """Answer a browser's CORS preflight."""
@@ -208,6 +221,7 @@ class EventsAPI:
 
         A plain function rather than a coroutine: on the hot path, every Deferred counts.
         """
+        events = None
         try:
             app = self.config.apps.get(app_id)
             if app is None:
@@ -218,6 +232,8 @@ class EventsAPI:
             _check_content_type(request)
             raw = decoded_body(request, self.config.max_body_bytes)
             body = parse_json(raw)
+            if isinstance(body, dict) and isinstance(body.get("events"), list):
+                events = body["events"]  # counted as rejected if the request is refused
             events = self._authenticated_events(body, app, _bearer(request))
             if self.tables is None:
                 raise _unavailable("the database is not ready yet; retry later")
@@ -235,10 +251,11 @@ class EventsAPI:
             except WriterBusy:
                 raise _unavailable("too many events are waiting to be written; retry later") from None
         except ApiError as e:
+            self._count_rejected(app_id, events, e.status)
             return _write_json(request, e.status, e.body, e.headers)
         stored.addCallbacks(
-            lambda inserted: _write_json(request, 200, {"inserted": inserted}),
-            self._insert_failed, errbackArgs=(request,),
+            self._stored, self._insert_failed,
+            callbackArgs=(request, app_id, batches), errbackArgs=(request, app_id, events),
         )
         # Klein cancels the answer when the client goes away; that must not reach `stored`,
         # whose rows are already on their way into a transaction.
@@ -282,8 +299,18 @@ class EventsAPI:
             raise ApiError(400, "events must be a JSON array of event objects")
         return events
 
-    @staticmethod
-    def _insert_failed(failure, request) -> bytes:
+    def _stored(self, inserted: int, request, app_id: str, batches) -> bytes:
+        """Count the committed events and answer 200."""
+        for table, rows in batches:
+            self.metrics.events_inserted.labels(app_id, table.name).inc(len(rows))
+        return _write_json(request, 200, {"inserted": inserted})
+
+    def _count_rejected(self, app_id: str, events, status: int) -> None:
+        if events and app_id in self.config.apps:
+            reason = _REJECTION_REASONS.get(status, str(status))
+            self.metrics.events_rejected.labels(app_id, reason).inc(len(events))
+
+    def _insert_failed(self, failure, request, app_id: str, events) -> bytes:
         """The JSON answer for rows the writer could not store."""
         error = failure.value
         if isinstance(error, RowsRefused):
@@ -293,6 +320,7 @@ class EventsAPI:
         else:
             log.failure("insert failed", failure=failure)
             answer = _unavailable("the database could not store the events; retry later")
+        self._count_rejected(app_id, events, answer.status)
         return _write_json(request, answer.status, answer.body, answer.headers)
 
     @app.handle_errors(NotFound)
@@ -310,6 +338,13 @@ class EventsAPI:
     def unexpected(self, request, failure):
         log.failure("unexpected error answering {uri}", failure=failure, uri=request.uri)
         return _write_json(request, 500, {"error": "internal error"})
+
+
+# The reason label of attolytics_events_rejected_total, by the status of the refusal.
+_REJECTION_REASONS = {
+    400: "invalid", 401: "unauthenticated", 403: "wrong_key", 404: "unknown_table",
+    409: "conflict", 413: "too_large", 415: "unsupported_type", 503: "unavailable",
+}
 
 
 def _known_key(given: bytes, keys: tuple[bytes, ...]) -> bool:

@@ -60,7 +60,7 @@ class AttolyticsService(Service):
         super().startService()
         self.site = AttolyticsSite(
             self.api.resource(), self.config.max_body_bytes, self.api.early_headers,
-            self.config.request_timeout,
+            self.config.request_timeout, metrics=self.api.metrics,
         )
         listening = serverFromString(self.reactor, self.config.listen).listen(self.site)
         listening.addCallbacks(self._listening, self._cannot_listen)
@@ -134,6 +134,7 @@ class AttolyticsService(Service):
                 db, self.reactor, max_queued_rows=settings.max_queued_rows,
                 max_rows_per_flush=settings.max_batch_rows, flush_delay=settings.max_delay_ms / 1000,
                 flush_timeout=settings.flush_timeout,
+                batch_observer=self.api.metrics.writer_batch_rows.observe,
             )
             self.api.ready(tables, self.writer)
             log.info("ready: {count} tables checked", count=len(tables))

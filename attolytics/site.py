@@ -6,6 +6,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import Site
 
 from attolytics.logs import logger
+from attolytics.metrics import route_label
 from attolytics.request import JsonErrorsChannel, request_factory
 
 log = logger(__name__)
@@ -47,7 +48,8 @@ class AttolyticsSite(Site):
     # Plain HTTP/1.1 channels (no HTTP/2 negotiation, which needs TLS anyway), with JSON errors.
     protocol = JsonErrorsChannel
 
-    def __init__(self, resource, max_body_bytes: int, early_headers, receive_timeout: float = 30.0):
+    def __init__(self, resource, max_body_bytes: int, early_headers, receive_timeout: float = 30.0,
+                 metrics=None):
         super().__init__(
             resource,
             requestFactory=request_factory(max_body_bytes, early_headers, receive_timeout),
@@ -55,6 +57,7 @@ class AttolyticsSite(Site):
         )
         self.receive_timeout = receive_timeout
         self.in_flight = InFlight()
+        self.metrics = metrics
         # Never parse bodies as HTML forms: the API takes JSON, and twisted.web's form detection
         # parses Content-Type with the email package, a fifth of the time of a small request.
         # (Site's parsePOSTFormSubmission argument, set the way that works with older Twisted.)
@@ -63,6 +66,10 @@ class AttolyticsSite(Site):
     def log(self, request):
         """Log one line per finished request, with fields for log shippers."""
         started = getattr(request, "started", None)
+        if self.metrics is not None:
+            self.metrics.requests.labels(route_label(request.path or b""), str(request.code)).inc()
+            if started:
+                self.metrics.request_seconds.observe(time.monotonic() - started)
         address = request.getClientAddress()
         log.info(
             "{client} {method} {path} {status} {bytes} bytes {duration:.1f} ms",

@@ -74,13 +74,15 @@ class Writer:
 
     def __init__(self, db, reactor, max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS,
                  max_rows_per_flush: int = DEFAULT_MAX_ROWS_PER_FLUSH, flush_delay: float = 0.0,
-                 flush_timeout: float = DEFAULT_FLUSH_TIMEOUT):
+                 flush_timeout: float = DEFAULT_FLUSH_TIMEOUT, batch_observer=None):
         self.db = db
         self.reactor = reactor
         self.max_queued_rows = max_queued_rows
         self.max_rows_per_flush = max_rows_per_flush
         self.flush_delay = flush_delay
         self.flush_timeout = flush_timeout
+        # Called with the row count of each transaction, for the metrics.
+        self.batch_observer = batch_observer
         self.queued_rows = 0  # rows accepted and not yet answered, in the queue or in flight
         self.queued_bytes = 0
         self._queue: deque[_Pending] = deque()
@@ -146,6 +148,8 @@ class Writer:
                 size += pending.size
             self._waiting_rows -= rows
             self._flushing += 1
+            if self.batch_observer is not None:
+                self.batch_observer(rows)
             Deferred.fromCoroutine(self._flush(taken))
 
     async def _flush(self, requests: list[_Pending]) -> None:

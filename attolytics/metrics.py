@@ -1,0 +1,52 @@
+"""Prometheus metrics of one service, served at GET /metrics."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """The service's counters, each moved where the thing it counts happens."""
+
+    def __init__(self):
+        # A registry per service: tests run several services in one process.
+        self.registry = CollectorRegistry()
+        self.events_inserted = Counter(
+            "attolytics_events_inserted", "Events committed.", ["app", "table"], registry=self.registry
+        )
+        self.events_rejected = Counter(
+            "attolytics_events_rejected", "Events of requests that were refused.", ["app", "reason"],
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "attolytics_requests", "HTTP requests answered.", ["route", "status"], registry=self.registry
+        )
+        self.request_seconds = Histogram(
+            "attolytics_request_seconds", "Time from a request's first line to its answer.",
+            registry=self.registry,
+        )
+        self.writer_queue_rows = Gauge(
+            "attolytics_writer_queue_rows", "Rows accepted and not yet committed.", registry=self.registry
+        )
+        self.writer_batch_rows = Histogram(
+            "attolytics_writer_batch_rows", "Rows per transaction written.",
+            buckets=(1, 10, 100, 1000, 5000, 20000), registry=self.registry,
+        )
+        self.database_ready = Gauge(
+            "attolytics_database_ready", "1 when the tables are checked and a connection is up.",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+def route_label(path: bytes) -> str:
+    """The route a path belongs to, without the ids in it (labels must stay few)."""
+    parts = path.split(b"?", 1)[0].split(b"/")
+    if len(parts) >= 4 and parts[1] == b"apps" and parts[3] == b"events":
+        return "/apps/{app}/events/{event_type}" if len(parts) == 5 else "/apps/{app}/events"
+    if path in (b"/healthz", b"/readyz", b"/metrics"):
+        return path.decode()
+    return "other"
