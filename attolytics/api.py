@@ -234,6 +234,7 @@ class EventsAPI:
             body = parse_json(raw)
             if isinstance(body, dict) and isinstance(body.get("events"), list):
                 events = body["events"]  # counted as rejected if the request is refused
+                request.events_received = len(events)  # for the access log
             events = self._authenticated_events(body, app, _bearer(request))
             if self.tables is None:
                 raise _unavailable("the database is not ready yet; retry later")

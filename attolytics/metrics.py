@@ -1,6 +1,12 @@
 """Prometheus metrics of one service, served at GET /metrics."""
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 

@@ -5,6 +5,7 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, succe
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.logger import ILogObserver
 
 from attolytics import systemd
 from attolytics.api import EventsAPI
@@ -55,6 +56,14 @@ class AttolyticsService(Service):
         self._embedded_started = None
         # Fires once start-up has ended: ready to serve, given up (on_fatal), or stopped.
         self.starting = None
+
+    # Set by the twistd plugin for --log-format json; twistd logs to what the application names.
+    log_observer = None
+
+    def setServiceParent(self, parent):
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.log_observer)
+        return super().setServiceParent(parent)
 
     def startService(self):
         super().startService()

@@ -71,12 +71,17 @@ class AttolyticsSite(Site):
             if started:
                 self.metrics.request_seconds.observe(time.monotonic() - started)
         address = request.getClientAddress()
+        path = request.path or b""
+        parts = path.split(b"/")
         log.info(
             "{client} {method} {path} {status} {bytes} bytes {duration:.1f} ms",
             client=getattr(address, "host", "-"),
             method=request.method.decode("latin-1"),
             path=request.uri.decode("latin-1")[:200],
+            route=route_label(path),
+            app=parts[2].decode("utf-8", "replace")[:100] if len(parts) > 3 and parts[1] == b"apps" else None,
+            events=getattr(request, "events_received", 0),
             status=request.code,
             bytes=request.sentLength,
-            duration=(time.monotonic() - started) * 1000 if started else 0.0,
+            duration=round((time.monotonic() - started) * 1000, 3) if started else 0.0,
         )

@@ -9,9 +9,10 @@ from dataclasses import replace
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ReactorNotRunning
 from twisted.python import usage
+from twisted.python.logfile import LogFile
 
 from attolytics.config import ConfigError, Database, load_config
-from attolytics.logs import logger, set_verbosity
+from attolytics.logs import JsonLinesObserver, logger, set_verbosity
 from attolytics.service import AttolyticsService
 
 log = logger(__name__)
@@ -31,6 +32,7 @@ class Options(usage.Options):
         ["port", "p", None, "Listen on TCP at this port (with --host; default 8000).", int],
         ["db-url", None, None, "PostgreSQL connection URL; overrides the config's database."],
         ["db_url", None, None, "Same as --db-url (the original's spelling)."],
+        ["log-format", None, "text", "text, or json: one JSON object per line, for log shippers."],
     ]
 
     def __init__(self):
@@ -61,6 +63,8 @@ class Options(usage.Options):
             raise usage.UsageError("give either --listen or --host/--port, not both")
         if self["host"] or self["port"] is not None:
             self["listen"] = tcp_endpoint(self["host"] or "localhost", self["port"] or 8000)
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError("--log-format is text or json")
 
 
 def tcp_endpoint(host: str, port: int) -> str:
@@ -90,7 +94,19 @@ def makeService(options, reactor=None):
     except (ValueError, KeyError, TypeError) as e:
         sys.exit(f"attolytics: {listen_source}: cannot use {config.listen!r}: {e}")
     reactor.callWhenRunning(_stop_on_signals, reactor)
-    return AttolyticsService(config, reactor, on_fatal=_exit_on_fatal(reactor))
+    service = AttolyticsService(config, reactor, on_fatal=_exit_on_fatal(reactor))
+    if options["log-format"] == "json":
+        service.log_observer = JsonLinesObserver(_log_file(getattr(options, "parent", None)))
+    return service
+
+
+def _log_file(twistd_options):
+    """Where twistd would log: standard output in the foreground, else its --logfile."""
+    twistd_options = twistd_options or {}
+    name = twistd_options.get("logfile") or ("-" if twistd_options.get("nodaemon", True) else "twistd.log")
+    if name == "-":
+        return sys.stdout
+    return LogFile.fromFullPath(name)
 
 
 def _stop_on_signals(reactor):
