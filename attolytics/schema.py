@@ -171,3 +171,47 @@ def _users_of(config: Config, table: str) -> str:
         if target == table
     ]
     return ", ".join(users) or "declared in the tables section"
+
+
+async def plan_tables(db, config: Config) -> tuple[list[str], list[str]]:
+    """What start-up would do, without doing it: (the DDL it would run, the problems that
+    would stop it). For `python -m attolytics check`."""
+    ddl, problems = [], []
+    missing = set()
+    for declared in config.tables.values():
+        try:
+            catalog = await _catalog(db, config, declared.name)
+        except SchemaError as e:
+            problems.append(str(e))
+            continue
+        if catalog is None:
+            missing.add(declared.name)
+            ddl.append(create_table_sql(declared))
+        else:
+            problems.extend(
+                f"{config.path}: table {declared.name!r}: {problem}"
+                for problem in declared_mismatches(declared, catalog)
+            )
+        for column in declared.columns:
+            if column.indexed and (
+                declared.name in missing
+                or not (await db.runQuery(_INDEX_SQL, (quote_name(index_name(declared.name, column.name)),)))[0][0]
+            ):
+                ddl.append(create_index_sql(declared, column))
+    for name in config.table_names():
+        if name in missing:
+            continue  # created from its declaration, which is checked already
+        try:
+            catalog = await _catalog(db, config, name)
+            if catalog is None:
+                raise SchemaError(
+                    f"{config.path}: table {name!r} ({_users_of(config, name)}) does not exist in the "
+                    f"database and is not declared in the tables section"
+                )
+            _table(config, name, catalog)
+        except SchemaError as e:
+            problems.append(str(e))
+    return ddl, problems
+
+
+_INDEX_SQL = "SELECT to_regclass(%s) IS NOT NULL"

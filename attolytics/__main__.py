@@ -1,0 +1,72 @@
+"""`python -m attolytics check`: check a configuration against its database without serving."""
+
+import argparse
+import sys
+
+import psycopg2
+from twisted.internet.defer import Deferred, succeed
+
+from attolytics.config import ConfigError, load_config
+from attolytics.embedded import EmbeddedPostgres
+from attolytics.schema import plan_tables
+
+
+class _BlockingDatabase:
+    """The two query methods schema.py needs, over a plain blocking connection: a command-line
+    check has no reactor to keep responsive."""
+
+    def __init__(self, url: str):
+        self.connection = psycopg2.connect(url)
+        self.connection.autocommit = True
+
+    def runQuery(self, sql, params=None):
+        with self.connection.cursor() as cur:
+            cur.execute(sql, params)
+            return succeed(cur.fetchall())
+
+
+def check(config_path: str, db_url: str | None, out=sys.stdout) -> int:
+    """Check and report; the exit status: 0 when start-up would succeed, else 1."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        out.write(f"problem: {e}\n")
+        return 1
+    embedded = None
+    url = db_url or config.database.url
+    if url is None:
+        embedded = EmbeddedPostgres(config.database.embedded_path)
+        url = embedded.start()
+    try:
+        try:
+            db = _BlockingDatabase(url)
+        except psycopg2.Error as e:
+            out.write(f"problem: cannot connect to PostgreSQL: {str(e).strip()}\n")
+            return 1
+        outcome = Deferred.fromCoroutine(plan_tables(db, config))
+        ddl, problems = outcome.result  # every query above ran synchronously
+        db.connection.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    for statement in ddl:
+        out.write(f"would run: {statement};\n")
+    for problem in problems:
+        out.write(f"problem: {problem}\n")
+    if not problems:
+        out.write(f"ok: {config_path} fits the database ({len(config.table_names())} tables)\n")
+    return 1 if problems else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m attolytics")
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("check", help="check the configuration against the database")
+    command.add_argument("--config", "-c", default="attolytics.conf.yaml")
+    command.add_argument("--db-url")
+    args = parser.parse_args(argv)
+    return check(args.config, args.db_url)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
