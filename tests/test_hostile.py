@@ -18,11 +18,18 @@ from urllib.parse import quote
 
 import psycopg2
 import pytest
+from conftest import Answer
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from psycopg2.extensions import make_dsn, parse_dsn
-
-from test_twistd import EXAMPLE_KEY, SEED_EVENTS, TWISTD, free_port, post, wait_until_served
+from test_twistd import (
+    EXAMPLE_KEY,
+    SEED_EVENTS,
+    TWISTD,
+    free_port,
+    post,
+    wait_until_served,
+)
 
 OTHER_KEY = "a-second-app-with-its-own-long-secret"
 ORIGIN = "https://example.com"
@@ -125,16 +132,6 @@ def rows(database_url, statement, params=None):
 
 
 # --- clients -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
 
 
 def send(port, method, path, body=None, headers=(), timeout=ANSWER_TIMEOUT) -> Answer:
