@@ -1,30 +1,22 @@
 """--log-format json: one JSON object per line, with an access line per request."""
 
 import json
-import signal
-import subprocess
 
 from conftest import SEED_CONFIG
-from test_twistd import EXAMPLE_KEY, SEED_EVENTS, TWISTD, free_port, post, twistd, wait_until_served
+from test_cli import serve
+from test_twistd import EXAMPLE_KEY, SEED_EVENTS, free_port, post, twistd, wait_until_served
 
 
 def test_json_log_lines_with_an_access_line_per_request(tmp_path, database_url):
     (tmp_path / "attolytics.conf.yaml").write_text(SEED_CONFIG.replace("s3cret-key", EXAMPLE_KEY))
     port = free_port()
-    process = subprocess.Popen(
-        TWISTD + ["-n", "--pidfile=", "attolytics", "--log-format", "json", "--db-url", database_url,
-                  "--listen", f"tcp:{port}:interface=127.0.0.1"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        wait_until_served(port, process)
+    with serve(tmp_path, "--log-format", "json", "--db-url", database_url,
+               "--listen", f"tcp:{port}:interface=127.0.0.1") as run:
+        wait_until_served(port, run.process)
         assert post(port, "/apps/mygame/events/game_events",
                     {"secret_key": EXAMPLE_KEY, "events": SEED_EVENTS}) == (200, {"inserted": 2})
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0
-    records = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert run.returncode == 0
+    records = [json.loads(line) for line in run.output.splitlines() if line.strip()]
     assert all({"time", "level", "namespace", "message"} <= r.keys() for r in records)
     access = [r for r in records if r.get("namespace") == "attolytics.site" and r.get("events") == 2]
     assert len(access) == 1

@@ -169,10 +169,21 @@ async def test_postgres_killed_and_restarted_under_load(start, own_postgres, rec
 SHORT_TIMEOUT = SEED_CONFIG + "request_timeout: 1.5\n"
 
 
+def read_until_closed(s: socket.socket) -> bytes:
+    """Everything the server sends on `s` until it closes (or 5 s of silence)."""
+    s.settimeout(5)
+    received = b""
+    try:
+        while chunk := s.recv(4096):
+            received += chunk
+    except OSError:
+        pass
+    return received
+
+
 def _slowloris(port: int, seconds: float) -> bytes:
     """Send a request's headers one byte at a time; return what the server answered."""
     head = b"POST /apps/mygame/events/game_events HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n"
-    received = b""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         deadline = time.monotonic() + seconds
         for byte in head:
@@ -183,13 +194,7 @@ def _slowloris(port: int, seconds: float) -> bytes:
             except OSError:
                 break
             time.sleep(0.1)
-        s.settimeout(5)
-        try:
-            while chunk := s.recv(4096):
-                received += chunk
-        except OSError:
-            pass
-    return received
+        return read_until_closed(s)
 
 
 @pytest_twisted.ensureDeferred
@@ -268,7 +273,6 @@ def _trickle_body(port: int) -> bytes:
     """A complete head, then the body a byte every 0.2 s; return what the server answered."""
     head = (b"POST /apps/mygame/events/game_events HTTP/1.1\r\nHost: x\r\n"
             b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
-    received = b""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(head)
         try:
@@ -277,13 +281,7 @@ def _trickle_body(port: int) -> bytes:
                 time.sleep(0.2)
         except OSError:
             pass
-        s.settimeout(5)
-        try:
-            while chunk := s.recv(4096):
-                received += chunk
-        except OSError:
-            pass
-    return received
+        return read_until_closed(s)
 
 
 @pytest_twisted.ensureDeferred
