@@ -10,6 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=["attolytics", "twisted.plugins"],
+    package_data={"attolytics": ["static/attolytics.js"]},
     install_requires=[
         "twisted>=23.10",
         "klein>=23.5",
@@ -26,6 +27,7 @@ setup(
             "pytest-twisted>=1.14",
             "treq>=23.11",
             "hypothesis>=6.100",
+            "selenium>=4.20",
         ],
     },
 )

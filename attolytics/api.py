@@ -12,6 +12,7 @@ from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from attolytics import cors
+from attolytics.browser import browser_client
 from attolytics.config import Config
 from attolytics.database import DatabaseUnavailable
 from attolytics.logs import logger
@@ -141,6 +142,7 @@ class EventsAPI:
         self.tables = None
         self.writer = None
         self.metrics = Metrics()
+        self._browser_client = browser_client(config.max_body_bytes)
         self.metrics.writer_queue_rows.set_function(lambda: self.writer.queued_rows if self.writer else 0)
         self.metrics.database_ready.set_function(lambda: 1 if self._ready() else 0)
 
@@ -205,6 +207,15 @@ class EventsAPI:
         """The Prometheus metrics."""
         request.setHeader(b"Content-Type", CONTENT_TYPE)
         return self.metrics.render()
+
+    @app.route("/attolytics.js", methods=["GET"])
+    def browser_client(self, request):
+        """The browser client, which pages load from here with a script tag."""
+        request.setHeader(b"Content-Type", b"text/javascript; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"public, max-age=3600")
+        # Lets a page load it with crossorigin (for subresource integrity).
+        request.setHeader(b"Access-Control-Allow-Origin", b"*")
+        return self._browser_client
 
     def _preflight(self, request, app_id):
         """Answer a browser's CORS preflight."""

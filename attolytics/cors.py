@@ -22,6 +22,8 @@ def response_headers(app: App, origin: str | None) -> dict[str, str]:
     allowed = allow_origin(app, origin)
     if allowed is not None:
         headers["Access-Control-Allow-Origin"] = allowed
+        # So that a page can read how long a 503 asks it to wait.
+        headers["Access-Control-Expose-Headers"] = "Retry-After"
     return headers
 
 

@@ -1,0 +1,281 @@
+"""The browser client, /attolytics.js, in a real headless Chromium: a page of another origin
+records events, and they arrive in PostgreSQL."""
+
+import os
+import shutil
+import tempfile
+import time
+
+import psycopg2
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import Data
+
+from conftest import SECRET, SEED_CONFIG
+from test_metrics import scrape, value
+from test_reliability import own_postgres  # noqa: F401 (a fixture)
+
+INSTALL = "apt-get install chromium chromium-driver (Debian's Chromium and ChromeDriver)"
+ROUTE = "/apps/{app}/events"
+START = {"timestamp": 1554130180, "event_type": "game_start"}
+
+
+def _browser_paths():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return chromium, driver
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium driven by selenium; skipped outside CI where it is not installed."""
+    chromium, driver_path = _browser_paths()
+    if not (chromium and driver_path):
+        message = f"the browser tests need Chromium and ChromeDriver: {INSTALL}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    profile = tempfile.mkdtemp(prefix="attolytics-chromium-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+class Pages:
+    """Web pages served from their own origin (http://localhost:<port>), not the service's."""
+
+    def __init__(self):
+        self.root = Resource()
+        self.port = reactor.listenTCP(0, Site(self.root), interface="127.0.0.1")
+
+    def add(self, name: str, html: str) -> str:
+        self.root.putChild(name.encode(), Data(html.encode(), "text/html; charset=utf-8"))
+        return f"http://localhost:{self.port.getHost().port}/{name}"
+
+
+@pytest.fixture
+def pages():
+    served = Pages()
+    yield served
+    pytest_twisted.blockon(served.port.stopListening())
+
+
+def in_browser(function, *args):
+    """Run a blocking selenium call in a thread, so the reactor goes on serving the page and the service."""
+    return deferToThread(function, *args)
+
+
+async def sleep(seconds):
+    await deferLater(reactor, seconds, lambda: None)
+
+
+async def wait_for(condition, seconds=15.0):
+    """Poll an async condition until it is true; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {condition.__doc__}")
+
+
+def page_with(service: str, script: str, interval: int | None = None) -> str:
+    """A page that loads the client as the README's snippet does, then runs `script`."""
+    every = f' data-interval="{interval}"' if interval is not None else ""
+    return f"""<!doctype html><meta charset="utf-8"><title>a page</title>
+<script src="{service}/attolytics.js" data-app="mygame" data-key="{SECRET}"{every}></script>
+<script>window.errors = []; {script}</script>"""
+
+
+def rows(sql):
+    return sql("select timestamp, event_type, score from game_events order by timestamp")
+
+
+async def requests_answered(running, status: str) -> float:
+    return value(await scrape(running), "attolytics_requests_total", route=ROUTE, status=status)
+
+
+def stored(sql, count):
+    async def condition():
+        """the rows arrive in PostgreSQL"""
+        return len(rows(sql)) >= count
+    return condition
+
+
+# The service side
+
+
+@pytest_twisted.ensureDeferred
+async def test_script_is_served_with_the_body_limit(start):
+    running = await start(SEED_CONFIG + "max_body_bytes: 12345\n")
+    answer = await running.client.request("GET", "/attolytics.js")
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert b"var MAX_BODY_BYTES = 12345;" in answer.body
+    assert b"__MAX_BODY_BYTES__" not in answer.body
+    assert "max-age" in answer.headers["cache-control"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_answers_let_a_page_read_retry_after(seed):
+    answer = await seed.client.post_events("mygame", "game_events", [START],
+                                           headers={"Origin": "http://localhost:1"})
+    assert answer.status == 200
+    assert answer.headers["access-control-allow-origin"] == "*"
+    assert answer.headers["access-control-expose-headers"] == "Retry-After"
+
+
+# In Chromium
+
+
+@pytest_twisted.ensureDeferred
+async def test_snippet_events_arrive_when_the_page_is_left(seed, pages, browser, sql):
+    page = pages.add("shop", page_with(seed.client.base, """
+        attolytics.track("game_events", {timestamp: 1, event_type: "visit"});
+        attolytics.track("game_events", {timestamp: 2, event_type: "caf\u00e9 \u2615", score: 7});
+        attolytics.track("game_events", {timestamp: 3, event_type: "leave"});"""))
+    await in_browser(browser.get, page)
+    await sleep(0.5)
+    assert rows(sql) == [], "the interval is 5 s: nothing is sent yet while the page is shown"
+    await in_browser(browser.get, "about:blank")
+    await wait_for(stored(sql, 3))
+    assert rows(sql) == [(1, "visit", None), (2, "caf\u00e9 \u2615", 7), (3, "leave", None)]
+    assert await requests_answered(seed, "200") == 1, "one beacon carries the three events"
+    assert await requests_answered(seed, "204") == 0, "a beacon needs no preflight"
+
+
+@pytest_twisted.ensureDeferred
+async def test_hidden_tab_sends_and_the_page_goes_on(seed, pages, browser, sql):
+    page = pages.add("game", page_with(seed.client.base, """
+        attolytics.track("game_events", {timestamp: 1, event_type: "start"});""", interval=60000))
+    await in_browser(browser.get, page)
+    first = browser.current_window_handle
+    await in_browser(browser.switch_to.new_window, "tab")
+    await wait_for(stored(sql, 1), seconds=10)  # well before the minute's interval
+    await in_browser(browser.close)
+    await in_browser(browser.switch_to.window, first)
+    await in_browser(browser.execute_script, """
+        attolytics.track("game_events", {timestamp: 2, event_type: "back"});
+        attolytics.flush();""")
+    await wait_for(stored(sql, 2))
+    assert rows(sql) == [(1, "start", None), (2, "back", None)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_batches_on_the_interval_never_past_the_body_limit(start, pages, browser, sql):
+    running = await start(SEED_CONFIG + "max_body_bytes: 1500\n")
+    page = pages.add("many", page_with(running.client.base, """
+        for (var i = 1; i <= 60; i++) {
+          attolytics.track("game_events", {timestamp: i, event_type: "step " + "x".repeat(i)});
+        }""", interval=200))
+    await in_browser(browser.get, page)
+    await wait_for(stored(sql, 60))
+    assert rows(sql) == [(i, "step " + "x" * i, None) for i in range(1, 61)]
+    assert await requests_answered(running, "413") == 0
+    posts = await requests_answered(running, "200")
+    # About 5 KB of events: a few requests at the limit, not one per event.
+    assert 4 <= posts <= 8, posts
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_503_is_retried_after_retry_after(start, own_postgres, pages, browser, sql):
+    await own_postgres.kill()
+    running = await start(url=own_postgres.url, wait=False)
+    page = pages.add("retry", page_with(running.client.base, """
+        attolytics.track("game_events", {timestamp: 1, event_type: "while down"});
+        attolytics.flush();""", interval=100))
+    await in_browser(browser.get, page)
+
+    async def refused():
+        """the service answers 503"""
+        return await requests_answered(running, "503") >= 1
+    await wait_for(refused)
+    await sleep(3)
+    assert await requests_answered(running, "503") == 1, "Retry-After is 5 s: no retry before"
+    await own_postgres.start()
+
+    async def arrived():
+        """the event arrives once PostgreSQL is back"""
+        try:
+            return own_postgres.count("select count(*) from game_events")[0][0] >= 1
+        except psycopg2.errors.UndefinedTable:  # the service has not created it yet
+            return False
+    await wait_for(arrived, seconds=30)
+    assert own_postgres.count("select timestamp, event_type from game_events") == [(1, "while down")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_event_is_reported_and_the_others_are_stored(seed, pages, browser, sql):
+    page = pages.add("bad", f"""<!doctype html><title>bad</title>
+<script src="{seed.client.base}/attolytics.js"></script>
+<script>
+  window.errors = [];
+  var client = attolytics.client({{app: "mygame", key: "{SECRET}", interval: 100,
+    onError: function (e) {{ errors.push({{message: e.message, status: e.status, events: e.events}}); }}}});
+  client.track("game_events", {{timestamp: 1, event_type: "good"}});
+  client.track("game_events", {{timestamp: 2, event_type: "bad", score: "lots"}});
+  client.track("game_events", {{timestamp: 3, event_type: "good too"}});
+</script>""")
+    await in_browser(browser.get, page)
+    await wait_for(stored(sql, 2))
+    assert rows(sql) == [(1, "good", None), (3, "good too", None)]
+    errors = await in_browser(browser.execute_script, "return window.errors")
+    assert len(errors) == 1
+    assert errors[0]["status"] == 400 and "(field score)" in errors[0]["message"]
+    assert errors[0]["events"] == [{"timestamp": 2, "event_type": "bad", "score": "lots", "_t": "game_events"}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_event_past_the_body_limit_is_refused_in_the_page(start, pages, browser, sql):
+    running = await start(SEED_CONFIG + "max_body_bytes: 300\n")
+    page = pages.add("big", f"""<!doctype html><title>big</title>
+<script src="{running.client.base}/attolytics.js"></script>
+<script>
+  window.errors = [];
+  var client = attolytics.client({{app: "mygame", key: "{SECRET}", interval: 100,
+    onError: function (e) {{ errors.push({{message: e.message, status: e.status}}); }}}});
+  window.accepted = [
+    client.track("game_events", {{timestamp: 1, event_type: "x".repeat(400)}}),
+    client.track("game_events", {{timestamp: 2, event_type: "small"}}),
+  ];
+</script>""")
+    await in_browser(browser.get, page)
+    await wait_for(stored(sql, 1))
+    assert await in_browser(browser.execute_script, "return window.accepted") == [False, True]
+    errors = await in_browser(browser.execute_script, "return window.errors")
+    assert [e["status"] for e in errors] == [413] and "limit of 300 bytes" in errors[0]["message"]
+    assert rows(sql) == [(2, "small", None)]
+    assert await requests_answered(running, "413") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_page_the_app_does_not_allow_stores_nothing_twice(start, pages, browser, sql):
+    config = SEED_CONFIG.replace("    event_types:", "    access_control_allow_origin: https://elsewhere.example\n"
+                                                   "    event_types:")
+    running = await start(config)
+    page = pages.add("foreign", page_with(running.client.base, """
+        attolytics.track("game_events", {timestamp: 1, event_type: "once"});""", interval=100))
+    await in_browser(browser.get, page)
+    await sleep(2)
+    # The preflight refused the page, so its fetches stored nothing; its retries wait.
+    assert rows(sql) == []
+    assert await requests_answered(running, "204") >= 1
+    await in_browser(browser.get, "about:blank")
+    await wait_for(stored(sql, 1))
+    await sleep(0.5)
+    assert rows(sql) == [(1, "once", None)], "the beacon on leaving stored it, exactly once"
