@@ -160,6 +160,18 @@ async def test_snippet_events_arrive_when_the_page_is_left(seed, pages, browser,
 
 
 @pytest_twisted.ensureDeferred
+async def test_without_beacons_leaving_sends_by_keepalive_fetch(seed, pages, browser, sql):
+    page = pages.add("old", page_with(seed.client.base, """
+        navigator.sendBeacon = function () { return false; };  // as when the beacon quota is used up
+        attolytics.track("game_events", {timestamp: 1, event_type: "no beacon"});"""))
+    await in_browser(browser.get, page)
+    await in_browser(browser.get, "about:blank")
+    await wait_for(stored(sql, 1))
+    assert rows(sql) == [(1, "no beacon", None)]
+    assert await requests_answered(seed, "204") == 0, "text/plain with no-cors needs no preflight"
+
+
+@pytest_twisted.ensureDeferred
 async def test_hidden_tab_sends_and_the_page_goes_on(seed, pages, browser, sql):
     page = pages.add("game", page_with(seed.client.base, """
         attolytics.track("game_events", {timestamp: 1, event_type: "start"});""", interval=60000))
