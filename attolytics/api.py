@@ -12,7 +12,7 @@ from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from attolytics import cors
-from attolytics.browser import browser_client
+from attolytics.browser import BrowserClient
 from attolytics.config import Config
 from attolytics.database import DatabaseUnavailable
 from attolytics.logs import logger
@@ -142,7 +142,7 @@ class EventsAPI:
         self.tables = None
         self.writer = None
         self.metrics = Metrics()
-        self._browser_client = browser_client(config.max_body_bytes)
+        self._browser_client = BrowserClient(config.max_body_bytes)
         self.metrics.writer_queue_rows.set_function(lambda: self.writer.queued_rows if self.writer else 0)
         self.metrics.database_ready.set_function(lambda: 1 if self._ready() else 0)
 
@@ -215,7 +215,11 @@ class EventsAPI:
         request.setHeader(b"Cache-Control", b"public, max-age=3600")
         # Lets a page load it with crossorigin (for subresource integrity).
         request.setHeader(b"Access-Control-Allow-Origin", b"*")
-        return self._browser_client
+        request.setHeader(b"Vary", b"Accept-Encoding")
+        body, encoding = self._browser_client.body_for(request.getHeader(b"accept-encoding"))
+        if encoding is not None:
+            request.setHeader(b"Content-Encoding", encoding)
+        return body
 
     def _preflight(self, request, app_id):
         """Answer a browser's CORS preflight."""

@@ -1,6 +1,8 @@
 """The browser client, /attolytics.js, in a real headless Chromium: a page of another origin
 records events, and they arrive in PostgreSQL."""
 
+import gzip
+import http.client
 import os
 import shutil
 import tempfile
@@ -129,6 +131,39 @@ async def test_script_is_served_with_the_body_limit(start):
     assert b"var MAX_BODY_BYTES = 12345;" in answer.body
     assert b"__MAX_BODY_BYTES__" not in answer.body
     assert "max-age" in answer.headers["cache-control"]
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("accept, gzipped", [
+    ("gzip, deflate, br", True), ("br;q=1.0, gzip;q=0.5", True), ("*", True),
+    ("gzip;q=0", False), ("identity", False), (None, False), ("gzip;q=x", False),
+])
+async def test_script_is_gzipped_when_the_browser_accepts_it(seed, accept, gzipped):
+    # http.client, since treq asks for gzip itself and hides the encoding.
+    port = int(seed.client.base.rsplit(":", 1)[1])
+    plain = await deferToThread(get_raw, port, "/attolytics.js", None)
+    status, headers, body = await deferToThread(get_raw, port, "/attolytics.js", accept)
+    assert status == 200 and headers["vary"] == "Accept-Encoding"
+    if gzipped:
+        assert headers["content-encoding"] == "gzip"
+        assert gzip.decompress(body) == plain[2]
+        assert len(body) < len(plain[2]) / 2
+    else:
+        assert "content-encoding" not in headers
+        assert body == plain[2]
+
+
+def get_raw(port, path, accept_encoding):
+    """GET with exactly this Accept-Encoding (or none); (status, headers, body as sent)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.putrequest("GET", path, skip_accept_encoding=True)
+    if accept_encoding is not None:
+        connection.putheader("Accept-Encoding", accept_encoding)
+    connection.endheaders()
+    response = connection.getresponse()
+    answer = response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    connection.close()
+    return answer
 
 
 @pytest_twisted.ensureDeferred
