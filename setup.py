@@ -26,6 +26,7 @@ setup(
             "pytest-twisted>=1.14",
             "treq>=23.11",
             "hypothesis>=6.100",
+            "schemathesis>=4.32,<5",
         ],
     },
 )
