@@ -53,6 +53,6 @@ def route_label(path: bytes) -> str:
     parts = path.split(b"?", 1)[0].split(b"/")
     if len(parts) >= 4 and parts[1] == b"apps" and parts[3] == b"events":
         return "/apps/{app}/events/{event_type}" if len(parts) == 5 else "/apps/{app}/events"
-    if path in (b"/healthz", b"/readyz", b"/metrics"):
+    if path in (b"/healthz", b"/readyz", b"/metrics", b"/openapi.json"):
         return path.decode()
     return "other"

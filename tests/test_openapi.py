@@ -20,6 +20,7 @@ from conftest import SECRET
 from schemathesis.core.parameters import ParameterLocation
 from test_cli import Run, listen_on, serve
 from test_hostile import module_database  # noqa: F401 (a fixture: this module's own database)
+from test_metrics import scrape, value
 from test_twistd import free_port
 
 KEY = "a-long-random-key-for-the-openapi-test"
@@ -381,6 +382,13 @@ async def test_the_map_form_with_rotated_keys_is_described_without_its_keys(star
     assert {"/apps/mygame/events", "/apps/mygame/events/game_events"} <= set(paths)
     assert event_schema(answer.json(), "/apps/mygame/events/game_events")["required"] == [
         "timestamp", "event_type"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_document_has_a_route_label_of_its_own_in_the_metrics(seed):
+    assert (await seed.client.request("GET", "/openapi.json")).status == 200
+    metrics = await scrape(seed)
+    assert value(metrics, "attolytics_requests_total", route="/openapi.json", status="200") == 1
 
 
 # --- last: the process survived the run and stops cleanly ---------------------------------------
