@@ -323,16 +323,17 @@ def _text(max_length: int | None) -> dict:
 
 
 def _timestamp(with_zone: bool, precision: int | None) -> dict:
-    note = ("Unix seconds (fractions rounded to the microsecond), or an RFC 3339 date-time with a "
-            "time zone; a space instead of the T is accepted too. Refused: a leap second (:60) and "
-            "the year 0000.")
+    note = ("Unix seconds, or an RFC 3339 date-time with a time zone (a space instead of the T is "
+            "accepted too); fractions of a second are rounded to the microsecond. Refused: a leap "
+            "second (:60) and the year 0000.")
     if with_zone:
         note += (" With a UTC offset of 16 hours or more, the moment must fall within the years 1 to "
                  "9999 in UTC.")
     else:
         note += " Stored as the UTC time, which must fall within the years 1 to 9999."
     if precision is not None and precision < 6:
-        note += f" Refused: more digits after the second than {precision}."
+        note += (f" Refused: a time that, rounded to the microsecond, has more than {precision} "
+                 f"digits after the second.")
     return {
         "anyOf": [
             {"type": "number", "minimum": _FIRST_SECOND, "exclusiveMaximum": _END_SECOND},
