@@ -213,7 +213,7 @@ def header_is_checked(case) -> bool:
 
 
 def unchecked_negative_header(case) -> list:
-    """The check a header schemathesis broke cannot fail when nothing reads the header."""
+    """negative_data_rejection, left out when the broken part may be a header nothing reads."""
     negative = case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER)
     if negative and not header_is_checked(case):
         return [schemathesis.checks.negative_data_rejection]
