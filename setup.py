@@ -28,6 +28,7 @@ setup(
             "treq>=23.11",
             "hypothesis>=6.100",
             "selenium>=4.20",
+            "schemathesis>=4.32,<5",
         ],
     },
 )

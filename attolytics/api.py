@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from attolytics import cors
+from attolytics import cors, openapi
 from attolytics.browser import BrowserClient
 from attolytics.config import Config
 from attolytics.database import DatabaseUnavailable
@@ -141,6 +141,7 @@ class EventsAPI:
         self.config = config
         self.tables = None
         self.writer = None
+        self._openapi = None
         self.metrics = Metrics()
         self._browser_client = BrowserClient(config.max_body_bytes)
         self.metrics.writer_queue_rows.set_function(lambda: self.writer.queued_rows if self.writer else 0)
@@ -158,6 +159,7 @@ class EventsAPI:
             app.app_id: any(tables[t].uses_headers for t in app.event_types.values())
             for app in self.config.apps.values()
         }
+        self._openapi = json.dumps(openapi.document(self.config, tables)).encode()
 
     def resource(self):
         """The twisted.web resource that serves this API."""
@@ -220,6 +222,15 @@ class EventsAPI:
         if encoding is not None:
             request.setHeader(b"Content-Encoding", encoding)
         return body
+
+    @app.route("/openapi.json", methods=["GET"])
+    def openapi_document(self, request):
+        """The OpenAPI description of the routes, apps, event types and columns (never the keys)."""
+        if self._openapi is None:
+            error = _unavailable("the tables are not checked yet; retry later")
+            return _write_json(request, error.status, error.body, error.headers)
+        request.setHeader(b"Content-Type", b"application/json")
+        return self._openapi
 
     def _preflight(self, request, app_id):
         """Answer a browser's CORS preflight."""

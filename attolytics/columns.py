@@ -230,6 +230,8 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Python's datetime ends with the year 9999; anything past it is refused before arithmetic.
 _MAX_UNIX_SECONDS = 253402300800
+# RFC 3339 allows UTC offsets up to 23:59; PostgreSQL reads them below 16 hours only.
+_MAX_POSTGRES_OFFSET = timedelta(hours=16)
 
 
 def _timestamp(with_zone: bool, precision: int | None = None) -> Converter:
@@ -243,13 +245,15 @@ def _timestamp(with_zone: bool, precision: int | None = None) -> Converter:
         moment = _moment(value)
         if step > 1 and moment.microsecond % step:
             raise Rejected(f"has more digits after the second than {type_name} keeps")
-        if with_zone:
+        if with_zone and abs(moment.utcoffset()) < _MAX_POSTGRES_OFFSET:
             return moment
-        # A timestamp without time zone holds the moment as UTC wall-clock time.
+        # A timestamp without time zone holds the moment as UTC wall-clock time; so does a
+        # timestamptz whose offset PostgreSQL would not read.
         try:
-            return moment.astimezone(timezone.utc).replace(tzinfo=None)
+            utc = moment.astimezone(timezone.utc)
         except OverflowError:
             raise Rejected(f"{value!r} is out of range for {type_name} in UTC") from None
+        return utc if with_zone else utc.replace(tzinfo=None)
 
     def _moment(value: Any) -> datetime:
         """The moment an event's value names, to the microsecond (PostgreSQL's resolution)."""

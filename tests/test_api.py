@@ -1,6 +1,7 @@
 """The seed's route over real HTTP against real PostgreSQL: every status code and validation rule."""
 
 import socket
+from datetime import datetime, timezone
 
 import pytest
 import pytest_twisted
@@ -302,3 +303,28 @@ async def test_answers_have_a_content_length(seed):
     head, _, content = answer.partition(b"\r\n\r\n")
     assert b"\r\nContent-Length: %d\r\n" % len(content) in head + b"\r\n"
     assert content == b'{"inserted": 0}'
+
+
+MOMENTS_CONFIG = f"""
+tables:
+  moments:
+    columns:
+      - {{name: at, type: timestamp, required: true}}
+apps:
+  mygame:
+    secret_key: {SECRET}
+    tables: [moments]
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_utc_offset_of_16_hours_or_more_is_stored_as_the_same_moment(start, sql):
+    # RFC 3339 allows offsets up to 23:59; PostgreSQL reads them below 16:00 only.
+    running = await start(MOMENTS_CONFIG)
+    events = [{"at": "2019-04-01T15:09:40+16:00"}, {"at": "2019-04-01T15:09:40-23:59"}]
+    answer = await running.client.post_events("mygame", "moments", events)
+    assert (answer.status, answer.json()) == (200, {"inserted": 2})
+    assert [row[0] for row in sql("select at from moments order by at")] == [
+        datetime(2019, 3, 31, 23, 9, 40, tzinfo=timezone.utc),
+        datetime(2019, 4, 2, 15, 8, 40, tzinfo=timezone.utc),
+    ]

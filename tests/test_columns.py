@@ -388,6 +388,24 @@ def test_timestamptz_keeps_the_offset_it_was_given():
     assert result.utcoffset() == timedelta(hours=2)
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2019-04-01T15:09:40+16:00", datetime(2019, 3, 31, 23, 9, 40, tzinfo=UTC)),
+        ("2019-04-01T15:09:40-23:59", datetime(2019, 4, 2, 15, 8, 40, tzinfo=UTC)),
+    ],
+)
+def test_timestamptz_sends_offsets_postgresql_cannot_read_as_utc(text, expected):
+    # PostgreSQL refuses "time zone displacement out of range" from 16 hours on.
+    result = convert("timestamptz", text)
+    assert result == expected
+    assert result.utcoffset() == timedelta(0)
+
+
+def test_timestamptz_refuses_a_moment_beyond_the_year_9999_in_utc_with_such_an_offset():
+    assert refuses("timestamptz", "9999-12-31T23:30:00-16:00")
+
+
 def test_timestamp_without_zone_is_naive_utc_wall_clock():
     result = convert("timestamp", "2019-04-01T15:09:40+02:00")
     assert result == datetime(2019, 4, 1, 13, 9, 40)
