@@ -252,7 +252,11 @@ class EventsAPI:
             app = self.config.apps.get(app_id)
             if app is None:
                 raise ApiError(404, f"unknown app {app_id[:100]!r}")
-            _set_headers(request, cors.response_headers(app, _origin(request)))
+            origin = _origin(request)
+            _set_headers(request, cors.response_headers(app, origin))
+            if not cors.may_post(app, origin):
+                raise ApiError(403, f"pages from {origin[:100]!r} may not post to app {app_id!r}; "
+                                    "its access_control_allow_origin does not list them")
             if event_type_id is not None and event_type_id not in app.event_types:
                 raise ApiError(404, f"app {app_id!r} has no event type {event_type_id[:100]!r}")
             _check_content_type(request)

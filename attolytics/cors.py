@@ -16,6 +16,13 @@ def allow_origin(app: App, origin: str | None) -> str | None:
     return None
 
 
+def may_post(app: App, origin: str | None) -> bool:
+    """Whether a POST may store events: from a client that is not a web page (no Origin header),
+    or from a page the app allows. A beacon needs no preflight, so the browser alone would not
+    keep another site's pages out."""
+    return origin is None or allow_origin(app, origin) is not None
+
+
 def response_headers(app: App, origin: str | None) -> dict[str, str]:
     """Headers every answer to a POST for `app` carries, errors included."""
     headers = {"Vary": "Origin"}

@@ -463,7 +463,7 @@ _POST_RESPONSES = {
                   "constraints refuse, or a malformed HTTP request. Nothing is stored.", _CORS),
     "401": _error("No key: neither `secret_key` nor `Authorization: Bearer`, or a malformed "
                   "Authorization header.", _CORS),
-    "403": _error("A wrong key.", _CORS),
+    "403": _error("A wrong key, or an Origin header the app does not allow.", _CORS),
     "404": _error("An event's `_t` names no event type of this app (`event` and `field` say which).",
                   _CORS),
     "408": _error("The request did not arrive whole within the request timeout.", _CORS),

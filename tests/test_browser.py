@@ -104,6 +104,22 @@ def page_with(service: str, script: str, interval: int | None = None) -> str:
 <script>window.errors = []; {script}</script>"""
 
 
+def page_with_client(service: str, script: str, interval: int = 100) -> str:
+    """A page with a client of its own, whose onError collects what it reports in window.errors."""
+    return f"""<!doctype html><meta charset="utf-8"><title>a page</title>
+<script src="{service}/attolytics.js"></script>
+<script>
+  window.errors = [];
+  var client = attolytics.client({{app: "mygame", key: "{SECRET}", interval: {interval},
+    onError: function (e) {{ errors.push({{message: e.message, status: e.status, events: e.events}}); }}}});
+  {script}
+</script>"""
+
+
+async def page_errors(browser):
+    return await in_browser(browser.execute_script, "return window.errors")
+
+
 def rows(sql):
     return sql("select timestamp, event_type, score from game_events order by timestamp")
 
@@ -268,20 +284,14 @@ async def test_a_503_is_retried_after_retry_after(start, own_postgres, pages, br
 
 @pytest_twisted.ensureDeferred
 async def test_a_refused_event_is_reported_and_the_others_are_stored(seed, pages, browser, sql):
-    page = pages.add("bad", f"""<!doctype html><title>bad</title>
-<script src="{seed.client.base}/attolytics.js"></script>
-<script>
-  window.errors = [];
-  var client = attolytics.client({{app: "mygame", key: "{SECRET}", interval: 100,
-    onError: function (e) {{ errors.push({{message: e.message, status: e.status, events: e.events}}); }}}});
-  client.track("game_events", {{timestamp: 1, event_type: "good"}});
-  client.track("game_events", {{timestamp: 2, event_type: "bad", score: "lots"}});
-  client.track("game_events", {{timestamp: 3, event_type: "good too"}});
-</script>""")
+    page = pages.add("bad", page_with_client(seed.client.base, """
+        client.track("game_events", {timestamp: 1, event_type: "good"});
+        client.track("game_events", {timestamp: 2, event_type: "bad", score: "lots"});
+        client.track("game_events", {timestamp: 3, event_type: "good too"});"""))
     await in_browser(browser.get, page)
     await wait_for(stored(sql, 2))
     assert rows(sql) == [(1, "good", None), (3, "good too", None)]
-    errors = await in_browser(browser.execute_script, "return window.errors")
+    errors = await page_errors(browser)
     assert len(errors) == 1
     assert errors[0]["status"] == 400 and "(field score)" in errors[0]["message"]
     assert errors[0]["events"] == [{"timestamp": 2, "event_type": "bad", "score": "lots", "_t": "game_events"}]
@@ -290,39 +300,56 @@ async def test_a_refused_event_is_reported_and_the_others_are_stored(seed, pages
 @pytest_twisted.ensureDeferred
 async def test_an_event_past_the_body_limit_is_refused_in_the_page(start, pages, browser, sql):
     running = await start(SEED_CONFIG + "max_body_bytes: 300\n")
-    page = pages.add("big", f"""<!doctype html><title>big</title>
-<script src="{running.client.base}/attolytics.js"></script>
-<script>
-  window.errors = [];
-  var client = attolytics.client({{app: "mygame", key: "{SECRET}", interval: 100,
-    onError: function (e) {{ errors.push({{message: e.message, status: e.status}}); }}}});
-  window.accepted = [
-    client.track("game_events", {{timestamp: 1, event_type: "x".repeat(400)}}),
-    client.track("game_events", {{timestamp: 2, event_type: "small"}}),
-  ];
-</script>""")
+    page = pages.add("big", page_with_client(running.client.base, """
+        window.accepted = [
+          client.track("game_events", {timestamp: 1, event_type: "x".repeat(400)}),
+          client.track("game_events", {timestamp: 2, event_type: "small"}),
+        ];"""))
     await in_browser(browser.get, page)
     await wait_for(stored(sql, 1))
     assert await in_browser(browser.execute_script, "return window.accepted") == [False, True]
-    errors = await in_browser(browser.execute_script, "return window.errors")
+    errors = await page_errors(browser)
     assert [e["status"] for e in errors] == [413] and "limit of 300 bytes" in errors[0]["message"]
     assert rows(sql) == [(2, "small", None)]
     assert await requests_answered(running, "413") == 0
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_page_the_app_does_not_allow_stores_nothing_twice(start, pages, browser, sql):
+async def test_a_batch_refused_without_an_event_index_is_split_until_the_culprit_is_alone(
+        seed, pages, browser, sql):
+    sql("ALTER TABLE game_events ADD CHECK (score >= 0)")  # refused by PostgreSQL, not by index
+    page = pages.add("split", page_with_client(seed.client.base, """
+        [1, -5, 3, 4, 5].forEach(function (score, i) {
+          client.track("game_events", {timestamp: i + 1, event_type: "round", score: score});
+        });"""))
+    await in_browser(browser.get, page)
+    await wait_for(stored(sql, 4))
+    await sleep(0.5)
+    assert rows(sql) == [(1, "round", 1), (3, "round", 3), (4, "round", 4), (5, "round", 5)]
+    [error] = await page_errors(browser)
+    assert error["status"] == 400 and "check constraint" in error["message"]
+    assert error["events"] == [{"timestamp": 2, "event_type": "round", "score": -5, "_t": "game_events"}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_page_the_app_does_not_allow_stores_nothing(start, pages, browser, sql):
     config = SEED_CONFIG.replace("    event_types:", "    access_control_allow_origin: https://elsewhere.example\n"
                                                    "    event_types:")
     running = await start(config)
-    page = pages.add("foreign", page_with(running.client.base, """
-        attolytics.track("game_events", {timestamp: 1, event_type: "once"});""", interval=100))
+    page = pages.add("foreign", page_with_client(running.client.base, """
+        client.track("game_events", {timestamp: 1, event_type: "not here"});"""))
     await in_browser(browser.get, page)
-    await sleep(2)
-    # The preflight refused the page, so its fetches stored nothing; its retries wait.
-    assert rows(sql) == []
-    assert await requests_answered(running, "204") >= 1
+
+    async def reported():
+        """the page is told it cannot reach the service"""
+        return any(e["status"] == 0 for e in await page_errors(browser))
+    await wait_for(reported)
+    assert "does not allow this page's origin" in (await page_errors(browser))[0]["message"]
+    assert await requests_answered(running, "204") >= 1, "the preflights were answered, without allowing"
     await in_browser(browser.get, "about:blank")
-    await wait_for(stored(sql, 1))
-    await sleep(0.5)
-    assert rows(sql) == [(1, "once", None)], "the beacon on leaving stored it, exactly once"
+
+    async def refused():
+        """the beacon sent on leaving is refused"""
+        return await requests_answered(running, "403") >= 1
+    await wait_for(refused)
+    assert rows(sql) == []

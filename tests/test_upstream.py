@@ -289,6 +289,18 @@ async def test_post_answers_carry_the_allow_header_errors_included(upstream, key
     assert "access-control-allow-origin" not in refused.headers
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain;charset=UTF-8"])
+@pytest_twisted.ensureDeferred
+async def test_a_page_of_an_origin_not_listed_stores_nothing(upstream, sql, content_type):
+    headers = {"Origin": "https://evil.example", "Content-Type": content_type}
+    refused = await post(upstream, [SESSION], headers=headers)
+    assert refused.status == 403
+    assert "'https://evil.example' may not post to app 'game'" in refused.json()["error"]
+    assert sql("select count(*) from sessions") == [(0,)]
+    allowed = await post(upstream, [SESSION], headers={**headers, "Origin": GAME_ORIGIN})
+    assert allowed.status == 200
+
+
 @pytest_twisted.ensureDeferred
 async def test_early_413_carries_the_allow_header(start):
     running = await start("max_body_bytes: 100\n" + UPSTREAM)

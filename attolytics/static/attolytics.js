@@ -4,9 +4,10 @@
  *   <script>attolytics.track("game_events", {timestamp: Math.floor(Date.now() / 1000), event_type: "start"});</script>
  *
  * Events wait in a queue and go out in batches: every `interval` ms (data-interval, default
- * 5000), at once when a full request's worth is waiting, and when the page is hidden or left
- * (by navigator.sendBeacon, else fetch with keepalive). A 503 is retried after its Retry-After;
- * a failed connection after a growing pause. No request is larger than the service's body limit.
+ * 5000), at once when a full request's worth is waiting, and when the page is hidden (fetch with
+ * keepalive) or left (navigator.sendBeacon, else fetch with keepalive). A 503 is retried after
+ * its Retry-After; a failed connection after a growing pause. No request is larger than the
+ * service's body limit, and a batch the service refuses for one event is sent again without it.
  */
 (function (global) {
   "use strict";
@@ -15,12 +16,33 @@
   var MAX_BODY_BYTES = __MAX_BODY_BYTES__;
   // Browsers allow 64 KiB of beacon and keepalive bodies in flight at once; stay under it.
   var KEEPALIVE_BYTES = 60000;
-  var DEFAULT_RETRY_SECONDS = 5;
+  var DEFAULT_INTERVAL_MS = 5000;
+  var DEFAULT_MAX_QUEUE = 10000;
+  var REQUEST_TIMEOUT_MS = 30000;
+  var DEFAULT_RETRY_MS = 5000;
+  var MIN_RETRY_MS = 1000;
+  var MAX_RETRY_MS = 600000;
   var MAX_PAUSE_MS = 60000;
+  var FAILURES_BEFORE_REPORT = 3;
   var encoder = new TextEncoder();
 
   function utf8Bytes(text) {
     return encoder.encode(text).length;
+  }
+
+  function now() {
+    return global.performance.now();
+  }
+
+  // An error for the page's onError: what happened, and the events it concerns.
+  function clientError(message, status, events, extra) {
+    var error = new Error(message);
+    error.status = status;
+    error.events = events;
+    for (var key in extra) {
+      error[key] = extra[key];
+    }
+    return error;
   }
 
   function reportToConsole(error) {
@@ -29,43 +51,75 @@
     }
   }
 
-  // An error for the page's onError: what happened, and the events it concerns.
-  function clientError(message, status, events, answer) {
-    var error = new Error(message);
-    error.status = status;
-    error.events = events;
-    error.answer = answer;
-    return error;
+  // JSON.stringify would turn these into null; refuse them instead of altering the event.
+  function refuseNonFinite(key, value) {
+    if (typeof value === "number" && !isFinite(value)) {
+      throw new TypeError((key ? "property " + key : "a value") + " is " + value +
+                          ", which JSON cannot carry");
+    }
+    return value;
+  }
+
+  // Milliseconds a 503 asks the client to wait: Retry-After in seconds or as an HTTP date.
+  function retryDelay(header) {
+    var ms = DEFAULT_RETRY_MS;
+    if (header && /^\s*\d+\s*$/.test(header)) {
+      ms = 1000 * parseInt(header, 10);
+    } else if (header && !isNaN(Date.parse(header))) {
+      ms = Date.parse(header) - Date.now();
+    }
+    return Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, ms));
+  }
+
+  function numberOption(value, fallback, low, high, name) {
+    if (value == null || value === "") {
+      return fallback;
+    }
+    var number = Number(value);
+    if (!(number >= low && number <= high)) {
+      throw new Error("attolytics: " + name + " must be a number from " + low + " to " + high);
+    }
+    return number;
   }
 
   function Client(options) {
     if (!options || !options.app || !options.key) {
       throw new Error("attolytics: a client needs `app` and `key`");
     }
-    var base = String(options.url || DEFAULT_BASE).replace(/\/+$/, "");
-    this.endpoint = base + "/apps/" + encodeURIComponent(options.app) + "/events";
+    var base = options.url || DEFAULT_BASE;
+    if (!base) {
+      throw new Error("attolytics: cannot tell where the service is; give `url` (or data-url)");
+    }
+    this.endpoint = String(base).replace(/\/+$/, "") + "/apps/" + encodeURIComponent(options.app) +
+                    "/events";
     this.prefix = '{"secret_key":' + JSON.stringify(String(options.key)) + ',"events":[';
     this.emptyBytes = utf8Bytes(this.prefix) + 2; // the body with no events: prefix and "]}"
-    this.interval = options.interval == null ? 5000 : Number(options.interval);
-    this.maxQueue = options.maxQueue || 10000;
+    this.interval = numberOption(options.interval, DEFAULT_INTERVAL_MS, 0, 86400000, "interval");
+    this.maxQueue = numberOption(options.maxQueue, DEFAULT_MAX_QUEUE, 1, 1e7, "maxQueue");
     this.onError = options.onError || reportToConsole;
-    this.queue = []; // {text, bytes, event}, oldest first
-    this.queuedBytes = 0;
-    this.sending = false;
+    this.queue = []; // {text, bytes, event} not yet in a request, oldest first
+    this.queuedBytes = 0; // their bytes, each with the comma that separates it
+    this.retries = []; // batches to send again as they were, first first
+    this.inFlight = 0;
+    this.keepaliveBytes = 0; // bodies of keepalive requests in flight
     this.retryAt = 0;
     this.failures = 0;
     this.timer = null;
+    this.due = 0;
+    this.flushWhenAnswered = false;
+    this.leaving = false;
+    this.soon = false;
     var self = this;
-    var hidden = function () {
+    global.document.addEventListener("visibilitychange", function () {
       if (global.document.visibilityState === "hidden") {
-        self.sendBeforeLeaving();
+        self.sendWhileHidden();
       }
-    };
-    global.document.addEventListener("visibilitychange", hidden);
+    });
     global.addEventListener("pagehide", function () { self.sendBeforeLeaving(); });
+    global.addEventListener("pageshow", function () { self.leaving = false; });
   }
 
-  // Queue one event for the table (event type) `type`; false, and onError, if it cannot be sent.
+  // Queue one event for the event type (a table) `type`; false, and onError, if it cannot be sent.
   Client.prototype.track = function (type, properties) {
     if (typeof type !== "string" || !type) {
       throw new TypeError("attolytics.track: the first argument names the event type (a table)");
@@ -77,171 +131,321 @@
       }
     }
     event._t = type;
-    var text = JSON.stringify(event);
+    var text;
+    try {
+      text = JSON.stringify(event, refuseNonFinite);
+    } catch (e) {
+      this.report(clientError("event cannot be sent as JSON: " + e.message, 400, [event]));
+      return false;
+    }
+    if (typeof text !== "string" || text.charAt(0) !== "{") {
+      this.report(clientError("event is not a JSON object once serialized", 400, [event]));
+      return false;
+    }
     var bytes = utf8Bytes(text);
     if (this.emptyBytes + bytes > MAX_BODY_BYTES) {
-      this.onError(clientError("event is " + bytes + " bytes, more than the service's limit of " +
-                               MAX_BODY_BYTES + " bytes a request; not sent", 413, [event]));
+      this.report(clientError("event is " + bytes + " bytes, more than the service's limit of " +
+                              MAX_BODY_BYTES + " bytes a request; not sent", 413, [event]));
       return false;
     }
     if (this.queue.length >= this.maxQueue) {
-      this.onError(clientError(this.maxQueue + " events are waiting to be sent; event dropped",
-                               0, [event]));
+      this.report(clientError(this.maxQueue + " events are waiting to be sent; event dropped",
+                              0, [event]));
       return false;
     }
     this.queue.push({text: text, bytes: bytes, event: event});
     this.queuedBytes += bytes + 1;
-    this.schedule(this.emptyBytes + this.queuedBytes > MAX_BODY_BYTES ? 0 : this.interval);
+    if (this.leaving || global.document.visibilityState === "hidden") {
+      this.sendSoon(); // no timer may run again on a hidden or departing page
+    } else {
+      this.schedule(this.fullBatchWaiting() ? 0 : this.interval);
+    }
     return true;
   };
 
-  // Send what is queued now, unless a request is in flight or the service asked to wait.
+  // Send what is waiting now: one request at a time, unless the service asked to wait.
   Client.prototype.flush = function () {
-    clearTimeout(this.timer);
-    this.timer = null;
-    if (this.sending || !this.queue.length) {
+    this.clearTimer();
+    if (this.inFlight) {
+      this.flushWhenAnswered = true;
       return;
     }
-    var wait = this.retryAt - Date.now();
-    if (wait > 0) {
-      this.schedule(wait);
+    if (now() < this.retryAt) {
+      this.schedule(0);
       return;
     }
-    var batch = this.take(MAX_BODY_BYTES);
+    var batch = this.nextBatch(MAX_BODY_BYTES);
+    if (batch) {
+      this.send(batch);
+    }
+  };
+
+  // The page is hidden and may never run again: send everything the keepalive allowance takes.
+  Client.prototype.sendWhileHidden = function () {
+    this.clearTimer();
+    if (now() < this.retryAt) {
+      this.schedule(0); // the service asked to wait; if the page is left, sendBeforeLeaving tries anyway
+      return;
+    }
+    var batch;
+    while ((batch = this.nextBatch(Math.min(MAX_BODY_BYTES, KEEPALIVE_BYTES - this.keepaliveBytes)))) {
+      this.send(batch);
+    }
+    this.schedule(this.interval);
+  };
+
+  // The page is being left: hand what is waiting to the browser, which sends it after the page is gone.
+  Client.prototype.sendBeforeLeaving = function () {
+    this.leaving = true;
+    this.clearTimer();
+    var batch;
+    while ((batch = this.nextBatch(Math.min(MAX_BODY_BYTES, KEEPALIVE_BYTES - this.keepaliveBytes)))) {
+      this.beacon(batch);
+    }
+  };
+
+  Client.prototype.sendSoon = function () {
+    if (this.soon) {
+      return;
+    }
+    this.soon = true;
     var self = this;
-    this.sending = true;
-    fetch(this.endpoint, {
-      method: "POST",
-      // application/json makes the browser ask first (a preflight), so a page whose origin the
-      // app does not allow stores nothing, rather than storing events it cannot see acknowledged.
-      headers: {"Content-Type": "application/json"},
-      body: batch.body,
-      keepalive: batch.bytes <= KEEPALIVE_BYTES,
-      credentials: "omit",
-    }).then(function (response) {
-      return response.text().then(function (text) {
-        self.answered(batch, response.status, response.headers.get("Retry-After"), text);
-      });
-    }).catch(function () {
-      self.connectionFailed(batch);
+    global.queueMicrotask(function () {
+      self.soon = false;
+      if (self.leaving) {
+        self.sendBeforeLeaving();
+      } else {
+        self.sendWhileHidden();
+      }
     });
   };
 
-  // Hand everything queued to the browser, which sends it even after the page is gone.
-  Client.prototype.sendBeforeLeaving = function () {
-    clearTimeout(this.timer);
-    this.timer = null;
-    while (this.queue.length) {
-      var batch = this.take(Math.min(MAX_BODY_BYTES, KEEPALIVE_BYTES));
-      if (!batch.items.length) {
-        break; // an event too large for a beacon: sent by flush() if the page comes back
+  // POST a batch so that its answer can be read: application/json makes the browser ask first
+  // (a preflight), so a page the app does not allow sends nothing it cannot see answered.
+  Client.prototype.send = function (batch) {
+    var self = this;
+    var keepalive = batch.bytes <= KEEPALIVE_BYTES - this.keepaliveBytes;
+    var controller = new global.AbortController();
+    var timeout = setTimeout(function () { controller.abort(); }, REQUEST_TIMEOUT_MS);
+    this.inFlight += 1;
+    this.keepaliveBytes += keepalive ? batch.bytes : 0;
+    var settled = false;
+    var settle = function () {
+      clearTimeout(timeout);
+      if (settled) {
+        return false;
       }
-      if (!this.beacon(batch)) {
-        this.putBack(batch);
-        break;
+      settled = true;
+      self.inFlight -= 1;
+      self.keepaliveBytes -= keepalive ? batch.bytes : 0;
+      return true;
+    };
+    var failed = function () {
+      if (settle()) {
+        self.connectionFailed(batch);
       }
-    }
-    if (this.queue.length) {
-      this.schedule(this.interval);
+    };
+    try {
+      global.fetch(this.endpoint, {
+        method: "POST",
+        headers: {"Content-Type": "application/json"},
+        body: batch.body,
+        keepalive: keepalive,
+        credentials: "omit",
+        signal: controller.signal,
+      }).then(function (response) {
+        // The status decides; a body that cannot be read does not undo a 200.
+        return response.text().catch(function () { return null; }).then(function (text) {
+          if (settle()) {
+            self.answered(batch, response.status, response.headers.get("Retry-After"), text);
+          }
+        });
+      }, failed);
+    } catch (e) {
+      failed();
     }
   };
 
+  // Send by beacon, else by fetch with keepalive; no answer can be read on this path.
   Client.prototype.beacon = function (batch) {
-    // text/plain: the one type a beacon may carry to another origin without a preflight.
-    if (global.navigator.sendBeacon && global.navigator.sendBeacon(this.endpoint, batch.body)) {
-      return true;
-    }
+    this.keepaliveBytes += batch.bytes; // until the page is gone, or briefly if it stays
     var self = this;
+    setTimeout(function () { self.keepaliveBytes -= batch.bytes; }, 1000);
     try {
-      fetch(this.endpoint, {
+      // text/plain: the one type a beacon may carry to another origin without a preflight.
+      if (global.navigator.sendBeacon && global.navigator.sendBeacon(this.endpoint, batch.body)) {
+        return;
+      }
+    } catch (e) {
+      // fall back to fetch
+    }
+    var keep = function () {
+      // Not sent (too much in flight, or no connection): still queued if the page lives on.
+      self.retries.push(batch);
+      self.schedule(self.interval);
+    };
+    try {
+      global.fetch(this.endpoint, {
         method: "POST", body: batch.body, keepalive: true, mode: "no-cors", credentials: "omit",
         headers: {"Content-Type": "text/plain;charset=UTF-8"},
-      }).catch(function () {
-        // Not sent (too much in flight, or no connection): still queued if the page lives on.
-        self.putBack(batch);
-        self.schedule(self.interval);
-      });
-      return true;
+      }).catch(keep);
     } catch (e) {
-      return false;
+      keep();
     }
   };
 
-  // Take the oldest events that fit in `limit` bytes of body, and the body that carries them.
-  Client.prototype.take = function (limit) {
+  // The next request's batch, at most `limit` bytes: a batch to send again as it was, else the
+  // oldest queued events that fit (an event too large for `limit` waits for a larger one).
+  Client.prototype.nextBatch = function (limit) {
+    if (this.retries.length && this.retries[0].bytes <= limit) {
+      return this.retries.shift();
+    }
+    while (this.retries.length) {
+      // Too large for a beacon: its events go back to the queue, to be sent in smaller parts.
+      var again = this.retries.pop().items;
+      this.queue = again.concat(this.queue);
+      for (var j = 0; j < again.length; j++) {
+        this.queuedBytes += again[j].bytes + 1;
+      }
+    }
     var bytes = this.emptyBytes;
-    var count = 0;
-    while (count < this.queue.length) {
-      var added = this.queue[count].bytes + (count ? 1 : 0);
-      if (bytes + added > limit) {
+    var taken = [];
+    var kept = [];
+    for (var i = 0; i < this.queue.length; i++) {
+      var item = this.queue[i];
+      var added = item.bytes + (taken.length ? 1 : 0);
+      if (bytes + added <= limit) {
+        bytes += added;
+        taken.push(item);
+      } else if (this.emptyBytes + item.bytes > limit) {
+        kept.push(item);
+      } else {
+        kept = kept.concat(this.queue.slice(i));
         break;
       }
-      bytes += added;
-      count += 1;
     }
-    var items = this.queue.splice(0, count);
-    this.queuedBytes -= bytes - this.emptyBytes + (count ? 1 : 0);
-    var texts = items.map(function (item) { return item.text; });
-    return {items: items, bytes: bytes, body: this.prefix + texts.join(",") + "]}"};
+    if (!taken.length) {
+      return null;
+    }
+    this.queue = kept;
+    this.queuedBytes -= bytes - this.emptyBytes + 1;
+    return batchOf(this.prefix, this.emptyBytes, taken);
   };
 
-  Client.prototype.putBack = function (batch) {
-    this.queue = batch.items.concat(this.queue);
-    for (var i = 0; i < batch.items.length; i++) {
-      this.queuedBytes += batch.items[i].bytes + 1;
+  function batchOf(prefix, emptyBytes, items) {
+    var bytes = emptyBytes + items.length - 1;
+    var texts = [];
+    for (var i = 0; i < items.length; i++) {
+      bytes += items[i].bytes;
+      texts.push(items[i].text);
     }
-  };
+    return {items: items, bytes: bytes, body: prefix + texts.join(",") + "]}"};
+  }
 
   Client.prototype.answered = function (batch, status, retryAfter, text) {
-    this.sending = false;
     var answer = null;
     try {
       answer = JSON.parse(text);
     } catch (e) {
-      answer = {error: text};
+      answer = null;
     }
     var events = batch.items.map(function (item) { return item.event; });
+    if (status === 503 || (status < 500 && status !== 408)) {
+      this.failures = 0; // the service answered
+    }
+    var error = answer && typeof answer.error === "string" ? answer.error : "status " + status;
+    var index = answer && typeof answer.event === "number" ? answer.event : -1;
     if (status === 200) {
-      this.failures = 0;
+      if (answer && answer.inserted !== batch.items.length) {
+        this.report(clientError("the service answered 200 but stored " + answer.inserted + " of " +
+                                batch.items.length + " events", 200, events, {answer: answer}));
+      }
     } else if (status === 503) {
-      this.putBack(batch);
-      var seconds = parseInt(retryAfter, 10);
-      this.retryAt = Date.now() + 1000 * (seconds >= 0 ? seconds : DEFAULT_RETRY_SECONDS);
-    } else if (status >= 500 || status === 408) {
+      this.retries.unshift(batch);
+      this.retryAt = now() + retryDelay(retryAfter);
+    } else if (status === 408 || status >= 500) {
       this.connectionFailed(batch);
       return;
-    } else if (answer && typeof answer.event === "number" && batch.items[answer.event]) {
-      // One event was refused, so none of the request was stored: drop that one, resend the rest.
-      var refused = batch.items.splice(answer.event, 1)[0];
-      this.onError(clientError(answer.error + (answer.field ? " (field " + answer.field + ")" : ""),
-                               status, [refused.event], answer));
-      this.putBack(batch);
+    } else if (index >= 0 && index < batch.items.length && status !== 401 && status !== 403) {
+      // One event was refused, so nothing of the request was stored: send the rest without it.
+      var rest = batch.items.slice();
+      var refused = rest.splice(index, 1)[0];
+      this.report(clientError(error + (answer.field ? " (field " + answer.field + ")" : ""),
+                              status, [refused.event], {answer: answer}));
+      if (rest.length) {
+        this.retries.unshift(batchOf(this.prefix, this.emptyBytes, rest));
+      }
+    } else if ((status === 400 || status === 409 || status === 413) && batch.items.length > 1) {
+      // Refused without naming an event (a constraint of the table, a duplicate, a proxy's
+      // limit): send each half on its own until the event at fault is alone.
+      var half = Math.ceil(batch.items.length / 2);
+      this.retries.unshift(batchOf(this.prefix, this.emptyBytes, batch.items.slice(0, half)),
+                           batchOf(this.prefix, this.emptyBytes, batch.items.slice(half)));
     } else {
-      this.onError(clientError((answer && answer.error) || "refused with status " + status,
-                               status, events, answer));
+      this.report(clientError(error, status, events, {answer: answer}));
     }
-    this.schedule(this.emptyBytes + this.queuedBytes > MAX_BODY_BYTES ? 0 : this.interval);
+    this.afterAnswer();
   };
 
   Client.prototype.connectionFailed = function (batch) {
-    this.sending = false;
-    this.putBack(batch);
+    this.retries.unshift(batch);
     this.failures += 1;
-    this.retryAt = Date.now() + Math.min(MAX_PAUSE_MS, 1000 * Math.pow(2, this.failures - 1));
-    this.schedule(this.interval);
+    this.retryAt = now() + Math.min(MAX_PAUSE_MS, 1000 * Math.pow(2, this.failures - 1));
+    if (this.failures === FAILURES_BEFORE_REPORT) {
+      this.report(clientError("cannot reach " + this.endpoint + " (offline, or the app does not " +
+                              "allow this page's origin); the events wait and are sent again",
+                              0, batch.items.map(function (item) { return item.event; }),
+                              {retrying: true}));
+    }
+    this.afterAnswer();
   };
 
+  Client.prototype.afterAnswer = function () {
+    var promptly = this.flushWhenAnswered || this.retries.length || this.fullBatchWaiting();
+    this.flushWhenAnswered = false;
+    if (this.leaving || global.document.visibilityState === "hidden") {
+      this.sendSoon();
+    } else {
+      this.schedule(promptly ? 0 : this.interval);
+    }
+  };
+
+  Client.prototype.fullBatchWaiting = function () {
+    return this.emptyBytes + this.queuedBytes > MAX_BODY_BYTES;
+  };
+
+  // Call flush() in `delay` ms (or when the service said it may be asked again, if later),
+  // unless a request is in flight (its answer schedules) or a timer is already due sooner.
   Client.prototype.schedule = function (delay) {
-    if (!this.queue.length || this.sending) {
+    if ((!this.queue.length && !this.retries.length) || this.inFlight) {
       return;
     }
-    var wait = Math.max(delay, this.retryAt - Date.now());
-    if (this.timer !== null && delay > 0) {
-      return; // already due no later than the interval
+    var due = Math.max(now() + delay, this.retryAt);
+    if (this.timer !== null && this.due <= due) {
+      return;
     }
-    clearTimeout(this.timer);
+    this.clearTimer();
+    this.due = due;
     var self = this;
-    this.timer = setTimeout(function () { self.flush(); }, wait);
+    this.timer = setTimeout(function () {
+      self.timer = null;
+      self.flush();
+    }, Math.max(0, due - now()));
+  };
+
+  Client.prototype.clearTimer = function () {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  };
+
+  Client.prototype.report = function (error) {
+    try {
+      this.onError(error);
+    } catch (e) {
+      reportToConsole(e); // the page's handler failed; the client goes on
+    }
   };
 
   // The service this file came from, for clients that do not name one.
