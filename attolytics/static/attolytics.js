@@ -16,6 +16,12 @@
   var MAX_BODY_BYTES = __MAX_BODY_BYTES__;
   // Browsers allow 64 KiB of beacon and keepalive bodies in flight at once; stay under it.
   var KEEPALIVE_BYTES = 60000;
+  // A batch this size survives the page being closed while it is sent (keepalive).
+  var BATCH_BYTES = Math.min(MAX_BODY_BYTES, KEEPALIVE_BYTES);
+  // 5xx answers other than 503 in a row for one batch before it is split as a refusal.
+  var SERVER_ERRORS_BEFORE_SPLIT = 3;
+  // While the page is hidden, its timers are slowed; events are gathered this long at most.
+  var HIDDEN_BATCH_MS = 1000;
   var DEFAULT_INTERVAL_MS = 5000;
   var DEFAULT_MAX_QUEUE = 10000;
   var REQUEST_TIMEOUT_MS = 30000;
@@ -47,7 +53,8 @@
 
   function reportToConsole(error) {
     if (global.console) {
-      global.console.error("attolytics: " + error.message, error);
+      var message = /^attolytics/.test(error.message) ? error.message : "attolytics: " + error.message;
+      global.console.error(message, error);
     }
   }
 
@@ -116,7 +123,12 @@
       }
     });
     global.addEventListener("pagehide", function () { self.sendBeforeLeaving(); });
-    global.addEventListener("pageshow", function () { self.leaving = false; });
+    global.addEventListener("pageshow", function (event) {
+      if (event.persisted) {
+        self.leaving = false; // back from the back/forward cache: send what stayed behind
+        self.schedule(0);
+      }
+    });
   }
 
   // Queue one event for the event type (a table) `type`; false, and onError, if it cannot be sent.
@@ -155,10 +167,10 @@
     }
     this.queue.push({text: text, bytes: bytes, event: event});
     this.queuedBytes += bytes + 1;
-    if (this.leaving || global.document.visibilityState === "hidden") {
-      this.sendSoon(); // no timer may run again on a hidden or departing page
+    if (this.leaving) {
+      this.sendSoon(); // the page is going: no timer may run again
     } else {
-      this.schedule(this.fullBatchWaiting() ? 0 : this.interval);
+      this.schedule(this.fullBatchWaiting() ? 0 : this.batchDelay());
     }
     return true;
   };
@@ -174,7 +186,10 @@
       this.schedule(0);
       return;
     }
-    var batch = this.nextBatch(MAX_BODY_BYTES);
+    // A batch to send again goes as it was; new ones are kept small enough to survive the
+    // page being closed, unless one event alone is larger.
+    var batch = this.retries.length ? this.retries.shift()
+      : this.nextBatch(BATCH_BYTES) || this.nextBatch(MAX_BODY_BYTES);
     if (batch) {
       this.send(batch);
     }
@@ -202,8 +217,10 @@
     while ((batch = this.nextBatch(Math.min(MAX_BODY_BYTES, KEEPALIVE_BYTES - this.keepaliveBytes)))) {
       this.beacon(batch);
     }
+    this.schedule(this.interval); // for what stayed behind, if the page is kept and comes back
   };
 
+  // Events tracked while the page is being left go out at the end of the current task.
   Client.prototype.sendSoon = function () {
     if (this.soon) {
       return;
@@ -214,10 +231,13 @@
       self.soon = false;
       if (self.leaving) {
         self.sendBeforeLeaving();
-      } else {
-        self.sendWhileHidden();
       }
     });
+  };
+
+  Client.prototype.batchDelay = function () {
+    var hidden = global.document.visibilityState === "hidden";
+    return hidden ? Math.min(this.interval, HIDDEN_BATCH_MS) : this.interval;
   };
 
   // POST a batch so that its answer can be read: application/json makes the browser ask first
@@ -339,7 +359,7 @@
       bytes += items[i].bytes;
       texts.push(items[i].text);
     }
-    return {items: items, bytes: bytes, body: prefix + texts.join(",") + "]}"};
+    return {items: items, bytes: bytes, body: prefix + texts.join(",") + "]}", serverErrors: 0};
   }
 
   Client.prototype.answered = function (batch, status, retryAfter, text) {
@@ -363,7 +383,7 @@
     } else if (status === 503) {
       this.retries.unshift(batch);
       this.retryAt = now() + retryDelay(retryAfter);
-    } else if (status === 408 || status >= 500) {
+    } else if (status === 408 || (status >= 500 && ++batch.serverErrors < SERVER_ERRORS_BEFORE_SPLIT)) {
       this.connectionFailed(batch);
       return;
     } else if (index >= 0 && index < batch.items.length && status !== 401 && status !== 403) {
@@ -375,9 +395,11 @@
       if (rest.length) {
         this.retries.unshift(batchOf(this.prefix, this.emptyBytes, rest));
       }
-    } else if ((status === 400 || status === 409 || status === 413) && batch.items.length > 1) {
+    } else if ((status === 400 || status === 409 || status === 413 || status >= 500) &&
+               batch.items.length > 1) {
       // Refused without naming an event (a constraint of the table, a duplicate, a proxy's
-      // limit): send each half on its own until the event at fault is alone.
+      // limit, a service that fails on this batch every time): send each half on its own until
+      // the event at fault is alone.
       var half = Math.ceil(batch.items.length / 2);
       this.retries.unshift(batchOf(this.prefix, this.emptyBytes, batch.items.slice(0, half)),
                            batchOf(this.prefix, this.emptyBytes, batch.items.slice(half)));
@@ -403,15 +425,15 @@
   Client.prototype.afterAnswer = function () {
     var promptly = this.flushWhenAnswered || this.retries.length || this.fullBatchWaiting();
     this.flushWhenAnswered = false;
-    if (this.leaving || global.document.visibilityState === "hidden") {
+    if (this.leaving) {
       this.sendSoon();
     } else {
-      this.schedule(promptly ? 0 : this.interval);
+      this.schedule(promptly ? 0 : this.batchDelay());
     }
   };
 
   Client.prototype.fullBatchWaiting = function () {
-    return this.emptyBytes + this.queuedBytes > MAX_BODY_BYTES;
+    return this.emptyBytes + this.queuedBytes > BATCH_BYTES;
   };
 
   // Call flush() in `delay` ms (or when the service said it may be asked again, if later),
@@ -452,26 +474,41 @@
   var script = global.document.currentScript;
   var DEFAULT_BASE = script && script.src ? new URL(".", script.src).href : "";
   var defaultClient = null;
+  var setupError = null;
   if (script && script.dataset.app && script.dataset.key) {
-    defaultClient = new Client({
-      app: script.dataset.app,
-      key: script.dataset.key,
-      url: script.dataset.url,
-      interval: script.dataset.interval,
-    });
+    try {
+      defaultClient = new Client({
+        app: script.dataset.app,
+        key: script.dataset.key,
+        url: script.dataset.url,
+        interval: script.dataset.interval,
+      });
+    } catch (e) {
+      setupError = e; // a mistake in the script tag must not break the page's own code
+      reportToConsole(e);
+    }
   }
 
-  function requireDefault() {
+  // The client the script tag configured; null (and the reason on the console) without one.
+  function configured() {
     if (!defaultClient) {
-      throw new Error("attolytics: give the script tag data-app and data-key, " +
-                      "or make a client with attolytics.client({app, key})");
+      reportToConsole(setupError || new Error(
+        "give the script tag data-app and data-key, or make a client with attolytics.client({app, key})"));
     }
     return defaultClient;
   }
 
   global.attolytics = {
     client: function (options) { return new Client(options); },
-    track: function (type, properties) { return requireDefault().track(type, properties); },
-    flush: function () { requireDefault().flush(); },
+    track: function (type, properties) {
+      var client = configured();
+      return client ? client.track(type, properties) : false;
+    },
+    flush: function () {
+      var client = configured();
+      if (client) {
+        client.flush();
+      }
+    },
   };
 })(window);
