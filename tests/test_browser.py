@@ -47,6 +47,7 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     profile = tempfile.mkdtemp(prefix="attolytics-chromium-")
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -220,6 +221,46 @@ async def test_without_beacons_leaving_sends_by_keepalive_fetch(seed, pages, bro
     await wait_for(stored(sql, 1))
     assert rows(sql) == [(1, "no beacon", None)]
     assert await requests_answered(seed, "204") == 0, "text/plain with no-cors needs no preflight"
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_the_beacons_could_not_take_goes_when_the_page_comes_back(seed, pages, browser, sql):
+    # 140 events of about 400 bytes, under the 60 KB a batch may have: they wait for the interval.
+    page = pages.add("bfcache", page_with(seed.client.base, """
+        function more(from, to) {
+          for (var i = from; i <= to; i++) {
+            attolytics.track("game_events", {timestamp: i, event_type: "x".repeat(350)});
+          }
+        }
+        more(1, 140);""", interval=60000))
+    await in_browser(browser.get, page)
+    # A browser keeping the page as it leaves it (back/forward cache); the page tracks 60 more
+    # events as it goes, past the 64 KiB that browsers let beacons carry at once.
+    await in_browser(browser.execute_script, """
+        window.dispatchEvent(new PageTransitionEvent("pagehide", {persisted: true}));
+        more(141, 200);""")
+    await wait_for(stored(sql, 140))
+    await sleep(0.5)
+    beaconed = len(rows(sql))
+    assert 140 <= beaconed < 200, beaconed
+    # Shown again: what stayed behind goes now, not at the next event or interval.
+    await in_browser(browser.execute_script, """
+        window.dispatchEvent(new PageTransitionEvent("pageshow", {persisted: true}));""")
+    await wait_for(stored(sql, 200))
+    assert [r[0] for r in rows(sql)] == list(range(1, 201))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_mistake_in_the_script_tag_does_not_break_the_page(seed, pages, browser, sql):
+    page = pages.add("typo", f"""<!doctype html><title>typo</title>
+<script src="{seed.client.base}/attolytics.js" data-app="mygame" data-key="{SECRET}" data-interval="5s"></script>
+<script>window.result = attolytics.track("game_events", {{timestamp: 1, event_type: "x"}});
+window.after = "the page's own code still runs";</script>""")
+    await in_browser(browser.get, page)
+    assert await in_browser(browser.execute_script, "return [window.result, window.after]") == [
+        False, "the page's own code still runs"]
+    console = [entry["message"] for entry in await in_browser(browser.get_log, "browser")]
+    assert any("interval must be a number from 0 to 86400000" in line for line in console), console
 
 
 @pytest_twisted.ensureDeferred
