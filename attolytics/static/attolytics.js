@@ -30,6 +30,8 @@
   var MAX_RETRY_MS = 600000;
   var MAX_PAUSE_MS = 60000;
   var FAILURES_BEFORE_REPORT = 3;
+  // Events a page could not send as it was left wait in localStorage, up to this many bytes.
+  var MAX_STORED_BYTES = 1000000;
   var encoder = new TextEncoder();
 
   function utf8Bytes(text) {
@@ -116,6 +118,9 @@
     this.flushWhenAnswered = false;
     this.leaving = false;
     this.soon = false;
+    // This page's own key in localStorage (other pages of the origin have theirs).
+    this.storagePrefix = "attolytics:" + this.endpoint + ":";
+    this.storageKey = this.storagePrefix + Math.random().toString(36).slice(2);
     var self = this;
     global.document.addEventListener("visibilitychange", function () {
       if (global.document.visibilityState === "hidden") {
@@ -126,9 +131,11 @@
     global.addEventListener("pageshow", function (event) {
       if (event.persisted) {
         self.leaving = false; // back from the back/forward cache: send what stayed behind
+        self.forget();
         self.schedule(0);
       }
     });
+    this.restore();
   }
 
   // Queue one event for the event type (a table) `type`; false, and onError, if it cannot be sent.
@@ -213,11 +220,94 @@
   Client.prototype.sendBeforeLeaving = function () {
     this.leaving = true;
     this.clearTimer();
-    var batch;
-    while ((batch = this.nextBatch(Math.min(MAX_BODY_BYTES, KEEPALIVE_BYTES - this.keepaliveBytes)))) {
-      this.beacon(batch);
+    // While the service asks to wait, or cannot be reached, a beacon would be lost: keep all.
+    if (now() >= this.retryAt) {
+      var batch;
+      while ((batch = this.nextBatch(Math.min(MAX_BODY_BYTES, KEEPALIVE_BYTES - this.keepaliveBytes)))) {
+        this.beacon(batch);
+      }
     }
-    this.schedule(this.interval); // for what stayed behind, if the page is kept and comes back
+    this.store(); // what stays behind, for the next page of this origin to send
+    this.schedule(this.interval); // or for this one, if it is kept and comes back
+  };
+
+  function localStore() {
+    try {
+      return global.localStorage || null;
+    } catch (e) {
+      return null; // storage disabled
+    }
+  }
+
+  // Write the events still waiting under this page's key (replacing what it wrote before).
+  Client.prototype.store = function () {
+    var storage = localStore();
+    if (!storage) {
+      return;
+    }
+    var texts = [];
+    var bytes = 0;
+    var waiting = this.retries.reduce(function (all, batch) { return all.concat(batch.items); }, [])
+      .concat(this.queue);
+    for (var i = 0; i < waiting.length && bytes + waiting[i].bytes <= MAX_STORED_BYTES; i++) {
+      texts.push(waiting[i].text);
+      bytes += waiting[i].bytes;
+    }
+    try {
+      if (texts.length) {
+        storage.setItem(this.storageKey, JSON.stringify(texts));
+      } else {
+        storage.removeItem(this.storageKey);
+      }
+    } catch (e) {
+      // full or refused: nothing more can be done as the page goes
+    }
+  };
+
+  // The page is back: its events are in memory again, so its stored copy must not be sent too.
+  Client.prototype.forget = function () {
+    var storage = localStore();
+    try {
+      if (storage) {
+        storage.removeItem(this.storageKey);
+      }
+    } catch (e) {
+      // nothing stored
+    }
+  };
+
+  // Queue what earlier pages of this origin left for this endpoint, and remove it from storage.
+  Client.prototype.restore = function () {
+    var storage = localStore();
+    if (!storage) {
+      return;
+    }
+    var restored = [];
+    try {
+      for (var i = storage.length - 1; i >= 0; i--) {
+        var key = storage.key(i);
+        if (key && key.indexOf(this.storagePrefix) === 0) {
+          var texts = JSON.parse(storage.getItem(key));
+          storage.removeItem(key);
+          restored = restored.concat(texts);
+        }
+      }
+    } catch (e) {
+      return; // unreadable: leave it
+    }
+    for (var j = 0; j < restored.length; j++) {
+      var text = restored[j];
+      var bytes = typeof text === "string" ? utf8Bytes(text) : Infinity;
+      if (this.emptyBytes + bytes <= MAX_BODY_BYTES) { // else not ours, or the limit shrank
+        try {
+          this.queue.push({text: text, bytes: bytes, event: JSON.parse(text)});
+          this.queuedBytes += bytes + 1;
+        } catch (e) {
+          // not an event: drop it
+        }
+      }
+    }
+    this.schedule(0);
   };
 
   // Events tracked while the page is being left go out at the end of the current task.
