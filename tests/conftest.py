@@ -1,5 +1,6 @@
 """Shared fixtures: a real PostgreSQL, a fresh database per test, the real service over HTTP."""
 
+import contextlib
 import json
 import os
 import uuid
@@ -13,6 +14,7 @@ from hypothesis import settings
 from psycopg2.extensions import make_dsn, parse_dsn
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.threads import deferToThread
 from twisted.web.client import HTTPConnectionPool
 
 from attolytics.config import Database, parse_config
@@ -40,20 +42,64 @@ def server_url(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def database_url(server_url):
-    """The URL of a new, empty database on the test server, dropped after the test."""
+@contextlib.contextmanager
+def fresh_database(server_url: str):
+    """The URL of a new, empty database on the test server, dropped on leaving."""
     name = "attolytics_test_" + uuid.uuid4().hex[:12]
     admin = psycopg2.connect(server_url)
     admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    params = parse_dsn(server_url)
-    params["dbname"] = name
-    yield make_dsn(**params)
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        params = parse_dsn(server_url)
+        params["dbname"] = name
+        yield make_dsn(**params)
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def database_url(server_url):
+    """A new, empty database for the test."""
+    with fresh_database(server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_database(server_url):
+    """A database shared by the tests of one module (for a twistd the module runs once)."""
+    with fresh_database(server_url) as url:
+        yield url
+
+
+class OwnPostgres:
+    """A PostgreSQL server of the test's own, which the test may stop and start."""
+
+    def __init__(self, path):
+        self.server = EmbeddedPostgres(str(path))
+        self.url = self.server.start()
+
+    def start(self):
+        return deferToThread(self.server.start)
+
+    def kill(self):
+        """Pull the plug: an immediate stop, as a crash would."""
+        return deferToThread(self.server.stop, "immediate")
+
+    def count(self, sql_text):
+        with psycopg2.connect(self.url) as connection, connection.cursor() as cur:
+            cur.execute(sql_text)
+            return cur.fetchall()
+
+
+@pytest.fixture
+def own_postgres(tmp_path):
+    """A server the test may kill and restart, unlike the shared one."""
+    postgres = OwnPostgres(tmp_path / "pg")
+    yield postgres
+    postgres.server.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from twisted.web.static import Data
 
 from conftest import SECRET, SEED_CONFIG
 from test_metrics import scrape, value
-from test_reliability import own_postgres  # noqa: F401 (a fixture)
 
 INSTALL = "apt-get install chromium chromium-driver (Debian's Chromium and ChromeDriver)"
 ROUTE = "/apps/{app}/events"

@@ -21,7 +21,6 @@ import pytest
 from conftest import Answer
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from psycopg2.extensions import make_dsn, parse_dsn
 from test_twistd import (
     EXAMPLE_KEY,
     SEED_EVENTS,
@@ -83,24 +82,6 @@ def stop(process: subprocess.Popen) -> float:
         process.kill()
         process.wait(timeout=10)
     return time.monotonic() - began
-
-
-@pytest.fixture(scope="module")
-def module_database(server_url):
-    """A database of its own for this module's twistd, dropped at the end."""
-    name = "attolytics_hostile_" + uuid.uuid4().hex[:12]
-    admin = psycopg2.connect(server_url)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        params = parse_dsn(server_url)
-        params["dbname"] = name
-        yield make_dsn(**params)
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import schemathesis
 from conftest import SECRET
 from schemathesis.core.parameters import ParameterLocation
 from test_cli import Run, listen_on, serve
-from test_hostile import module_database  # noqa: F401 (a fixture: this module's own database)
 from test_metrics import scrape, value
 from test_twistd import free_port
 
@@ -125,7 +124,7 @@ def wait_until_ready(port: int, process) -> None:
 
 
 @pytest.fixture(scope="module")
-def live(module_database, tmp_path_factory):  # noqa: F811 (the fixture imported above)
+def live(module_database, tmp_path_factory):
     """`twistd -n attolytics -q` on this module's database; -q keeps the output pipe small."""
     connection = psycopg2.connect(module_database)
     connection.autocommit = True
@@ -253,9 +252,9 @@ def test_the_run_stored_events_and_was_refused_too(live):
 def items(node):
     """Every (key, value) pair in a JSON document, at any depth."""
     if isinstance(node, dict):
-        for key, value in node.items():
-            yield key, value
-            yield from items(value)
+        for key, child in node.items():
+            yield key, child
+            yield from items(child)
     elif isinstance(node, list):
         for item in node:
             yield from items(item)
@@ -281,14 +280,14 @@ def test_the_document_is_valid_openapi_3_1(live):
     assert doc["openapi"].startswith("3.1.")
     schemathesis.openapi.from_dict(doc).validate()
     # That validation stops at schemas: each one is checked against JSON Schema 2020-12 itself.
-    schemas = [value for key, value in items(doc) if key == "schema"]
+    schemas = [child for key, child in items(doc) if key == "schema"]
     schemas += doc["components"]["schemas"].values()
     for schema_object in schemas:
         jsonschema_rs.meta.validate({"$schema": "https://json-schema.org/draft/2020-12/schema",
                                      **schema_object})
-    for key, value in items(doc):
+    for key, target in items(doc):
         if key == "$ref":
-            assert resolve(doc, {"$ref": value}), value
+            assert resolve(doc, {"$ref": target}), target
 
 
 def test_the_document_lists_every_app_and_event_type_with_its_methods(live):

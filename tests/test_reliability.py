@@ -4,15 +4,12 @@ import itertools
 import socket
 import time
 
-import psycopg2
-import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
-from attolytics.embedded import EmbeddedPostgres
 from conftest import SECRET, SEED_CONFIG
 
 IDS_CONFIG = f"""
@@ -26,33 +23,6 @@ apps:
     app_secret_key: {SECRET}
     event_types: [{{event_type_id: hits}}]
 """
-
-
-class OwnPostgres:
-    """A PostgreSQL server of the test's own, which the test may stop and start."""
-
-    def __init__(self, path):
-        self.server = EmbeddedPostgres(str(path))
-        self.url = self.server.start()
-
-    def start(self):
-        return deferToThread(self.server.start)
-
-    def kill(self):
-        """Pull the plug: an immediate stop, as a crash would."""
-        return deferToThread(self.server.stop, "immediate")
-
-    def count(self, sql_text):
-        with psycopg2.connect(self.url) as connection, connection.cursor() as cur:
-            cur.execute(sql_text)
-            return cur.fetchall()
-
-
-@pytest.fixture
-def own_postgres(tmp_path):
-    postgres = OwnPostgres(tmp_path / "pg")
-    yield postgres
-    postgres.server.stop()
 
 
 async def sleep(seconds):
