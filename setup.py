@@ -29,6 +29,7 @@ setup(
             "hypothesis>=6.100",
             "selenium>=4.20",
             "schemathesis>=4.32,<5",
+            "jsonschema-rs>=0.20",
         ],
     },
 )

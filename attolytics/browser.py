@@ -24,11 +24,10 @@ class BrowserClient:
 
 
 def _accepts_gzip(header: bytes) -> bool:
-    """Whether an Accept-Encoding header allows gzip (by name or `*`, with a q above 0)."""
+    """Whether an Accept-Encoding header allows gzip: by name, else by `*`, with a q above 0."""
+    qualities = {}
     for item in header.lower().split(b","):
         name, *params = (part.strip() for part in item.split(b";"))
-        if name not in (b"gzip", b"*"):
-            continue
         quality = 1.0
         for param in params:
             key, _, value = param.partition(b"=")
@@ -37,5 +36,5 @@ def _accepts_gzip(header: bytes) -> bool:
                     quality = float(value)
                 except ValueError:
                     quality = 0.0
-        return quality > 0
-    return False
+        qualities.setdefault(name, quality)
+    return qualities.get(b"gzip", qualities.get(b"*", 0.0)) > 0

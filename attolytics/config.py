@@ -4,6 +4,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -390,15 +391,35 @@ def _origins(node: _Node | None) -> frozenset[str]:
             if len(items) > 1:
                 raise item.error('"*" allows every origin; it cannot be listed with others')
             return frozenset()
-        if not _ORIGIN.fullmatch(origin):
+        normal = _browser_origin(origin)
+        if normal is None:
             raise item.error(
                 f"{origin!r} is not an origin; expected scheme://host[:port], such as https://example.com"
             )
-        origins.add(origin)
+        origins.add(normal)
     return frozenset(origins)
 
 
-_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+", re.ASCII)
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s@]+", re.ASCII | re.IGNORECASE)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _browser_origin(text: str) -> str | None:
+    """An origin spelled as browsers send it (lower case, punycode, no default port), or None."""
+    if not _ORIGIN.fullmatch(text):
+        return None
+    parts = urlsplit(text)
+    try:
+        host, port = parts.hostname, parts.port
+        if not host.isascii():
+            host = host.encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):  # a port out of range, a host IDNA cannot spell
+        return None
+    scheme = parts.scheme.lower()
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}"
 
 
 def _app_id(node: _Node) -> str:

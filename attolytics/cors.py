@@ -17,9 +17,8 @@ def allow_origin(app: App, origin: str | None) -> str | None:
 
 
 def may_post(app: App, origin: str | None) -> bool:
-    """Whether a POST may store events: from a client that is not a web page (no Origin header),
-    or from a page the app allows. A beacon needs no preflight, so the browser alone would not
-    keep another site's pages out."""
+    """Whether a POST may store events: it comes from no web page (no Origin), or from one the app allows."""
+    # A beacon needs no preflight, so the browser alone would not keep another site's pages out.
     return origin is None or allow_origin(app, origin) is not None
 
 

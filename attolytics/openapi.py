@@ -307,11 +307,14 @@ def _numeric(precision: int | None, scale: int | None) -> dict:
     scale = scale or 0
     schema = {"type": "number",
               "description": f"Every digit is kept; a number that would need rounding to {scale} "
-                             f"digits after the point is refused."}
-    if precision - scale <= _MAX_BOUND_DIGITS:
+                             f"digits after the point is refused, and so is one whose magnitude "
+                             f"reaches 1e{precision - scale}."}
+    # Bounds and steps an 8-byte float cannot spell (past about 1e±300) are left to the description.
+    if abs(precision - scale) <= _MAX_BOUND_DIGITS:
         schema["exclusiveMinimum"] = -(10 ** (precision - scale))
         schema["exclusiveMaximum"] = 10 ** (precision - scale)
-    schema["multipleOf"] = float(f"1e-{scale}") if scale > 0 else 10 ** -scale
+    if abs(scale) <= _MAX_BOUND_DIGITS:
+        schema["multipleOf"] = float(f"1e-{scale}") if scale > 0 else 10 ** -scale
     return schema
 
 

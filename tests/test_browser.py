@@ -23,6 +23,9 @@ from test_metrics import scrape, value
 
 INSTALL = "apt-get install chromium chromium-driver (Debian's Chromium and ChromeDriver)"
 ROUTE = "/apps/{app}/events"
+# The seed's app, allowing only pages of another site than the tests' pages.
+FOREIGN_ONLY = SEED_CONFIG.replace(
+    "    event_types:", "    access_control_allow_origin: https://elsewhere.example\n    event_types:")
 START = {"timestamp": 1554130180, "event_type": "game_start"}
 
 
@@ -153,6 +156,7 @@ async def test_script_is_served_with_the_body_limit(start):
 @pytest.mark.parametrize("accept, gzipped", [
     ("gzip, deflate, br", True), ("br;q=1.0, gzip;q=0.5", True), ("*", True),
     ("gzip;q=0", False), ("identity", False), (None, False), ("gzip;q=x", False),
+    ("*;q=0, gzip", True), ("gzip;q=0, *", False),
 ])
 async def test_script_is_gzipped_when_the_browser_accepts_it(seed, accept, gzipped):
     # http.client, since treq asks for gzip itself and hides the encoding.
@@ -410,10 +414,8 @@ async def test_a_batch_refused_without_an_event_index_is_split_until_the_culprit
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_page_the_app_does_not_allow_stores_nothing(start, pages, browser, sql):
-    config = SEED_CONFIG.replace("    event_types:", "    access_control_allow_origin: https://elsewhere.example\n"
-                                                   "    event_types:")
-    running = await start(config)
+async def test_a_page_the_app_does_not_allow_is_told_and_stores_nothing(start, pages, browser, sql):
+    running = await start(FOREIGN_ONLY)
     page = pages.add("foreign", page_with_client(running.client.base, """
         client.track("game_events", {timestamp: 1, event_type: "not here"});"""))
     await in_browser(browser.get, page)
@@ -424,6 +426,22 @@ async def test_a_page_the_app_does_not_allow_stores_nothing(start, pages, browse
     await wait_for(reported)
     assert "does not allow this page's origin" in (await page_errors(browser))[0]["message"]
     assert await requests_answered(running, "204") >= 1, "the preflights were answered, without allowing"
+    assert await requests_answered(running, "200") == 0
+    assert rows(sql) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_beacon_from_a_page_the_app_does_not_allow_is_refused(start, pages, browser, sql):
+    running = await start(FOREIGN_ONLY)
+    page = pages.add("leaving", page_with(running.client.base, """
+        attolytics.track("game_events", {timestamp: 1, event_type: "not here either"});""",
+        interval=60000))
+    await in_browser(browser.get, page)
     await in_browser(browser.get, "about:blank")
-    await sleep(1)
+
+    async def refused():
+        """the beacon sent on leaving is refused"""
+        return await requests_answered(running, "403") >= 1
+    await wait_for(refused)
+    assert await requests_answered(running, "204") == 0, "a beacon needs no preflight"
     assert rows(sql) == []

@@ -719,3 +719,35 @@ def test_config_error_does_not_chain_the_internal_exception(text):
         parse_config(text, SOURCE)
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__ or caught.value.__context__ is None
+
+
+@pytest.mark.parametrize("written, sent", [
+    ("https://game.example", "https://game.example"),
+    ("HTTPS://Game.Example:443", "https://game.example"),
+    ("http://game.example:80", "http://game.example"),
+    ("http://game.example:8080", "http://game.example:8080"),
+    ("https://bücher.example", "https://xn--bcher-kva.example"),
+    ("http://[::1]:3000", "http://[::1]:3000"),
+])
+def test_origins_are_spelled_as_browsers_send_them(written, sent):
+    config = parse(f"""
+        apps:
+          - app_id: web
+            app_secret_key: s3cret
+            access_control_allow_origin: "{written}"
+        """)
+    assert config.apps["web"].allowed_origins == frozenset({sent})
+
+
+@pytest.mark.parametrize("written", [
+    "game.example", "https://game.example/", "https://game.example/path", "https://user@game.example",
+    "https://game.example:99999", "https://",
+])
+def test_what_is_not_an_origin_is_refused(written):
+    message = config_error(f"""
+        apps:
+          - app_id: web
+            app_secret_key: s3cret
+            access_control_allow_origin: ["https://ok.example", "{written}"]
+        """)
+    assert f"apps[0].access_control_allow_origin[1]: {written!r} is not an origin" in message, message

@@ -22,6 +22,8 @@ from test_cli import Run, listen_on, serve
 from test_metrics import scrape, value
 from test_twistd import free_port
 
+from attolytics.openapi import _value_schema
+
 KEY = "a-long-random-key-for-the-openapi-test"
 SHOP_KEY = "the-second-app-has-a-key-of-its-own"
 READY_WAIT = 60
@@ -334,6 +336,20 @@ def test_columns_become_exact_properties(live):
     assert set(view["properties"]) == {"page", "ms", "at", "extra", "created"}  # id is generated
     assert "null" not in json.dumps(view["properties"]["created"])
     assert (view["properties"]["ms"]["minimum"], view["properties"]["ms"]["maximum"]) == (-2**15, 2**15 - 1)
+
+
+@pytest.mark.parametrize("precision, scale", [(10, 2), (12, 0), (5, -3), (1, 3), (400, 330),
+                                              (1000, 1000), (1, 1000), (1000, -1000)])
+def test_numeric_columns_of_any_precision_and_scale_make_valid_schemas(precision, scale):
+    schema = _value_schema("numeric", (precision, scale))
+    jsonschema_rs.meta.validate({"$schema": "https://json-schema.org/draft/2020-12/schema", **schema})
+    assert schema.get("multipleOf", 1) > 0
+    if "exclusiveMaximum" in schema:
+        assert schema["exclusiveMaximum"] > 0 and schema["exclusiveMinimum"] < 0
+    validator = jsonschema_rs.validator_for(schema)
+    if (precision, scale) == (10, 2):
+        assert validator.is_valid(12345678.99) and not validator.is_valid(100000000)
+        assert not validator.is_valid(0.001)
 
 
 def test_the_multi_table_route_takes_each_event_type_with_its_t(live):

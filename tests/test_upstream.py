@@ -290,14 +290,17 @@ async def test_post_answers_carry_the_allow_header_errors_included(upstream, key
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain;charset=UTF-8"])
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", ""])
+@pytest.mark.parametrize("path", ["/apps/game/events", "/apps/game/events/sessions"])
 @pytest_twisted.ensureDeferred
-async def test_a_page_of_an_origin_not_listed_stores_nothing(upstream, sql, content_type):
-    headers = {"Origin": "https://evil.example", "Content-Type": content_type}
-    refused = await post(upstream, [SESSION], headers=headers)
+async def test_a_page_of_an_origin_not_listed_stores_nothing(upstream, sql, content_type, origin, path):
+    headers = {"Origin": origin, "Content-Type": content_type}
+    event = SESSION if path.endswith("/events") else {k: v for k, v in SESSION.items() if k != "_t"}
+    refused = await post(upstream, [event], headers=headers, path=path)
     assert refused.status == 403
-    assert "'https://evil.example' may not post to app 'game'" in refused.json()["error"]
+    assert f"{origin!r} may not post to app 'game'" in refused.json()["error"]
     assert sql("select count(*) from sessions") == [(0,)]
-    allowed = await post(upstream, [SESSION], headers={**headers, "Origin": GAME_ORIGIN})
+    allowed = await post(upstream, [event], headers={**headers, "Origin": GAME_ORIGIN}, path=path)
     assert allowed.status == 200
 
 
