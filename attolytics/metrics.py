@@ -17,6 +17,7 @@ class Metrics:
     def __init__(self):
         # A registry per service: tests run several services in one process.
         self.registry = CollectorRegistry()
+        self._children = {}
         self.events_inserted = Counter(
             "attolytics_events_inserted", "Events committed.", ["app", "table"], registry=self.registry
         )
@@ -42,6 +43,14 @@ class Metrics:
             "attolytics_database_ready", "1 when the tables are checked and a connection is up.",
             registry=self.registry,
         )
+
+    def child(self, metric, *labels):
+        """`metric.labels(*labels)`, looked up once: labels() checks and locks on every call."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         """The metrics in Prometheus' text format."""

@@ -67,7 +67,8 @@ class AttolyticsSite(Site):
         """Log one line per finished request, with fields for log shippers."""
         started = getattr(request, "started", None)
         if self.metrics is not None:
-            self.metrics.requests.labels(route_label(request.path or b""), str(request.code)).inc()
+            route = route_label(request.path or b"")
+            self.metrics.child(self.metrics.requests, route, str(request.code)).inc()
             if started:
                 self.metrics.request_seconds.observe(time.monotonic() - started)
         address = request.getClientAddress()
