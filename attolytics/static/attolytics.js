@@ -206,7 +206,7 @@
   Client.prototype.sendWhileHidden = function () {
     this.clearTimer();
     if (now() < this.retryAt) {
-      this.schedule(0); // the service asked to wait; if the page is left, sendBeforeLeaving tries anyway
+      this.schedule(0); // the service asked to wait; if the page is left meanwhile, the events are kept
       return;
     }
     var batch;
