@@ -121,6 +121,8 @@
     // This page's own key in localStorage (other pages of the origin have theirs).
     this.storagePrefix = "attolytics:" + this.endpoint + ":";
     this.storageKey = this.storagePrefix + Math.random().toString(36).slice(2);
+    this.stored = []; // the items this page last wrote there
+    this.unkept = []; // batches in flight without keepalive: the browser drops them with the page
     var self = this;
     global.document.addEventListener("visibilitychange", function () {
       if (global.document.visibilityState === "hidden") {
@@ -240,64 +242,101 @@
   }
 
   // Write the events still waiting under this page's key (replacing what it wrote before).
+  // Those of a request in flight that the browser drops with the page are written too: whether
+  // it arrived is unknown, so they may be stored twice (at-least-once).
   Client.prototype.store = function () {
     var storage = localStore();
-    if (!storage) {
-      return;
-    }
-    var texts = [];
+    var waiting = [];
+    this.retries.concat(this.unkept).forEach(function (batch) { waiting = waiting.concat(batch.items); });
+    waiting = waiting.concat(this.queue);
+    var written = [];
     var bytes = 0;
-    var waiting = this.retries.reduce(function (all, batch) { return all.concat(batch.items); }, [])
-      .concat(this.queue);
     for (var i = 0; i < waiting.length && bytes + waiting[i].bytes <= MAX_STORED_BYTES; i++) {
-      texts.push(waiting[i].text);
+      written.push(waiting[i]);
       bytes += waiting[i].bytes;
     }
+    this.stored = [];
     try {
-      if (texts.length) {
-        storage.setItem(this.storageKey, JSON.stringify(texts));
-      } else {
+      if (written.length) {
+        storage.setItem(this.storageKey, JSON.stringify(written.map(function (item) { return item.text; })));
+        this.stored = written;
+      } else if (storage) {
         storage.removeItem(this.storageKey);
       }
     } catch (e) {
-      // full or refused: nothing more can be done as the page goes
+      written = []; // no storage, or full
+    }
+    if (written.length < waiting.length) {
+      this.report(clientError((waiting.length - written.length) + " events could not be kept in " +
+                              "localStorage as the page was left; they are sent only if it comes back",
+                              0, waiting.slice(written.length).map(function (item) { return item.event; }),
+                              {retrying: true}));
     }
   };
 
-  // The page is back: its events are in memory again, so its stored copy must not be sent too.
+  // The page is back from the back/forward cache with its events in memory: its stored copy
+  // goes, or, if another page of the site took that copy meanwhile, the events it holds go.
   Client.prototype.forget = function () {
-    var storage = localStore();
+    var stored = this.stored;
+    this.stored = [];
+    var taken = false;
     try {
-      if (storage) {
-        storage.removeItem(this.storageKey);
-      }
+      var storage = localStore();
+      taken = stored.length > 0 && storage.getItem(this.storageKey) === null;
+      storage.removeItem(this.storageKey);
     } catch (e) {
-      // nothing stored
+      taken = stored.length > 0; // cannot tell: sending later beats sending twice
     }
+    if (!taken) {
+      return;
+    }
+    var gone = new Set(stored);
+    var kept = function (item) { return !gone.has(item); };
+    this.queue = this.queue.filter(kept);
+    this.queuedBytes = this.queue.reduce(function (total, item) { return total + item.bytes + 1; }, 0);
+    var self = this;
+    this.retries = this.retries
+      .map(function (batch) { return batch.items.filter(kept); })
+      .filter(function (items) { return items.length; })
+      .map(function (items) { return batchOf(self.prefix, self.emptyBytes, items); });
   };
 
   // Queue what earlier pages of this origin left for this endpoint, and remove it from storage.
+  // A key that cannot be read or removed is left alone; one that holds no events is removed.
   Client.prototype.restore = function () {
     var storage = localStore();
-    if (!storage) {
-      return;
-    }
-    var restored = [];
+    var keys = [];
     try {
-      for (var i = storage.length - 1; i >= 0; i--) {
+      for (var i = 0; i < storage.length; i++) {
         var key = storage.key(i);
         if (key && key.indexOf(this.storagePrefix) === 0) {
-          var texts = JSON.parse(storage.getItem(key));
-          storage.removeItem(key);
-          restored = restored.concat(texts);
+          keys.push(key);
         }
       }
     } catch (e) {
-      return; // unreadable: leave it
+      return; // no storage
+    }
+    var restored = [];
+    for (var k = 0; k < keys.length; k++) {
+      var texts = null;
+      try {
+        texts = JSON.parse(storage.getItem(keys[k]));
+      } catch (e) {
+        texts = null; // not ours
+      }
+      try {
+        storage.removeItem(keys[k]);
+      } catch (e) {
+        continue; // taking what cannot be removed would send it again on every page
+      }
+      if (Array.isArray(texts)) {
+        restored = restored.concat(texts);
+      }
     }
     for (var j = 0; j < restored.length; j++) {
       var text = restored[j];
-      var bytes = typeof text === "string" ? utf8Bytes(text) : Infinity;
+      var ours = typeof text === "string" && text.charAt(0) === "{";
+      var bytes = ours ? utf8Bytes(text) : Infinity;
       if (this.emptyBytes + bytes <= MAX_BODY_BYTES) { // else not ours, or the limit shrank
         try {
           this.queue.push({text: text, bytes: bytes, event: JSON.parse(text)});
@@ -339,6 +378,9 @@
     var timeout = setTimeout(function () { controller.abort(); }, REQUEST_TIMEOUT_MS);
     this.inFlight += 1;
     this.keepaliveBytes += keepalive ? batch.bytes : 0;
+    if (!keepalive) {
+      this.unkept.push(batch);
+    }
     var settled = false;
     var settle = function () {
       clearTimeout(timeout);
@@ -348,6 +390,9 @@
       settled = true;
       self.inFlight -= 1;
       self.keepaliveBytes -= keepalive ? batch.bytes : 0;
+      if (!keepalive) {
+        self.unkept.splice(self.unkept.indexOf(batch), 1);
+      }
       return true;
     };
     var failed = function () {
@@ -390,8 +435,11 @@
       // fall back to fetch
     }
     var keep = function () {
-      // Not sent (too much in flight, or no connection): still queued if the page lives on.
+      // Not sent (too much in flight, or no connection): queued again, and kept if the page goes.
       self.retries.push(batch);
+      if (self.leaving) {
+        self.store();
+      }
       self.schedule(self.interval);
     };
     try {
@@ -472,7 +520,7 @@
       }
     } else if (status === 503) {
       this.retries.unshift(batch);
-      this.retryAt = now() + retryDelay(retryAfter);
+      this.retryAt = Math.max(this.retryAt, now() + retryDelay(retryAfter));
     } else if (status === 408 || (status >= 500 && ++batch.serverErrors < SERVER_ERRORS_BEFORE_SPLIT)) {
       this.connectionFailed(batch);
       return;
@@ -502,7 +550,8 @@
   Client.prototype.connectionFailed = function (batch) {
     this.retries.unshift(batch);
     this.failures += 1;
-    this.retryAt = now() + Math.min(MAX_PAUSE_MS, 1000 * Math.pow(2, this.failures - 1));
+    // Never sooner than a 503 asked: requests in flight together may fail after it.
+    this.retryAt = Math.max(this.retryAt, now() + Math.min(MAX_PAUSE_MS, 1000 * Math.pow(2, this.failures - 1)));
     if (this.failures === FAILURES_BEFORE_REPORT) {
       this.report(clientError("cannot reach " + this.endpoint + " (offline, or the app does not " +
                               "allow this page's origin); the events wait and are sent again",
