@@ -254,6 +254,39 @@ async def test_what_the_beacons_could_not_take_goes_when_the_page_comes_back(see
 
 
 @pytest_twisted.ensureDeferred
+async def test_what_another_page_took_is_not_sent_again_by_a_page_that_comes_back(
+        seed, pages, browser, sql):
+    first = pages.add("first", page_with(seed.client.base, """
+        function more(from, to) {
+          for (var i = from; i <= to; i++) {
+            attolytics.track("game_events", {timestamp: i, event_type: "x".repeat(350)});
+          }
+        }
+        more(1, 140);""", interval=60000))
+    await in_browser(browser.get, first)
+    first_tab = browser.current_window_handle
+    # Left for the back/forward cache with more than the beacons take: the rest is kept.
+    await in_browser(browser.execute_script, """
+        window.dispatchEvent(new PageTransitionEvent("pagehide", {persisted: true}));
+        more(141, 200);""")
+    await wait_for(stored(sql, 140))
+    # Another page of the site sends what was kept...
+    await in_browser(browser.switch_to.new_window, "tab")
+    await in_browser(browser.get, pages.add("second", page_with(seed.client.base, "", interval=60000)))
+    await wait_for(stored(sql, 200))
+    # ...so the first, shown again (Back), must not send it a second time.
+    await in_browser(browser.close)
+    await in_browser(browser.switch_to.window, first_tab)
+    await in_browser(browser.execute_script, """
+        window.dispatchEvent(new PageTransitionEvent("pageshow", {persisted: true}));
+        attolytics.track("game_events", {timestamp: 201, event_type: "after"});
+        attolytics.flush();""")
+    await wait_for(stored(sql, 201))
+    await sleep(0.5)
+    assert [r[0] for r in rows(sql)] == list(range(1, 202))
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_mistake_in_the_script_tag_does_not_break_the_page(seed, pages, browser, sql):
     page = pages.add("typo", f"""<!doctype html><title>typo</title>
 <script src="{seed.client.base}/attolytics.js" data-app="mygame" data-key="{SECRET}" data-interval="5s"></script>

@@ -187,6 +187,9 @@
   // Send what is waiting now: one request at a time, unless the service asked to wait.
   Client.prototype.flush = function () {
     this.clearTimer();
+    if (this.leaving) {
+      return; // what waits is kept in storage; sending it too could send it twice
+    }
     if (this.inFlight) {
       this.flushWhenAnswered = true;
       return;
@@ -207,6 +210,9 @@
   // The page is hidden and may never run again: send everything the keepalive allowance takes.
   Client.prototype.sendWhileHidden = function () {
     this.clearTimer();
+    if (this.leaving) {
+      return; // sendBeforeLeaving has sent or kept everything
+    }
     if (now() < this.retryAt) {
       this.schedule(0); // the service asked to wait; if the page is left meanwhile, the events are kept
       return;
