@@ -107,6 +107,16 @@ def page_with(service: str, script: str, interval: int | None = None) -> str:
 <script>window.errors = []; {script}</script>"""
 
 
+# A page script function: track events `from` to `to` (numbered by timestamp), 400 bytes each.
+MORE = """
+    function more(from, to) {
+      for (var i = from; i <= to; i++) {
+        attolytics.track("game_events", {timestamp: i, event_type: "x".repeat(350)});
+      }
+    }
+"""
+
+
 def page_with_client(service: str, script: str, interval: int = 100) -> str:
     """A page with a client of its own, whose onError collects what it reports in window.errors."""
     return f"""<!doctype html><meta charset="utf-8"><title>a page</title>
@@ -229,13 +239,7 @@ async def test_without_beacons_leaving_sends_by_keepalive_fetch(seed, pages, bro
 @pytest_twisted.ensureDeferred
 async def test_what_the_beacons_could_not_take_goes_when_the_page_comes_back(seed, pages, browser, sql):
     # 140 events of about 400 bytes, under the 60 KB a batch may have: they wait for the interval.
-    page = pages.add("bfcache", page_with(seed.client.base, """
-        function more(from, to) {
-          for (var i = from; i <= to; i++) {
-            attolytics.track("game_events", {timestamp: i, event_type: "x".repeat(350)});
-          }
-        }
-        more(1, 140);""", interval=60000))
+    page = pages.add("bfcache", page_with(seed.client.base, MORE + "more(1, 140);", interval=60000))
     await in_browser(browser.get, page)
     # A browser keeping the page as it leaves it (back/forward cache); the page tracks 60 more
     # events as it goes, past the 64 KiB that browsers let beacons carry at once.
@@ -256,13 +260,7 @@ async def test_what_the_beacons_could_not_take_goes_when_the_page_comes_back(see
 @pytest_twisted.ensureDeferred
 async def test_what_another_page_took_is_not_sent_again_by_a_page_that_comes_back(
         seed, pages, browser, sql):
-    first = pages.add("first", page_with(seed.client.base, """
-        function more(from, to) {
-          for (var i = from; i <= to; i++) {
-            attolytics.track("game_events", {timestamp: i, event_type: "x".repeat(350)});
-          }
-        }
-        more(1, 140);""", interval=60000))
+    first = pages.add("first", page_with(seed.client.base, MORE + "more(1, 140);", interval=60000))
     await in_browser(browser.get, first)
     first_tab = browser.current_window_handle
     # Left for the back/forward cache with more than the beacons take: the rest is kept.
