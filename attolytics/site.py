@@ -66,23 +66,24 @@ class AttolyticsSite(Site):
     def log(self, request):
         """Log one line per finished request, with fields for log shippers."""
         started = getattr(request, "started", None)
+        seconds = time.monotonic() - started if started else 0.0
+        path = request.path or b""
+        route = route_label(path)
         if self.metrics is not None:
-            route = route_label(request.path or b"")
             self.metrics.child(self.metrics.requests, route, str(request.code)).inc()
             if started:
-                self.metrics.request_seconds.observe(time.monotonic() - started)
+                self.metrics.request_seconds.observe(seconds)
         address = request.getClientAddress()
-        path = request.path or b""
         parts = path.split(b"/")
         log.info(
             "{client} {method} {path} {status} {bytes} bytes {duration:.1f} ms",
             client=getattr(address, "host", "-"),
             method=request.method.decode("latin-1"),
             path=request.uri.decode("latin-1")[:200],
-            route=route_label(path),
+            route=route,
             app=parts[2].decode("utf-8", "replace")[:100] if len(parts) > 3 and parts[1] == b"apps" else None,
             events=getattr(request, "events_received", 0),
             status=request.code,
             bytes=request.sentLength,
-            duration=round((time.monotonic() - started) * 1000, 3) if started else 0.0,
+            duration=round(seconds * 1000, 3),
         )
