@@ -9,6 +9,17 @@ from twisted.web import http, server
 REFUSED_LINGER_SECONDS = 2.0
 
 
+def _cancel(call) -> None:
+    """Cancel a pending reactor call (a deadline), if it has not run or been cancelled yet."""
+    if call is not None and call.active():
+        call.cancel()
+
+
+def _too_slow_message(seconds: float) -> str:
+    """The 408 message for a request that did not arrive in time."""
+    return f"the request did not arrive within {seconds:g} seconds"
+
+
 class LimitedRequest(server.Request):
     """A twisted.web request that never buffers more than `max_body_bytes` of body.
 
@@ -34,11 +45,10 @@ class LimitedRequest(server.Request):
 
     def _too_slow(self):
         self._deadline = None
-        self._refuse(408, f"the request did not arrive within {self.receive_timeout:g} seconds")
+        self._refuse(408, _too_slow_message(self.receive_timeout))
 
     def _stop_deadline(self):
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
+        _cancel(self._deadline)
         self._deadline = None
 
     def finish(self):
@@ -148,13 +158,11 @@ class JsonErrorsChannel(http.HTTPChannel):
 
     def _request_line_too_slow(self):
         self._line_deadline = None
-        timeout = self.site.receive_timeout
-        write_json_answer(self.transport, 408, f"the request did not arrive within {timeout:g} seconds")
+        write_json_answer(self.transport, 408, _too_slow_message(self.site.receive_timeout))
         self.transport.loseConnection()
 
     def _cancel_line_deadline(self):
-        if self._line_deadline is not None and self._line_deadline.active():
-            self._line_deadline.cancel()
+        _cancel(self._line_deadline)
         self._line_deadline = None
 
     def lineReceived(self, line):
