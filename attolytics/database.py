@@ -100,19 +100,28 @@ class Database:
         params = parse_dsn(self.dsn)
         options = {k: v for k, v in KEEPALIVES.items() if k not in params}
         options.update(await _resolved_address(params))
-        connecting = connection.connect(self.dsn, **options)
-        timer = self.reactor.callLater(CONNECT_TIMEOUT, connection.close)
-        try:
-            await connecting
-        except Exception:
-            if not timer.active():
-                raise DatabaseUnavailable(f"no answer from PostgreSQL within {CONNECT_TIMEOUT:g} s") from None
-            raise
-        finally:
-            if timer.active():
-                timer.cancel()
+        await self._bounded(connection, CONNECT_TIMEOUT, DatabaseUnavailable,
+                            connection.connect(self.dsn, **options))
         connection.on_lost = self._lost
         return connection
+
+    async def _bounded(self, connection, seconds: float | None, timed_out, work: Deferred):
+        """Await `work` on `connection`; past `seconds`, close the connection and raise `timed_out`.
+
+        Closing is the only way to stop libpq waiting (cancelling a query would block).
+        """
+        timer = self.reactor.callLater(seconds, connection.close) if seconds else None
+        try:
+            return await work
+        except RollbackFailed:
+            raise  # the caller discards the connection, whatever the clock says
+        except Exception:
+            if timer is not None and not timer.active():
+                raise timed_out(f"no answer from PostgreSQL within {seconds:g} s") from None
+            raise
+        finally:
+            if timer is not None and timer.active():
+                timer.cancel()
 
     @property
     def connected(self) -> int:
@@ -203,22 +212,16 @@ class Database:
 
     async def _run(self, method: str, *args, timeout: float | None = None):
         connection = await self._acquire()
-        # Past the timeout the connection is closed (cancelling a query would block): the
-        # operation fails and the connection is replaced; what the server did is unknown.
-        timer = self.reactor.callLater(timeout, connection.close) if timeout else None
+        # Past the timeout the operation fails and the closed connection is replaced; what the
+        # server did is unknown.
         try:
-            return await getattr(connection, method)(*args)
+            return await self._bounded(connection, timeout, QueryTimeout,
+                                       getattr(connection, method)(*args))
         except RollbackFailed:
             # The transaction's state is unknown: this connection must not be used again.
             connection.close()
             raise
-        except Exception:
-            if timer is not None and not timer.active():
-                raise QueryTimeout(f"no answer from PostgreSQL within {timeout:g} s") from None
-            raise
         finally:
-            if timer is not None and timer.active():
-                timer.cancel()
             self._release(connection)
 
     def runQuery(self, sql: str, params=None, timeout: float | None = None) -> Deferred:
