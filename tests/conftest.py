@@ -182,13 +182,17 @@ async def start_service(config_text: str, database_url: str, wait: bool = True) 
     return Running(service, Client(service.port.getHost().port), fatal)
 
 
-SEED_CONFIG = f"""
+# The seed's table, declared.
+SEED_TABLES = """
 tables:
   game_events:
     columns:
-      - {{name: timestamp, type: i64, required: true}}
-      - {{name: event_type, type: string, required: true}}
-      - {{name: score, type: i64}}
+      - {name: timestamp, type: i64, required: true}
+      - {name: event_type, type: string, required: true}
+      - {name: score, type: i64}
+"""
+
+SEED_CONFIG = SEED_TABLES + f"""
 apps:
   - app_id: mygame
     app_secret_key: {SECRET}

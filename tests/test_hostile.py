@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import psycopg2
 import pytest
-from conftest import Answer
+from conftest import SEED_TABLES, Answer
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from test_twistd import (
@@ -39,13 +39,7 @@ STOP_TIMEOUT = 20
 
 # The seed's table, declared; both apps in the map form (a config holds one form of apps or the
 # other), the second one limited to one origin so CORS headers are computed for real.
-CONFIG = f"""
-tables:
-  game_events:
-    columns:
-      - {{name: timestamp, type: i64, required: true}}
-      - {{name: event_type, type: string, required: true}}
-      - {{name: score, type: i64}}
+CONFIG = SEED_TABLES + f"""
 apps:
   mygame:
     secret_key: {EXAMPLE_KEY}
