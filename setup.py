@@ -1,16 +1,22 @@
 """Packaging for Attolytics; installs the twistd plugin into twisted/plugins."""
 
-from setuptools import setup
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+# The version is written once, in the package; setup reads it without importing the package.
+VERSION = re.search(r'^__version__ = "([^"]+)"', Path("attolytics/__init__.py").read_text(), re.M).group(1)
 
 setup(
     name="attolytics",
-    version="0.1.0",
+    version=VERSION,
     description="A small, strict analytics-event collector: JSON over HTTP into PostgreSQL.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=["attolytics", "twisted.plugins"],
-    package_data={"attolytics": ["static/attolytics.js"]},
+    packages=find_packages(include=["attolytics", "attolytics.*"]) + ["twisted.plugins"],
+    package_data={"attolytics.http": ["static/attolytics.js"]},
     install_requires=[
         "twisted>=23.10",
         "klein>=23.5",

@@ -7,12 +7,13 @@ import psycopg2
 from twisted.internet.defer import Deferred, succeed
 
 from attolytics.config import ConfigError, load_config
-from attolytics.embedded import EmbeddedPostgres
-from attolytics.schema import plan_tables
+from attolytics.storage.declarations import declared_types
+from attolytics.storage.embedded import EmbeddedPostgres
+from attolytics.storage.tables import plan_tables
 
 
 class _BlockingDatabase:
-    """The two query methods schema.py needs, over a plain blocking connection: a command-line
+    """The query method the table checks need, over a plain blocking connection: a command-line
     check has no reactor to keep responsive."""
 
     def __init__(self, url: str):
@@ -29,6 +30,7 @@ def check(config_path: str, db_url: str | None, out=sys.stdout) -> int:
     """Check and report; the exit status: 0 when start-up would succeed, else 1."""
     try:
         config = load_config(config_path)
+        types = declared_types(config)
     except ConfigError as e:
         out.write(f"problem: {e}\n")
         return 1
@@ -43,22 +45,29 @@ def check(config_path: str, db_url: str | None, out=sys.stdout) -> int:
         except psycopg2.Error as e:
             out.write(f"problem: cannot connect to PostgreSQL: {str(e).strip()}\n")
             return 1
-        outcome = Deferred.fromCoroutine(plan_tables(db, config))
-        ddl, problems = outcome.result  # every query above ran synchronously
+        # The walk start-up takes, with nothing applied; every query runs synchronously.
+        outcome, failed = Deferred.fromCoroutine(plan_tables(db, config, types)), []
+        outcome.addErrback(failed.append)
+        plan = outcome.result
         db.connection.close()
     finally:
         if embedded is not None:
             embedded.stop()
-    for statement in ddl:
-        out.write(f"would run: {statement};\n")
-    for problem in problems:
-        out.write(f"problem: {problem}\n")
-    if not problems:
+    if failed:
+        out.write(f"problem: cannot check the tables: {failed[0].getErrorMessage().strip()}\n")
+        return 1
+    for statement in plan.statements:
+        out.write(f"would run: {statement.sql};\n")
+    for problem in plan.problems:
+        for line in problem.lines():
+            out.write(f"problem: {line}\n")
+    if not plan.problems:
         out.write(f"ok: {config_path} fits the database ({len(config.table_names())} tables)\n")
-    return 1 if problems else 0
+    return 1 if plan.problems else 0
 
 
 def main(argv=None) -> int:
+    """The command line: `check --config FILE [--db-url URL]`; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m attolytics")
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("check", help="check the configuration against the database")

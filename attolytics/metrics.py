@@ -56,12 +56,3 @@ class Metrics:
         """The metrics in Prometheus' text format."""
         return generate_latest(self.registry)
 
-
-def route_label(path: bytes) -> str:
-    """The route a path belongs to, without the ids in it (labels must stay few)."""
-    parts = path.split(b"?", 1)[0].split(b"/")
-    if len(parts) >= 4 and parts[1] == b"apps" and parts[3] == b"events":
-        return "/apps/{app}/events/{event_type}" if len(parts) == 5 else "/apps/{app}/events"
-    if path in (b"/healthz", b"/readyz", b"/metrics", b"/attolytics.js", b"/openapi.json"):
-        return path.decode()
-    return "other"

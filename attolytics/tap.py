@@ -6,14 +6,16 @@ import signal
 import sys
 from dataclasses import replace
 
+from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ReactorNotRunning
+from twisted.logger import ILogObserver
 from twisted.python import usage
 from twisted.python.logfile import LogFile
 
-from attolytics.config import ConfigError, Database, load_config
+from attolytics.config import ConfigError, DatabaseLocation, load_config
 from attolytics.logs import JsonLinesObserver, logger, set_verbosity
-from attolytics.service import AttolyticsService
+from attolytics.service import attolytics_service
 
 log = logger(__name__)
 
@@ -21,17 +23,17 @@ DEFAULT_CONFIG = "attolytics.conf.yaml"
 
 
 class Options(usage.Options):
-    """`twistd attolytics` options; the original's spellings are accepted too."""
+    """`twistd attolytics` options; older spellings (--schema, --db_url) are accepted too."""
 
     optParameters = [
         ["config", "c", None, "The configuration file (YAML); default ./attolytics.conf.yaml."],
-        ["schema", None, None, "Same as --config (the original's name for it)."],
+        ["schema", None, None, "Same as --config (its older name)."],
         ["listen", None, None, "Where to listen, as an endpoint description "
          "(default: the config's listen key, else tcp:8000:interface=127.0.0.1)."],
         ["host", "H", None, "Listen on TCP at this address (with --port; default localhost)."],
         ["port", "p", None, "Listen on TCP at this port (with --host; default 8000).", int],
         ["db-url", None, None, "PostgreSQL connection URL; overrides the config's database."],
-        ["db_url", None, None, "Same as --db-url (the original's spelling)."],
+        ["db_url", None, None, "Same as --db-url (its older spelling)."],
         ["log-format", None, "text", "text, or json: one JSON object per line, for log shippers."],
     ]
 
@@ -40,7 +42,7 @@ class Options(usage.Options):
         self["verbosity"] = 0
 
     def opt_verbose(self):
-        """Log more (debug messages); give it twice for no difference yet, as the original did."""
+        """Log more (debug messages); repeatable, for no difference yet."""
         self["verbosity"] += 1
 
     def opt_quiet(self):
@@ -81,23 +83,43 @@ def makeService(options, reactor=None):
     set_verbosity(options["verbosity"])
     try:
         config = load_config(options["config"])
+        listen_source = f"{config.path}: listen"
+        if options["listen"]:
+            config = replace(config, listen=options["listen"])
+            listen_source = "--listen" if not options["port"] and not options["host"] else "--host/--port"
+        if options["db-url"]:
+            config = replace(config, database=DatabaseLocation(url=options["db-url"]))
+        endpoint = _endpoint(reactor, config.listen, listen_source)
+        service = attolytics_service(config, reactor, _exit_on_fatal(reactor), endpoint)
     except ConfigError as e:
         sys.exit(f"attolytics: {e}")
-    listen_source = f"{config.path}: listen"
-    if options["listen"]:
-        config = replace(config, listen=options["listen"])
-        listen_source = "--listen" if not options["port"] and not options["host"] else "--host/--port"
-    if options["db-url"]:
-        config = replace(config, database=Database(url=options["db-url"]))
-    try:
-        serverFromString(reactor, config.listen)
-    except (ValueError, KeyError, TypeError) as e:
-        sys.exit(f"attolytics: {listen_source}: cannot use {config.listen!r}: {e}")
     reactor.callWhenRunning(_stop_on_signals, reactor)
-    service = AttolyticsService(config, reactor, on_fatal=_exit_on_fatal(reactor))
-    if options["log-format"] == "json":
-        service.log_observer = JsonLinesObserver(_log_file(getattr(options, "parent", None)))
-    return service
+    if options["log-format"] != "json":
+        return service
+    top = _LoggingTo(JsonLinesObserver(_log_file(getattr(options, "parent", None))))
+    service.setServiceParent(top)
+    return top
+
+
+def _endpoint(reactor, description: str, source: str):
+    """The listening endpoint a description names; ConfigError naming `source` when none."""
+    try:
+        return serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{source}: cannot use {description!r}: {e}") from None
+
+
+class _LoggingTo(MultiService):
+    """Makes twistd log to `observer` (twistd asks the application it is added to)."""
+
+    def __init__(self, observer):
+        super().__init__()
+        self.observer = observer
+
+    def setServiceParent(self, parent):
+        if hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.observer)
+        return super().setServiceParent(parent)
 
 
 def _log_file(twistd_options):

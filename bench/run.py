@@ -200,7 +200,7 @@ def main() -> None:
         raise SystemExit("wrk is missing: install it with `apt-get install wrk` (Debian/Ubuntu).")
 
     sys.path.insert(0, str(HERE.parent))
-    from attolytics.embedded import EmbeddedPostgres
+    from attolytics.storage.embedded import EmbeddedPostgres
 
     with tempfile.TemporaryDirectory(prefix="attolytics-bench-") as tmp:
         tmp = Path(tmp)

@@ -27,10 +27,10 @@ from twisted.logger import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # measure this checkout
 
-from attolytics.config import Database, parse_config  # noqa: E402
+from attolytics.config import DatabaseLocation, parse_config  # noqa: E402
+from attolytics.http.site import AttolyticsSite  # noqa: E402
 from attolytics.logs import set_verbosity  # noqa: E402
-from attolytics.service import AttolyticsService  # noqa: E402
-from attolytics.site import AttolyticsSite  # noqa: E402
+from attolytics.service import attolytics_service  # noqa: E402
 
 CONFIG_PATH = Path(__file__).with_name("bench.conf.yaml")
 
@@ -38,9 +38,13 @@ CONFIG_PATH = Path(__file__).with_name("bench.conf.yaml")
 class PerEventWriter:
     """The baseline writer: one INSERT per event, one transaction per request."""
 
-    def __init__(self, db, reactor, **settings):
+    def __init__(self, db, reactor, settings, batch_observer):
         self.db = db
         self.queued_rows = 0
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.db.connected)
 
     def insert(self, batches, size: int = 0) -> Deferred:
         def interaction(cursor):
@@ -89,14 +93,14 @@ def main() -> None:
     set_verbosity(-1)
     config = parse_config(CONFIG_PATH.read_text(), str(CONFIG_PATH))
     if args.mode == "null":
-        site = AttolyticsSite(NullAPI().app.resource(), config.max_body_bytes, None)
+        site = AttolyticsSite(NullAPI().app.resource(), config.max_body_bytes, config.request_timeout)
         reactor.listenTCP(args.port, site, interface="127.0.0.1")
     else:
         config = replace(
-            config, listen=f"tcp:{args.port}:interface=127.0.0.1", database=Database(url=args.db_url)
+            config, listen=f"tcp:{args.port}:interface=127.0.0.1", database=DatabaseLocation(url=args.db_url)
         )
         writer = PerEventWriter if args.mode == "per-event" else None
-        service = AttolyticsService(
+        service = attolytics_service(
             config, reactor, on_fatal=_fatal, **({"writer_factory": writer} if writer else {})
         )
         service.startService()

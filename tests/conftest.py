@@ -17,9 +17,9 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import deferToThread
 from twisted.web.client import HTTPConnectionPool
 
-from attolytics.config import Database, parse_config
-from attolytics.embedded import EmbeddedPostgres
-from attolytics.service import AttolyticsService
+from attolytics.config import DatabaseLocation, parse_config
+from attolytics.service import attolytics_service
+from attolytics.storage.embedded import EmbeddedPostgres
 
 SECRET = "s3cret-key"
 
@@ -166,6 +166,14 @@ class Running:
         self.client = client
         self.fatal = fatal
 
+    @property
+    def port(self):
+        return self.service.getServiceNamed("http").port
+
+    @property
+    def writer(self):
+        return self.service.getServiceNamed("writer").writer
+
 
 async def start_service(config_text: str, database_url: str, wait: bool = True) -> Running:
     """Start the real service on an ephemeral port with this configuration and database.
@@ -173,13 +181,15 @@ async def start_service(config_text: str, database_url: str, wait: bool = True) 
     With `wait`, return once start-up has ended (ready, or a fatal error recorded).
     """
     config = parse_config(config_text, "test.conf.yaml")
-    config = replace(config, listen="tcp:0:interface=127.0.0.1", database=Database(url=database_url))
+    config = replace(config, listen="tcp:0:interface=127.0.0.1", database=DatabaseLocation(url=database_url))
     fatal = []
-    service = AttolyticsService(config, reactor, on_fatal=fatal.append)
+    service = attolytics_service(config, reactor, on_fatal=fatal.append)
     service.startService()
     if wait:
-        await service.starting
-    return Running(service, Client(service.port.getHost().port), fatal)
+        await service.getServiceNamed("database").starting
+    running = Running(service, None, fatal)
+    running.client = Client(running.port.getHost().port)
+    return running
 
 
 # The seed's table, declared.

@@ -234,7 +234,7 @@ def raw_exchange(port: int, request: bytes) -> bytes:
 @pytest_twisted.ensureDeferred
 async def test_declared_length_over_limit_is_413_before_the_body(start, sql):
     running = await start(LIMITED)
-    port = running.service.port.getHost().port
+    port = running.port.getHost().port
     head = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 5000000\r\n\r\n" % ROUTE.encode())
     # Only the head is sent: the answer must come without waiting for the 5 MB.
@@ -246,7 +246,7 @@ async def test_declared_length_over_limit_is_413_before_the_body(start, sql):
 @pytest_twisted.ensureDeferred
 async def test_chunked_body_over_limit_is_cut_off_with_413(start, sql):
     running = await start(LIMITED)
-    port = running.service.port.getHost().port
+    port = running.port.getHost().port
     chunk = b"x" * 600
     request = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                b"Transfer-Encoding: chunked\r\n\r\n" % ROUTE.encode())
@@ -299,7 +299,7 @@ async def test_answers_have_a_content_length(seed):
     body = b'{"secret_key": "%s", "events": []}' % SECRET.encode()
     request = (b"POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
                b"Content-Length: %d\r\n\r\n%s" % (ROUTE.encode(), len(body), body))
-    answer = await deferToThread(raw_exchange, seed.service.port.getHost().port, request)
+    answer = await deferToThread(raw_exchange, seed.port.getHost().port, request)
     head, _, content = answer.partition(b"\r\n\r\n")
     assert b"\r\nContent-Length: %d\r\n" % len(content) in head + b"\r\n"
     assert content == b'{"inserted": 0}'

@@ -15,9 +15,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attolytics.columns import Rejected, converter_for
+from attolytics.storage.column_types import Rejected, for_catalog
 
 NO_MOD = -1
+
+
+def converter_for(typname, typmod):
+    """The converter of the catalog type (typname, typmod), or None when there is none."""
+    column_type = for_catalog(typname, typmod)
+    return column_type.convert if column_type is not None else None
+
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -14,6 +14,7 @@ from attolytics.config import (
     load_config,
     parse_config,
 )
+from attolytics.storage.declarations import declared_types
 
 SOURCE = "my.yaml"
 
@@ -28,10 +29,17 @@ def parse(text, source=SOURCE):
     return parse_config(textwrap.dedent(text), source)
 
 
+def read_whole(text, source=SOURCE):
+    """Parse `text` as start-up reads it: the configuration, then the declared column types."""
+    config = parse_config(text, source)
+    declared_types(config)
+    return config
+
+
 def config_error(text, source=SOURCE) -> str:
-    """Parse `text`, expect a ConfigError, and return its message."""
+    """Read `text` as start-up does, expect a ConfigError, and return its message."""
     with pytest.raises(ConfigError) as caught:
-        parse(text, source)
+        read_whole(textwrap.dedent(text), source)
     return str(caught.value)
 
 
@@ -319,10 +327,13 @@ def test_declared_table_keeps_its_columns_in_order():
     table = config.tables["game_events"]
     assert table.name == "game_events"
     assert table.columns == (
-        ColumnDecl("timestamp", "bigint", True),
-        ColumnDecl("event_type", "character varying", True),
-        ColumnDecl("score", "bigint", False),
+        ColumnDecl("timestamp", "i64", True),
+        ColumnDecl("event_type", "string", True),
+        ColumnDecl("score", "i64", False),
     )
+    types = declared_types(config)["game_events"]
+    assert [(name, t.ddl) for name, t in types.items()] == [
+        ("timestamp", "bigint"), ("event_type", "character varying"), ("score", "bigint")]
 
 
 @pytest.mark.parametrize(
@@ -344,7 +355,7 @@ def test_column_type_maps_to_its_ddl_type(type_name, ddl_type):
             columns:
               - {{name: c, type: {type_name}}}
     """))
-    assert config.tables["t"].columns[0].ddl_type == ddl_type
+    assert declared_types(config)["t"]["c"].ddl == ddl_type
 
 
 def test_column_type_defaults_to_string():
@@ -354,7 +365,7 @@ def test_column_type_defaults_to_string():
             columns:
               - name: c
     """))
-    assert config.tables["t"].columns[0].ddl_type == "character varying"
+    assert declared_types(config)["t"]["c"].ddl == "character varying"
 
 
 def test_column_required_defaults_to_false():
@@ -705,7 +716,7 @@ ERROR_CASES = [
 @pytest.mark.parametrize("text", ERROR_CASES)
 def test_config_error_message_has_no_traceback_text(text):
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, SOURCE)
+        read_whole(text, SOURCE)
     message = str(caught.value)
     assert "Traceback" not in message
     assert 'File "' not in message
@@ -716,7 +727,7 @@ def test_config_error_message_has_no_traceback_text(text):
 @pytest.mark.parametrize("text", ERROR_CASES)
 def test_config_error_does_not_chain_the_internal_exception(text):
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, SOURCE)
+        read_whole(text, SOURCE)
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__ or caught.value.__context__ is None
 

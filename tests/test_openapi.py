@@ -22,7 +22,7 @@ from test_cli import Run, listen_on, serve
 from test_metrics import scrape, value
 from test_twistd import free_port
 
-from attolytics.openapi import _value_schema
+from attolytics.storage.column_types.numbers import Numeric
 
 KEY = "a-long-random-key-for-the-openapi-test"
 SHOP_KEY = "the-second-app-has-a-key-of-its-own"
@@ -341,7 +341,7 @@ def test_columns_become_exact_properties(live):
 @pytest.mark.parametrize("precision, scale", [(10, 2), (12, 0), (5, -3), (1, 3), (400, 330),
                                               (1000, 1000), (1, 1000), (1000, -1000)])
 def test_numeric_columns_of_any_precision_and_scale_make_valid_schemas(precision, scale):
-    schema = _value_schema("numeric", (precision, scale))
+    schema = Numeric(precision, scale).json_schema()
     jsonschema_rs.meta.validate({"$schema": "https://json-schema.org/draft/2020-12/schema", **schema})
     assert schema.get("multipleOf", 1) > 0
     if "exclusiveMaximum" in schema:

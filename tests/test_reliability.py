@@ -170,7 +170,7 @@ def _slowloris(port: int, seconds: float) -> bytes:
 @pytest_twisted.ensureDeferred
 async def test_slow_client_is_cut_off_and_others_are_served(start, sql):
     running = await start(SHORT_TIMEOUT)
-    port = running.service.port.getHost().port
+    port = running.port.getHost().port
     slow = deferToThread(_slowloris, port, 8)
     await sleep(0.3)
     began = time.monotonic()
@@ -188,7 +188,7 @@ def _idle_sockets(port: int, count: int) -> list:
 @pytest_twisted.ensureDeferred
 async def test_many_idle_connections_do_not_starve_active_ones(start, sql):
     running = await start()
-    idle = await deferToThread(_idle_sockets, running.service.port.getHost().port, 300)
+    idle = await deferToThread(_idle_sockets, running.port.getHost().port, 300)
     try:
         await sleep(0.2)
         began = time.monotonic()
@@ -208,7 +208,7 @@ async def test_stop_lets_requests_in_flight_commit(start, sql):
     sql("begin")
     sql("lock table game_events in access exclusive mode")  # the flush waits on this lock
     pending = ensureDeferred(running.client.post_events("mygame", "game_events", [{"timestamp": 1, "event_type": "x"}]))
-    while running.service.writer.queued_rows == 0:
+    while running.writer.queued_rows == 0:
         await sleep(0.02)
     stopping = running.service.stopService()
     await sleep(0.3)
@@ -225,7 +225,7 @@ async def test_stop_is_bounded_and_never_acknowledges_what_it_could_not_commit(s
     sql("begin")
     sql("lock table game_events in access exclusive mode")
     pending = ensureDeferred(running.client.post_events("mygame", "game_events", [{"timestamp": 1, "event_type": "x"}]))
-    while running.service.writer.queued_rows == 0:
+    while running.writer.queued_rows == 0:
         await sleep(0.02)
     began = time.monotonic()
     await running.service.stopService()
@@ -257,7 +257,7 @@ def _trickle_body(port: int) -> bytes:
 @pytest_twisted.ensureDeferred
 async def test_trickling_body_is_cut_off(start):
     running = await start(SHORT_TIMEOUT)
-    answered = await deferToThread(_trickle_body, running.service.port.getHost().port)
+    answered = await deferToThread(_trickle_body, running.port.getHost().port)
     assert answered.startswith(b"HTTP/1.1 408"), answered[:100]
 
 

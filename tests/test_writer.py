@@ -8,10 +8,12 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.task import Clock
 
-from attolytics.config import parse_config
-from attolytics.database import Database
-from attolytics.schema import load_tables
-from attolytics.writer import RowsRefused, Writer, WriterBusy
+from attolytics.config import WriterSettings, parse_config
+from attolytics.errors import DatabaseUnavailable, RowsRefused, WriterBusy
+from attolytics.storage.declarations import declared_types
+from attolytics.storage.pool import ConnectionPool
+from attolytics.storage.tables import prepare_tables
+from attolytics.storage.writer import Writer
 
 CONFIG = """
 tables:
@@ -26,9 +28,10 @@ apps:
 @pytest.fixture
 def db_and_table(database_url, sql):
     """A one-connection pool and the `hits` table (n bigint not null, n >= 0)."""
-    db = Database(database_url, reactor, size=1)
+    db = ConnectionPool(database_url, reactor, size=1)
     pytest_twisted.blockon(ensureDeferred(db.connect()))
-    tables = pytest_twisted.blockon(ensureDeferred(load_tables(db, parse_config(CONFIG, "w.yaml"))))
+    config = parse_config(CONFIG, "w.yaml")
+    tables = pytest_twisted.blockon(ensureDeferred(prepare_tables(db, config, declared_types(config))))
     sql("alter table hits add constraint positive check (n >= 0)")
     yield db, tables["hits"]
     db.close()
@@ -72,7 +75,7 @@ async def test_answer_comes_after_the_commit(db_and_table, sql):
 @pytest_twisted.ensureDeferred
 async def test_a_large_request_is_never_split_across_transactions(db_and_table, sql):
     db, hits = db_and_table
-    writer = Writer(db, reactor, max_rows_per_flush=100)
+    writer = Writer(db, reactor, WriterSettings(max_batch_rows=100))
     first = writer.insert(request(hits, *range(250)))
     second = writer.insert(request(hits, *range(30)))
     assert await first == 250 and await second == 30
@@ -112,7 +115,7 @@ async def test_unique_violation_is_reported_as_such(db_and_table, sql):
 @pytest_twisted.ensureDeferred
 async def test_the_queue_cap_refuses_new_rows_and_frees_up(db_and_table, sql):
     db, hits = db_and_table
-    writer = Writer(db, reactor, max_queued_rows=10)
+    writer = Writer(db, reactor, WriterSettings(max_queued_rows=10))
     accepted = [writer.insert(request(hits, *range(5))), writer.insert(request(hits, *range(5)))]
     with pytest.raises(WriterBusy):
         writer.insert(request(hits, 99))
@@ -126,7 +129,7 @@ async def test_the_queue_cap_refuses_new_rows_and_frees_up(db_and_table, sql):
 async def test_flush_delay_gathers_rows_until_the_clock_says(db_and_table, sql):
     db, hits = db_and_table
     clock = Clock()
-    writer = Writer(db, clock, flush_delay=0.05)
+    writer = Writer(db, clock, WriterSettings(max_delay_ms=50))
     answers = [writer.insert(request(hits, n)) for n in range(3)]
     await _spin()
     assert not any(d.called for d in answers)
@@ -140,7 +143,7 @@ async def test_flush_delay_gathers_rows_until_the_clock_says(db_and_table, sql):
 async def test_a_full_batch_does_not_wait_for_the_delay(db_and_table, sql):
     db, hits = db_and_table
     clock = Clock()
-    writer = Writer(db, clock, flush_delay=10, max_rows_per_flush=4)
+    writer = Writer(db, clock, WriterSettings(max_delay_ms=10_000, max_batch_rows=4))
     small = writer.insert(request(hits, 1))
     big = writer.insert(request(hits, 2, 3, 4))
     assert await small == 1 and await big == 3  # no clock.advance needed
@@ -168,7 +171,7 @@ async def test_over_http_a_full_queue_is_503_with_retry_after(start, sql):
     from conftest import SEED_CONFIG
 
     running = await start(SEED_CONFIG + "writer: {connections: 1, max_queued_rows: 3}\n")
-    writer = running.service.writer
+    writer = running.writer
     event = {"timestamp": 1, "event_type": "x"}
     sql("begin")
     sql("lock table game_events in access exclusive mode")  # every flush now waits
@@ -207,10 +210,8 @@ async def test_a_trigger_refusing_one_request_fails_only_that_request(db_and_tab
 
 @pytest_twisted.ensureDeferred
 async def test_a_flush_without_answer_times_out_and_does_not_pile_up(db_and_table, sql):
-    from attolytics.database import DatabaseUnavailable
-
     db, hits = db_and_table
-    writer = Writer(db, reactor, flush_timeout=0.5)
+    writer = Writer(db, reactor, WriterSettings(flush_timeout=0.5))
     sql("begin")
     sql("lock table hits in access exclusive mode")
     began = time.monotonic()

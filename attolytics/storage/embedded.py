@@ -1,10 +1,16 @@
-"""The embedded PostgreSQL (from the pgserver package), for running without a database server."""
+"""The embedded PostgreSQL (from the pgserver package), for running without a database server,
+and the service that starts and stops it."""
 
 import os
 import warnings
 from pathlib import Path
 
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+
 from attolytics.logs import logger
+from attolytics.shutdown import Deadline, shielded
 
 log = logger(__name__)
 
@@ -51,3 +57,51 @@ class EmbeddedPostgres:
             pgserver.pg_ctl(["-w", "-m", mode, "stop"], pgdata=server.pgdata, user=server.system_user)
         except Exception as e:  # already stopped, or the data directory vanished
             log.warn("could not stop the embedded PostgreSQL cleanly: {error}", error=e)
+
+
+class EmbeddedPostgresService(Service):
+    """Starts the embedded PostgreSQL (in a thread: it takes seconds) and stops it at shutdown,
+    if this process started it."""
+
+    def __init__(self, path: str, deadline: Deadline):
+        self.server = EmbeddedPostgres(path)
+        self.deadline = deadline
+        self._started = None
+
+    def startService(self):
+        super().startService()
+        self._started = deferToThread(self.server.start)
+        self._started.addCallbacks(self._running, self._failed)
+
+    def _running(self, url: str) -> str:
+        log.info("embedded PostgreSQL is running; connect with: psql '{url}'", url=url)
+        return url
+
+    def _failed(self, failure):
+        raise EmbeddedFailed(
+            f"cannot start the embedded PostgreSQL in {self.server.path}: {failure.getErrorMessage()}"
+        )
+
+    def url(self) -> Deferred:
+        """Fires with the server's connection URL once it runs, or fails with EmbeddedFailed; for
+        the one service that connects to it.
+
+        Cancelling it does not stop the start: stopService waits for it, then stops the server.
+        """
+        return shielded(self._started)
+
+    def stopService(self):
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self._started is None:
+            return
+        # A server still starting is waited for, so that it is stopped rather than orphaned.
+        await self.deadline.within(shielded(self._started))
+        await deferToThread(self.server.stop)
+        log.info("embedded PostgreSQL stopped")
+
+
+class EmbeddedFailed(Exception):
+    """The embedded PostgreSQL could not be started; the message says where and why."""

@@ -1,10 +1,13 @@
-"""An HTTP request that refuses a body larger than the limit, before or while it arrives."""
+"""An HTTP request that refuses a body larger than the limit, before or while it arrives, and a
+request that takes too long to arrive; and the channel that answers protocol errors in JSON."""
 
 import json
 import time
 from io import BytesIO
 
 from twisted.web import http, server
+
+from attolytics.http.route import OTHER, Route, route_of
 
 REFUSED_LINGER_SECONDS = 2.0
 
@@ -29,10 +32,16 @@ class LimitedRequest(server.Request):
     first line is answered 408 and cut off, so a slow client cannot hold a connection open.
     """
 
-    max_body_bytes = 1024 * 1024
-    receive_timeout = 30.0
+    # Set by request_factory() for each site.
+    max_body_bytes: int
+    receive_timeout: float
     refused = False
     _received = 0
+    # What the request carries for the access log and the metrics: its route, once its line is
+    # in; how many events its body held, once read; when its first line arrived.
+    route: Route = OTHER
+    events_received = 0
+    started: float
 
     def __init__(self, channel, *args, **kwargs):
         super().__init__(channel, *args, **kwargs)
@@ -42,6 +51,11 @@ class LimitedRequest(server.Request):
         self._tracker = getattr(getattr(channel, "site", None), "in_flight", None)
         if self._tracker is not None:
             self._tracker.started(self)
+
+    def __repr__(self):
+        # twisted.web's own repr decodes the URI as ASCII, and a log line naming a request whose
+        # URI is not (a HEAD with a body, say) would fail to format.
+        return f"<Request {self.method!r} {self.uri!r}>"
 
     def _too_slow(self):
         self._deadline = None
@@ -67,7 +81,7 @@ class LimitedRequest(server.Request):
             self._tracker.ended(self)
 
     @staticmethod
-    def early_headers(path: bytes, origin: bytes | None) -> dict[str, str]:
+    def early_headers(route: Route, origin: bytes | None) -> dict[str, str]:
         """Extra headers (CORS) for an answer given before the request is complete."""
         return {}
 
@@ -92,6 +106,7 @@ class LimitedRequest(server.Request):
         if self.refused:
             return
         self._stop_deadline()
+        self.route = route_of(path)
         super().requestReceived(command, path, version)
 
     def _too_large(self) -> str:
@@ -102,10 +117,10 @@ class LimitedRequest(server.Request):
         self.refused = True
         self._ended()
         # The request line is parsed but not yet handed to this request: the channel holds it.
-        path = getattr(self.channel, "_path", b"")
+        route = route_of(getattr(self.channel, "_path", b""))
         origin = self.requestHeaders.getRawHeaders(b"origin", [None])[0]
         transport = self.channel.transport
-        write_json_answer(transport, status, message, self.early_headers(path, origin))
+        write_json_answer(transport, status, message, self.early_headers(route, origin))
         if status == 413 and hasattr(transport, "loseWriteConnection"):
             # Half close, so the answer is not lost to a reset while the client is still
             # sending; the rest of its body is read and dropped for a moment, then cut.
@@ -189,10 +204,10 @@ class JsonErrorsChannel(http.HTTPChannel):
         self.loseConnection()
 
 
-def request_factory(max_body_bytes: int, early_headers=None, receive_timeout: float = 30.0):
+def request_factory(max_body_bytes: int, receive_timeout: float, early_headers=None):
     """A requestFactory for twisted.web.server.Site with the given body limit and deadline.
 
-    `early_headers(path, origin)` gives extra headers for an early 413 or 408 (CORS, say).
+    `early_headers(route, origin)` gives extra headers for an early 413 or 408 (CORS, say).
     """
     attributes = {"max_body_bytes": max_body_bytes, "receive_timeout": receive_timeout}
     if early_headers is not None:

@@ -5,11 +5,11 @@ import time
 from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import Site
 
+from attolytics.http.request import JsonErrorsChannel, request_factory
 from attolytics.logs import logger
-from attolytics.metrics import route_label
-from attolytics.request import JsonErrorsChannel, request_factory
 
-log = logger(__name__)
+# The access log keeps the namespace log shippers already filter its lines on.
+log = logger("attolytics.site")
 
 
 class InFlight:
@@ -48,11 +48,11 @@ class AttolyticsSite(Site):
     # Plain HTTP/1.1 channels (no HTTP/2 negotiation, which needs TLS anyway), with JSON errors.
     protocol = JsonErrorsChannel
 
-    def __init__(self, resource, max_body_bytes: int, early_headers, receive_timeout: float = 30.0,
+    def __init__(self, resource, max_body_bytes: int, receive_timeout: float, early_headers=None,
                  metrics=None):
         super().__init__(
             resource,
-            requestFactory=request_factory(max_body_bytes, early_headers, receive_timeout),
+            requestFactory=request_factory(max_body_bytes, receive_timeout, early_headers),
             timeout=receive_timeout,
         )
         self.receive_timeout = receive_timeout
@@ -64,25 +64,21 @@ class AttolyticsSite(Site):
         self._parsePOSTFormSubmission = False
 
     def log(self, request):
-        """Log one line per finished request, with fields for log shippers."""
-        started = getattr(request, "started", None)
-        seconds = time.monotonic() - started if started else 0.0
-        path = request.path or b""
-        route = route_label(path)
+        """Count and log one line per finished request, with fields for log shippers."""
+        seconds = time.monotonic() - request.started
+        route = request.route
         if self.metrics is not None:
-            self.metrics.child(self.metrics.requests, route, str(request.code)).inc()
-            if started:
-                self.metrics.request_seconds.observe(seconds)
+            self.metrics.child(self.metrics.requests, route.label, str(request.code)).inc()
+            self.metrics.request_seconds.observe(seconds)
         address = request.getClientAddress()
-        parts = path.split(b"/")
         log.info(
             "{client} {method} {path} {status} {bytes} bytes {duration:.1f} ms",
             client=getattr(address, "host", "-"),
             method=request.method.decode("latin-1"),
             path=request.uri.decode("latin-1")[:200],
-            route=route,
-            app=parts[2].decode("utf-8", "replace")[:100] if len(parts) > 3 and parts[1] == b"apps" else None,
-            events=getattr(request, "events_received", 0),
+            route=route.label,
+            app=route.app_id[:100] if route.app_id is not None else None,
+            events=request.events_received,
             status=request.code,
             bytes=request.sentLength,
             duration=round(seconds * 1000, 3),

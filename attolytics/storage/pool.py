@@ -8,20 +8,36 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from txpostgres.txpostgres import Connection, RollbackFailed
 
+from attolytics.errors import DatabaseUnavailable
 from attolytics.logs import logger
 
 log = logger(__name__)
 
-FIRST_RETRY_DELAY = 0.5
-MAX_RETRY_DELAY = 10.0
 CONNECT_TIMEOUT = 5.0
 # TCP keepalives, so a server that vanished (a network partition, a host gone) is noticed in
 # about 20 s even on an idle connection; libpq ignores them on unix sockets.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3, "keepalives_count": 3}
 
 
-class DatabaseUnavailable(Exception):
-    """No connection to PostgreSQL can serve this request now; the client should retry."""
+class Backoff:
+    """The pause before each new attempt to reach PostgreSQL: doubling up to a bound, and short
+    again once an attempt succeeds."""
+
+    FIRST_DELAY = 0.5
+    MAX_DELAY = 10.0
+
+    def __init__(self):
+        self.delay = self.FIRST_DELAY
+
+    def next(self) -> float:
+        """The pause before the next attempt."""
+        delay = self.delay
+        self.delay = min(delay * 2, self.MAX_DELAY)
+        return delay
+
+    def reset(self) -> None:
+        """An attempt succeeded: the next failure waits the shortest pause again."""
+        self.delay = self.FIRST_DELAY
 
 
 class QueryTimeout(DatabaseUnavailable):
@@ -64,7 +80,7 @@ class _Connection(Connection):
                 self.on_lost(self)
 
 
-class Database:
+class ConnectionPool:
     """Hands out one connection per operation; psycopg2's async connections run one query at a time.
 
     A connection that breaks is dropped and replaced in the background with backoff; while no
@@ -79,7 +95,7 @@ class Database:
         self._busy: set[_Connection] = set()
         self._waiters: list[Deferred] = []
         self._replacing = 0
-        self._retry_delay = FIRST_RETRY_DELAY
+        self._backoff = Backoff()
         self._closed = False
 
     async def connect(self) -> None:
@@ -185,8 +201,7 @@ class Database:
         if self._closed or self.connected + self._replacing >= self.size:
             return
         self._replacing += 1
-        self.reactor.callLater(self._retry_delay, self._replace)
-        self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_DELAY)
+        self.reactor.callLater(self._backoff.next(), self._replace)
 
     def _replace(self) -> None:
         async def attempt():
@@ -203,7 +218,7 @@ class Database:
                 return
             if not self.connected:
                 log.info("reconnected to PostgreSQL")
-            self._retry_delay = FIRST_RETRY_DELAY
+            self._backoff.reset()
             self._busy.add(connection)
             self._release(connection)
             self._replace_later()

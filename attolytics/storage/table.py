@@ -1,4 +1,5 @@
-"""A destination table as the service sees it: which keys an event may carry, and the rows they make."""
+"""A destination table: which keys an event may carry, the row each event makes, and the INSERT
+that stores the rows."""
 
 from dataclasses import dataclass
 from decimal import Decimal
@@ -6,18 +7,9 @@ from typing import Any, Mapping
 
 import orjson
 
-from attolytics.columns import Converter, Rejected, describe
-
-
-class EventRejected(ValueError):
-    """An event that cannot be stored; names the event's index and the field at fault."""
-
-    def __init__(self, index: int, field: str | None, message: str, status: int = 400):
-        super().__init__(message)
-        self.index = index
-        self.field = field
-        self.message = message
-        self.status = status
+from attolytics.errors import EventRejected
+from attolytics.storage.column_types import ColumnType, Rejected, describe
+from attolytics.storage.identifiers import quote_name, quote_table
 
 
 class _Default:
@@ -38,22 +30,11 @@ class Column:
 
     name: str
     sql_type: str  # as format_type() spells it, for messages
-    typname: str  # pg_type.typname, for the cast from text
+    type: ColumnType  # what the column accepts from JSON, and the cast from text in INSERTs
     not_null: bool
     has_default: bool
-    convert: Converter
     # Filled from this HTTP request header (compared case-insensitively) instead of the body.
     header: str | None = None
-
-
-def quote_name(name: str) -> str:
-    """Quote one SQL identifier (a column, an index)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_table(name: str) -> str:
-    """Quote a table name; a dot separates a schema from the table (`analytics.events`)."""
-    return ".".join(quote_name(part) for part in name.split(".", 1))
 
 
 class Table:
@@ -70,7 +51,7 @@ class Table:
         # Per column, what row() needs, unpacked once: the hot loop reads no attributes.
         self._plan = [
             (c.name if c.header is None else None, c.header.lower() if c.header else None,
-             c.convert, c.has_default, c.not_null, c)
+             c.type.convert, c.has_default, c.not_null, c)
             for c in columns
         ]
         # Positions of the columns an event may leave to their DEFAULT.
@@ -149,7 +130,7 @@ class Table:
             present = [(i, c) for i, c in enumerate(self._columns) if i not in defaulted]
             names = ", ".join(quote_name(c.name) for _, c in present)
             values = ", ".join(
-                f"(r->>{i})::pg_catalog.{quote_name(c.typname)}" for i, c in present
+                f"(r->>{i})::pg_catalog.{quote_name(c.type.typname)}" for i, c in present
             )
             head = f"INSERT INTO {quote_table(self.name)} ({names}) SELECT {values}"
             # psycopg2 reads % as a placeholder, even inside a quoted identifier.

@@ -10,7 +10,7 @@ class BrowserClient:
     """The script's text for one service, plain and gzipped, ready to serve."""
 
     def __init__(self, max_body_bytes: int):
-        template = files("attolytics").joinpath("static/attolytics.js").read_bytes()
+        template = files("attolytics.http").joinpath("static/attolytics.js").read_bytes()
         if template.count(_PLACEHOLDER) != 1:
             raise RuntimeError("the packaged attolytics.js must hold its placeholder exactly once")
         self.plain = template.replace(_PLACEHOLDER, str(max_body_bytes).encode())

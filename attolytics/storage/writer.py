@@ -3,47 +3,30 @@
 Each request's rows wait in a queue. Whenever a connection is free, everything queued (up to a
 cap) is written in one transaction with one INSERT per table, all rows of a table travelling as
 one JSON parameter, and every request in it is answered after the COMMIT. A request's rows
-never span two transactions, so each request is all or nothing. When a batch fails because of one request's data, the batch is written again
-with a savepoint around each request: only the guilty ones fail.
+never span two transactions, so each request is all or nothing. When a batch fails because of
+one request's data, the batch is written again with a savepoint around each request: only the
+guilty ones fail.
 """
 
 from collections import deque
 from dataclasses import dataclass, field
 
 import psycopg2
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 
-from attolytics.database import DatabaseUnavailable
+from attolytics.config import WriterSettings
+from attolytics.errors import DatabaseUnavailable, RowsRefused, WriterBusy
 from attolytics.logs import logger
-from attolytics.table import Table
+from attolytics.shutdown import Deadline
+from attolytics.storage.table import Table
 
 log = logger(__name__)
 
-DEFAULT_MAX_ROWS_PER_FLUSH = 5000
-DEFAULT_MAX_QUEUED_ROWS = 100_000
 # Bytes of request bodies queued, and per transaction: rows can be large, so rows alone do not
 # bound memory, nor the size of one statement.
 MAX_QUEUED_BYTES = 128 * 1024 * 1024
 MAX_BATCH_BYTES = 16 * 1024 * 1024
-# A flush without an answer for this long is given up: its requests get 503 (outcome unknown).
-DEFAULT_FLUSH_TIMEOUT = 10.0
-
-
-class WriterBusy(Exception):
-    """The queue is full; the client should retry later."""
-
-
-class RowsRefused(Exception):
-    """PostgreSQL refused a request's rows (a constraint, a value out of range)."""
-
-    def __init__(self, error: Exception):
-        super().__init__(str(error))
-        self.error = error
-
-    @property
-    def unique_violation(self) -> bool:
-        """True when a unique index refused the rows."""
-        return isinstance(self.error, psycopg2.errors.UniqueViolation)
 
 
 # SQLSTATE classes of errors caused by the rows themselves: data exceptions, integrity
@@ -72,15 +55,14 @@ class _Pending:
 class Writer:
     """Queues rows per request and writes them with group commit."""
 
-    def __init__(self, db, reactor, max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS,
-                 max_rows_per_flush: int = DEFAULT_MAX_ROWS_PER_FLUSH, flush_delay: float = 0.0,
-                 flush_timeout: float = DEFAULT_FLUSH_TIMEOUT, batch_observer=None):
+    def __init__(self, db, reactor, settings: WriterSettings = WriterSettings(), batch_observer=None):
         self.db = db
         self.reactor = reactor
-        self.max_queued_rows = max_queued_rows
-        self.max_rows_per_flush = max_rows_per_flush
-        self.flush_delay = flush_delay
-        self.flush_timeout = flush_timeout
+        self.max_queued_rows = settings.max_queued_rows
+        self.max_rows_per_flush = settings.max_batch_rows
+        self.flush_delay = settings.max_delay_ms / 1000
+        # A flush without an answer for this long is given up: its requests get 503 (outcome unknown).
+        self.flush_timeout = settings.flush_timeout
         # Called with the row count of each transaction, for the metrics.
         self.batch_observer = batch_observer
         self.queued_rows = 0  # rows accepted and not yet answered, in the queue or in flight
@@ -111,6 +93,11 @@ class Writer:
         self._waiting_rows += rows
         self._schedule()
         return pending.done
+
+    @property
+    def connected(self) -> bool:
+        """Whether a database connection is up to write with."""
+        return bool(self.db.connected)
 
     def drain(self) -> Deferred:
         """Fires once every queued row has been written (or has failed)."""
@@ -177,7 +164,7 @@ class Writer:
             if not _is_data_error(e):
                 return [_unavailable(e)] * len(requests)
             if len(requests) == 1:
-                return [RowsRefused(e)]
+                return [_refused(e)]
             return await self._write_isolated(requests)
         return [pending.rows for pending in requests]
 
@@ -192,11 +179,51 @@ class Writer:
         return [refused.get(i, pending.rows) for i, pending in enumerate(requests)]
 
 
+class WriterService(Service):
+    """Owns the writer: made once the database is ready; at shutdown, what is queued is written
+    before the pool closes, within the shutdown's deadline."""
+
+    def __init__(self, reactor, settings: WriterSettings, deadline: Deadline, batch_observer=None,
+                 make=Writer):
+        self.reactor = reactor
+        self.settings = settings
+        self.deadline = deadline
+        self.batch_observer = batch_observer
+        # Builds the writer from (pool, reactor, settings, batch_observer); the benchmark swaps
+        # in its baselines.
+        self.make = make
+        self.writer = None
+
+    def start_writing(self, pool):
+        """Make the writer that writes through `pool`, and return it."""
+        self.writer = self.make(pool, self.reactor, self.settings, self.batch_observer)
+        return self.writer
+
+    def stopService(self):
+        super().stopService()
+        return Deferred.fromCoroutine(self._drain())
+
+    async def _drain(self) -> None:
+        if self.writer is not None and not await self.deadline.within(self.writer.drain()):
+            log.warn("stopping with {rows} rows not written; their requests get 503",
+                     rows=self.writer.queued_rows)
+
+
 def _answer(pending: _Pending, result) -> None:
     if isinstance(result, Exception):
         pending.done.errback(result)
     else:
         pending.done.callback(result)
+
+
+def _refused(error: Exception) -> RowsRefused:
+    """What PostgreSQL said when it refused rows, in words a client can act on."""
+    diag = getattr(error, "diag", None)
+    message = (diag and diag.message_primary) or str(error).strip()
+    if diag is not None and diag.message_detail:
+        message += f" ({diag.message_detail})"
+    return RowsRefused(f"the database refused the events: {message}",
+                       unique_violation=isinstance(error, psycopg2.errors.UniqueViolation))
 
 
 def _unavailable(error: Exception) -> Exception:
@@ -239,7 +266,7 @@ def _insert_each(cursor, requests: list[_Pending], refused: dict) -> Deferred:
                 if not _is_data_error(e):
                     raise
                 await cursor.execute("ROLLBACK TO SAVEPOINT attolytics_request")
-                refused[index] = RowsRefused(e)
+                refused[index] = _refused(e)
             else:
                 await cursor.execute("RELEASE SAVEPOINT attolytics_request")
 

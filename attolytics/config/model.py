@@ -1,0 +1,103 @@
+"""The configuration as the service uses it: frozen dataclasses, each default written once."""
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_EMBEDDED_PATH = "attolytics-data"
+# Seconds a client has to send a whole request; seconds a stop may take.
+DEFAULT_REQUEST_TIMEOUT = 30.0
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+
+class ConfigError(Exception):
+    """A mistake in the configuration file; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ColumnDecl:
+    """A column declared under `tables:`."""
+
+    name: str
+    # The type as the configuration names it (i64, varchar(20), ...); storage knows what it means.
+    type_name: str = "string"
+    required: bool = False
+    indexed: bool = False
+    # The HTTP request header that fills this column instead of the event body.
+    header: str | None = None
+    # Where the column is declared (tables.t.columns[0]), for messages about it.
+    key: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class TableDecl:
+    """A table declared under `tables:`, created at start-up when missing."""
+
+    name: str
+    columns: tuple[ColumnDecl, ...]
+
+
+@dataclass(frozen=True)
+class App:
+    """One client application: its keys and the event types it may send."""
+
+    app_id: str
+    # Every key the app may send; more than one while a key is being rotated.
+    secret_keys: tuple[bytes, ...]
+    # event type id (the URL segment, or an event's _t) -> table name
+    event_types: Mapping[str, str]
+    # Origins a browser may post from (CORS); empty means any origin ("*").
+    allowed_origins: frozenset[str] = frozenset()
+
+    @property
+    def secret_key(self) -> bytes:
+        """The app's first key."""
+        return self.secret_keys[0]
+
+    @property
+    def allows_any_origin(self) -> bool:
+        """True when any web page may post to this app."""
+        return not self.allowed_origins
+
+
+@dataclass(frozen=True)
+class DatabaseLocation:
+    """Where the data goes: a libpq URL, or the embedded server's data directory."""
+
+    url: str | None = None
+    embedded_path: str | None = None
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    """How rows are gathered and written."""
+
+    connections: int = 2
+    max_queued_rows: int = 100_000
+    max_batch_rows: int = 5000
+    max_delay_ms: int = 0
+    # Seconds without an answer before a transaction's requests get 503.
+    flush_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration, as the service uses it."""
+
+    path: str
+    database: DatabaseLocation
+    apps: Mapping[str, App]
+    tables: Mapping[str, TableDecl] = field(default_factory=dict)
+    listen: str = DEFAULT_LISTEN
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    writer: WriterSettings = WriterSettings()
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+
+    def table_names(self) -> list[str]:
+        """Every table the service writes to or declares, each once, in a stable order."""
+        names = dict.fromkeys(self.tables)
+        for app in self.apps.values():
+            names.update(dict.fromkeys(app.event_types.values()))
+        return list(names)

@@ -1,0 +1,32 @@
+"""What both sides of the service must name: a refused event, refused rows, a busy writer, an
+unreachable database. The storage side raises them; the HTTP side turns them into answers."""
+
+
+class EventRejected(ValueError):
+    """An event that cannot be stored; names the event's index and the field at fault."""
+
+    def __init__(self, index: int, field: str | None, message: str, status: int = 400):
+        super().__init__(message)
+        self.index = index
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+class RowsRefused(Exception):
+    """PostgreSQL refused a request's rows (a constraint, a value out of range); the message
+    says what it said."""
+
+    def __init__(self, message: str, unique_violation: bool = False):
+        super().__init__(message)
+        self.message = message
+        # True when a unique index refused the rows.
+        self.unique_violation = unique_violation
+
+
+class WriterBusy(Exception):
+    """The writer's queue is full; the client should retry later."""
+
+
+class DatabaseUnavailable(Exception):
+    """No connection to PostgreSQL can serve this request now; the client should retry."""

@@ -1,0 +1,103 @@
+"""A POST's body as sent: its content type, its encoding, its JSON.
+
+Each check raises ApiError with the answer a client gets when it fails.
+"""
+
+import json
+import zlib
+from decimal import Decimal
+
+from attolytics.http.answers import ApiError
+
+
+def check_content_type(request) -> None:
+    """application/json in UTF-8; or text/plain, which is what a browser's sendBeacon can send
+    to another origin without a preflight (its charset is ignored: the body is UTF-8 JSON)."""
+    header = request.getHeader(b"content-type")
+    if header is None:
+        raise ApiError(415, "Content-Type must be application/json")
+    media_type, *params = header.decode("latin-1").split(";")
+    media_type = media_type.strip().lower()
+    if media_type == "text/plain":
+        return
+    if media_type != "application/json":
+        raise ApiError(415, f"Content-Type must be application/json, not {media_type[:100]!r}")
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise ApiError(415, "the only charset accepted is utf-8")
+
+
+# zlib's window bits per encoding; "deflate" should be zlib-wrapped, but some clients send raw.
+_INFLATE_WBITS = {b"gzip": (16 + zlib.MAX_WBITS,), b"deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS)}
+
+
+def decoded_body(request, limit: int) -> bytes:
+    """The request body, inflated when its Content-Encoding is gzip or deflate.
+
+    Inflating stops one byte past `limit`: a small body that inflates past it gets 413 and is
+    never inflated in full.
+    """
+    raw = request.content.getvalue()
+    encoding = (request.getHeader(b"content-encoding") or b"identity").strip().lower()
+    if encoding == b"identity":
+        return raw
+    if encoding not in _INFLATE_WBITS:
+        raise ApiError(415, f"Content-Encoding {encoding[:50].decode('latin-1')!r} is not supported; "
+                            "use gzip or deflate")
+    return inflate(raw, encoding, limit)
+
+
+def inflate(raw: bytes, encoding: bytes, limit: int) -> bytes:
+    """`raw` inflated as `encoding` (b"gzip" or b"deflate"), refused once it passes `limit` bytes."""
+    for wbits in _INFLATE_WBITS[encoding]:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            body = inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            continue
+        if len(body) > limit:
+            raise ApiError(413, f"request body inflates past the limit of {limit} bytes")
+        if not inflater.eof or inflater.unused_data:
+            raise ApiError(400, f"body is not valid {encoding.decode()} data (cut short or trailing bytes)")
+        return body
+    raise ApiError(400, f"body is not valid {encoding.decode()} data")
+
+
+def parse_json(raw: bytes):
+    """Parse a UTF-8 JSON body strictly: numbers keep their digits, no NaN, no duplicate keys."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ApiError(400, f"body is not valid UTF-8 (byte {e.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ApiError(400, "body is not valid JSON: nested too deeply") from None
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent beyond Decimal's range
+        raise ApiError(400, "body holds a number out of any column's range") from None
+    except ValueError as e:
+        raise ApiError(400, f"body is not valid JSON: {e}") from None
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_object(pairs):
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key[:100]!r} in an object")
+            seen.add(key)
+    return result
+
+
+# Made once: json.loads with options would make a decoder for every body.
+_DECODER = json.JSONDecoder(
+    parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_unique_object
+)

@@ -1,0 +1,183 @@
+"""The event routes: every rule a POST must pass before any write, its rows handed to the writer,
+and its JSON answer; and the browser's CORS preflight.
+
+The service hands it the tables (name -> Table) and the writer once the database is ready; it
+uses them only through their methods, and knows nothing of SQL.
+"""
+
+from twisted.internet.defer import Deferred
+
+from attolytics.config import App, Config
+from attolytics.errors import DatabaseUnavailable, EventRejected, RowsRefused, WriterBusy
+from attolytics.http import cors
+from attolytics.http.answers import ApiError, set_headers, unavailable, write_error, write_json
+from attolytics.http.auth import authenticated_events, bearer_token
+from attolytics.http.body import check_content_type, decoded_body, parse_json
+from attolytics.logs import logger
+
+log = logger(__name__)
+
+ALLOWED_METHODS = "POST, OPTIONS"
+
+# The reason label of attolytics_events_rejected_total, by the status of the refusal.
+_REJECTION_REASONS = {
+    400: "invalid", 401: "unauthenticated", 403: "wrong_key", 404: "unknown_table",
+    409: "conflict", 503: "unavailable",
+}
+
+
+class Intake:
+    """Checks POSTs of events and hands their rows to the writer; `serve()` starts it."""
+
+    def __init__(self, config: Config, metrics):
+        self.config = config
+        self.metrics = metrics
+        self.tables = None
+        self.writer = None
+        self._header_apps: dict[str, bool] = {}
+
+    def serve(self, tables, writer) -> None:
+        """Start storing events: `tables` maps table name to Table, `writer` stores rows."""
+        self.tables = tables
+        self.writer = writer
+        # Apps with a table filled partly from request headers: only they need them decoded.
+        self._header_apps = {
+            app.app_id: any(tables[t].uses_headers for t in app.event_types.values())
+            for app in self.config.apps.values()
+        }
+
+    @property
+    def ready(self) -> bool:
+        """Whether events can be stored now: the tables are checked and a connection is up."""
+        return self.tables is not None and self.writer.connected
+
+    def preflight(self, request, app_id: str) -> bytes:
+        """Answer a browser's CORS preflight."""
+        app = self.config.apps.get(app_id)
+        if app is None:
+            return write_json(request, 404, {"error": f"unknown app {app_id[:100]!r}"})
+        request.setResponseCode(204)
+        set_headers(request, cors.preflight_headers(app, _origin(request)))
+        request.setHeader(b"Allow", ALLOWED_METHODS.encode())
+        return b""
+
+    def post(self, request, app_id: str, event_type_id: str | None):
+        """Check a POST; answer at once when it is refused, else once the writer has its rows.
+
+        `event_type_id` is None on the `_t` route. A plain function rather than a coroutine: on
+        the hot path, every Deferred counts.
+        """
+        try:
+            app = self._app_for(request, app_id, event_type_id)
+            check_content_type(request)
+            raw = decoded_body(request, self.config.max_body_bytes)
+            body = parse_json(raw)
+            if isinstance(body, dict) and isinstance(body.get("events"), list):
+                request.events_received = len(body["events"])
+            batches = self._rows(request, app, body, event_type_id)
+            if not batches:
+                return write_json(request, 200, {"inserted": 0})
+            try:
+                stored = self.writer.insert(batches, len(raw))
+            except WriterBusy:
+                raise unavailable("too many events are waiting to be written; retry later") from None
+        except ApiError as e:
+            self._count_rejected(app_id, request.events_received, e.status)
+            return write_error(request, e)
+        stored.addCallbacks(
+            self._stored, self._insert_failed,
+            callbackArgs=(request, app_id, batches), errbackArgs=(request, app_id),
+        )
+        # Klein cancels the answer when the client goes away; that must not reach `stored`,
+        # whose rows are already on their way into a transaction.
+        answer = Deferred()
+        stored.chainDeferred(answer)
+        return answer
+
+    def _app_for(self, request, app_id: str, event_type_id: str | None) -> App:
+        """The app a POST is for, once the page it comes from may post to it; sets the CORS
+        headers every answer to it carries."""
+        app = self.config.apps.get(app_id)
+        if app is None:
+            raise ApiError(404, f"unknown app {app_id[:100]!r}")
+        origin = _origin(request)
+        set_headers(request, cors.response_headers(app, origin))
+        if not cors.may_post(app, origin):
+            raise ApiError(403, f"pages from {origin[:100]!r} may not post to app {app_id!r}; "
+                                "its access_control_allow_origin does not list them")
+        if event_type_id is not None and event_type_id not in app.event_types:
+            raise ApiError(404, f"app {app_id!r} has no event type {event_type_id[:100]!r}")
+        return app
+
+    def _rows(self, request, app: App, body, event_type_id: str | None) -> list:
+        """The request's rows, [(table, rows)] in first-seen order, once its key is right and
+        every event fits its table."""
+        events = authenticated_events(body, app, bearer_token(request))
+        if self.tables is None:
+            raise unavailable("the database is not ready yet; retry later")
+        headers = _header_values(request) if self._header_apps.get(app.app_id) else None
+        batches: dict[str, tuple] = {}
+        try:
+            for index, event in enumerate(events):
+                type_id = event_type_id if event_type_id is not None else _routing_key(app, event, index)
+                table = self.tables[app.event_types[type_id]]
+                row = table.row(event, index, headers, ignore="_t" if event_type_id is None else None)
+                batches.setdefault(table.name, (table, []))[1].append(row)
+        except EventRejected as e:
+            raise ApiError(e.status, e.message, event=e.index, field=e.field) from None
+        except RecursionError:
+            raise ApiError(400, "an event is nested too deeply") from None
+        return list(batches.values())
+
+    def _stored(self, inserted: int, request, app_id: str, batches) -> bytes:
+        """Count the committed events and answer 200."""
+        for table, rows in batches:
+            self.metrics.child(self.metrics.events_inserted, app_id, table.name).inc(len(rows))
+        return write_json(request, 200, {"inserted": inserted})
+
+    def _insert_failed(self, failure, request, app_id: str) -> bytes:
+        """The JSON answer for rows the writer could not store."""
+        error = failure.value
+        if isinstance(error, RowsRefused):
+            answer = ApiError(409 if error.unique_violation else 400, error.message)
+        elif isinstance(error, DatabaseUnavailable):
+            answer = unavailable(f"{error}; retry later")
+        else:
+            log.failure("insert failed", failure=failure)
+            answer = unavailable("the database could not store the events; retry later")
+        self._count_rejected(app_id, request.events_received, answer.status)
+        return write_error(request, answer)
+
+    def _count_rejected(self, app_id: str, events: int, status: int) -> None:
+        if events and app_id in self.config.apps:
+            reason = _REJECTION_REASONS.get(status, str(status))
+            self.metrics.child(self.metrics.events_rejected, app_id, reason).inc(events)
+
+
+def _routing_key(app: App, event, index: int) -> str:
+    """The event type an event of the `_t` route names, once the app has it."""
+    if not isinstance(event, dict):
+        raise EventRejected(index, None, "an event must be a JSON object")
+    type_id = event.get("_t")
+    if type_id is None:
+        raise EventRejected(index, "_t", "_t is missing; it names the table of the event")
+    if not isinstance(type_id, str):
+        raise EventRejected(index, "_t", "_t must be a string naming the table of the event")
+    if type_id not in app.event_types:
+        raise EventRejected(index, "_t", f"app {app.app_id!r} has no table {type_id[:100]!r}", status=404)
+    return type_id
+
+
+def _origin(request) -> str | None:
+    origin = request.getHeader(b"origin")
+    return origin.decode("latin-1") if origin is not None else None
+
+
+def _header_values(request) -> dict[str, str]:
+    """Request headers by lower-case name; repeated ones joined with ", " as HTTP allows."""
+    return {
+        name.decode("latin-1").lower(): ", ".join(
+            v.decode("utf-8", errors="surrogateescape") for v in values
+        )
+        for name, values in request.requestHeaders.getAllRawHeaders()
+    }

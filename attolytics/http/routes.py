@@ -1,0 +1,144 @@
+"""The Klein routes of the service: the two event routes, health and readiness, the metrics, the
+browser client and the OpenAPI document; and every error answered in JSON."""
+
+import json
+from urllib.parse import unquote_to_bytes
+
+from klein import Klein
+from twisted.web.resource import Resource
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from attolytics.config import Config
+from attolytics.http import cors, openapi
+from attolytics.http.answers import unavailable, write_error, write_json
+from attolytics.http.browser import BrowserClient
+from attolytics.http.intake import ALLOWED_METHODS, Intake
+from attolytics.http.route import Route
+from attolytics.logs import logger
+from attolytics.metrics import CONTENT_TYPE
+
+log = logger(__name__)
+
+
+class Routes:
+    """The Klein application; `serve()` gives it the tables and the writer once the database is up."""
+
+    app = Klein()
+
+    def __init__(self, config: Config, metrics):
+        self.config = config
+        self.metrics = metrics
+        self.intake = Intake(config, metrics)
+        self._openapi = None
+        self._browser_client = BrowserClient(config.max_body_bytes)
+
+    def serve(self, tables, writer) -> None:
+        """Start serving: `tables` maps table name to Table, `writer` stores rows."""
+        self.intake.serve(tables, writer)
+        self._openapi = json.dumps(openapi.document(self.config, tables)).encode()
+
+    @property
+    def ready(self) -> bool:
+        """Whether events can be stored now."""
+        return self.intake.ready
+
+    def resource(self):
+        """The twisted.web resource that serves these routes."""
+        return _Utf8Urls(self.app.resource())
+
+    def early_headers(self, route: Route, origin: bytes | None) -> dict[str, str]:
+        """CORS headers for an answer given before the request is routed (an early 413)."""
+        app = self.config.apps.get(route.app_id) if route.app_id is not None else None
+        if app is None:
+            return {}
+        return cors.response_headers(app, origin.decode("latin-1") if origin else None)
+
+    # One rule per path, POST and OPTIONS together: werkzeug's matcher costs grow with rules.
+    @app.route("/apps/<app_id>/events/<event_type_id>", methods=["POST", "OPTIONS"])
+    def typed_events(self, request, app_id, event_type_id):
+        """The typed route: every event goes to the table of the event type in the URL."""
+        if request.method == b"OPTIONS":
+            return self.intake.preflight(request, app_id)
+        return self.intake.post(request, app_id, event_type_id)
+
+    @app.route("/apps/<app_id>/events", methods=["POST", "OPTIONS"])
+    def events(self, request, app_id):
+        """The `_t` route: each event names its event type (its table) in `_t`."""
+        if request.method == b"OPTIONS":
+            return self.intake.preflight(request, app_id)
+        return self.intake.post(request, app_id, None)
+
+    @app.route("/healthz", methods=["GET"])
+    def healthz(self, request):
+        """200 while the process runs."""
+        return write_json(request, 200, {"status": "ok"})
+
+    @app.route("/readyz", methods=["GET"])
+    def readyz(self, request):
+        """200 when the tables are checked and a database connection is up, else 503."""
+        if self.intake.tables is None:
+            return write_json(request, 503, {"ready": False, "error": "the tables are not checked yet"})
+        if not self.ready:
+            return write_json(request, 503, {"ready": False, "error": "no connection to the database"})
+        return write_json(request, 200, {"ready": True})
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics_page(self, request):
+        """The Prometheus metrics."""
+        request.setHeader(b"Content-Type", CONTENT_TYPE)
+        return self.metrics.render()
+
+    @app.route("/attolytics.js", methods=["GET"])
+    def browser_client(self, request):
+        """The browser client, which pages load from here with a script tag."""
+        request.setHeader(b"Content-Type", b"text/javascript; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"public, max-age=3600")
+        # Lets a page load it with crossorigin (for subresource integrity).
+        request.setHeader(b"Access-Control-Allow-Origin", b"*")
+        request.setHeader(b"Vary", b"Accept-Encoding")
+        body, encoding = self._browser_client.body_for(request.getHeader(b"accept-encoding"))
+        if encoding is not None:
+            request.setHeader(b"Content-Encoding", encoding)
+        return body
+
+    @app.route("/openapi.json", methods=["GET"])
+    def openapi_document(self, request):
+        """The OpenAPI description of the routes, apps, event types and columns (never the keys)."""
+        if self._openapi is None:
+            return write_error(request, unavailable("the tables are not checked yet; retry later"))
+        request.setHeader(b"Content-Type", b"application/json")
+        return self._openapi
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request, failure):
+        return write_json(request, 404, {"error": "no such route"})
+
+    @app.handle_errors(MethodNotAllowed)
+    def method_not_allowed(self, request, failure):
+        allowed = ", ".join(sorted(failure.value.valid_methods or [])) or ALLOWED_METHODS
+        return write_json(
+            request, 405, {"error": f"method not allowed; use {allowed}"}, {"Allow": allowed}
+        )
+
+    @app.handle_errors(Exception)
+    def unexpected(self, request, failure):
+        log.failure("unexpected error answering {uri}", failure=failure, uri=request.uri)
+        return write_json(request, 500, {"error": "internal error"})
+
+
+class _Utf8Urls(Resource):
+    """Answers a URL or Host that is not UTF-8 with a JSON 400; Klein would answer in plain text."""
+
+    isLeaf = True
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def render(self, request):
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+            (request.getHeader(b"host") or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            return write_json(request, 400, {"error": "the URL is not valid UTF-8"})
+        return self.inner.render(request)

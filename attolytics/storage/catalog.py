@@ -1,0 +1,64 @@
+"""What the database has: a table's columns and indexes, read from PostgreSQL's catalog."""
+
+from typing import NamedTuple
+
+from attolytics.storage.identifiers import quote_table
+
+
+class CatalogColumn(NamedTuple):
+    """A column as pg_attribute describes it."""
+
+    name: str
+    typname: str
+    sql_type: str  # format_type(): "character varying(20)", "numeric(10,2)", ...
+    typmod: int
+    not_null: bool
+    has_default: bool
+    generated: bool  # GENERATED ... STORED, or an identity column that refuses values
+
+
+class NotATable(Exception):
+    """The name belongs to a relation rows cannot be inserted into (a view, a sequence, ...)."""
+
+
+_RELATION_SQL = "SELECT c.oid, c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)"
+
+_COLUMNS_SQL = """
+SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod), a.atttypmod,
+       a.attnotnull, a.atthasdef OR a.attidentity <> '', a.attgenerated <> '' OR a.attidentity = 'a'
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+# Whether a relation of this name exists in the schema of this table: what CREATE INDEX IF NOT
+# EXISTS looks at, since an index always lives in its table's schema.
+_RELATION_BESIDE_SQL = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_class i
+    WHERE i.relname = %s AND i.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass(%s))
+)
+"""
+
+_INSERTABLE_KINDS = {"r", "p"}  # ordinary and partitioned tables
+
+
+async def table_columns(db, name: str) -> list[CatalogColumn] | None:
+    """The columns of table `name` (schema-qualified or found on the search path), or None when
+    there is no such relation. Raises NotATable when rows cannot be inserted into it.
+
+    `db` runs queries: runQuery(sql, params) returning a Deferred of rows.
+    """
+    relation = await db.runQuery(_RELATION_SQL, (quote_table(name),))
+    if not relation:
+        return None
+    oid, kind = relation[0]
+    if kind not in _INSERTABLE_KINDS:
+        raise NotATable(name)
+    return [CatalogColumn(*row) for row in await db.runQuery(_COLUMNS_SQL, (oid,))]
+
+
+async def has_relation_beside(db, table: str, name: str) -> bool:
+    """Whether a relation called `name` (an index, say) exists in the schema of `table`."""
+    rows = await db.runQuery(_RELATION_BESIDE_SQL, (name, quote_table(table)))
+    return bool(rows[0][0])

@@ -1,0 +1,77 @@
+"""Strings: text, varchar(n), char(n), and uuid."""
+
+import re
+import uuid
+from typing import Any
+
+from attolytics.storage.column_types.base import NO_NUL_PATTERN, ColumnType, Rejected, check_text, describe
+
+_TEXT_NOTE = ("PostgreSQL cannot store the NUL character (\\u0000), so it is refused; so is an unpaired "
+              "UTF-16 surrogate (\\ud800 alone), which JSON can spell but which is not Unicode.")
+
+# typname -> (the name in refusals, the name format_type() gives)
+_TEXT_NAMES = {"text": ("text", "text"), "varchar": ("varchar", "character varying"),
+               "bpchar": ("char", "character")}
+
+
+class Text(ColumnType):
+    """text, varchar(n), char(n): a string of at most n characters, without NUL."""
+
+    def __init__(self, typname: str, max_length: int | None = None):
+        self.typname = typname
+        self.max_length = max_length
+        short, long = _TEXT_NAMES[typname]
+        if max_length is not None:
+            short, long = f"{short}({max_length})", f"{long}({max_length})"
+        elif typname == "bpchar":
+            long = "bpchar"  # char without a length, as format_type() spells it
+        self.ddl = long
+        self.convert = _text_converter(max_length, short)
+
+    def json_schema(self) -> dict:
+        schema = {"type": "string", "pattern": NO_NUL_PATTERN, "description": _TEXT_NOTE}
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+        return schema
+
+
+def _text_converter(max_length: int | None, type_name: str):
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise Rejected(f"expected a string ({type_name}), got {describe(value)}")
+        check_text(value)
+        if max_length is not None and len(value) > max_length:
+            raise Rejected(
+                f"a string of {len(value)} characters is longer than the "
+                f"{max_length} allowed by {type_name}"
+            )
+        return value
+
+    return convert
+
+
+_UUID_DIGITS = "[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}"
+# The spellings PostgreSQL reads: 32 hex digits, hyphens where the standard form has them or
+# none, braces optional. uuid.UUID alone would also take signs and underscores.
+_UUID = re.compile(r"\{?" + _UUID_DIGITS + r"\}?", re.ASCII | re.IGNORECASE)
+_UUID_SCHEMA_DIGITS = _UUID_DIGITS.replace("[0-9a-f]", "[0-9a-fA-F]")
+
+
+class Uuid(ColumnType):
+    """uuid: a UUID string, in any spelling PostgreSQL reads."""
+
+    typname = "uuid"
+    ddl = "uuid"
+
+    @staticmethod
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise Rejected(f"expected a UUID string, got {describe(value)}")
+        if not _UUID.fullmatch(value) or value.startswith("{") != value.endswith("}"):
+            raise Rejected(f"{value[:60]!r} is not a valid UUID")
+        return str(uuid.UUID(value))
+
+    def json_schema(self) -> dict:
+        return {"type": "string",
+                "pattern": f"^(?:{_UUID_SCHEMA_DIGITS}|\\{{{_UUID_SCHEMA_DIGITS}\\}})$",
+                "description": "32 hex digits, hyphens as in the standard form or none, braces optional."}

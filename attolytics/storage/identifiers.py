@@ -1,0 +1,28 @@
+"""SQL names as Attolytics spells them: quoted identifiers, and the names it gives indexes."""
+
+import hashlib
+
+_MAX_IDENTIFIER_BYTES = 63
+
+
+def quote_name(name: str) -> str:
+    """Quote one SQL identifier (a column, an index)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_table(name: str) -> str:
+    """Quote a table name; a dot separates a schema from the table (`analytics.events`)."""
+    return ".".join(quote_name(part) for part in name.split(".", 1))
+
+
+def index_name(table: str, column: str) -> str:
+    """A stable index name for an `indexed` column, within PostgreSQL's 63-byte limit.
+
+    An index lives in its table's schema, so the schema is not part of the name.
+    """
+    name = f"{table.split('.', 1)[-1]}_{column}_idx"
+    if len(name.encode()) <= _MAX_IDENTIFIER_BYTES:
+        return name
+    digest = hashlib.sha1(f"{table}\0{column}".encode()).hexdigest()[:8]
+    head = name.encode()[: _MAX_IDENTIFIER_BYTES - 9].decode(errors="ignore")
+    return f"{head}_{digest}"

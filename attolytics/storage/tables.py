@@ -1,0 +1,176 @@
+"""The tables of a configuration, made ready at start-up: check each against the database, create
+what is declared and missing, and describe every table the service writes to.
+
+One walk serves start-up and `python -m attolytics check`: plan_tables() reads and changes
+nothing; prepare_tables() applies the plan when nothing stands in its way.
+"""
+
+from dataclasses import dataclass, field
+
+from attolytics.config import Config, TableDecl
+from attolytics.logs import logger
+from attolytics.storage import catalog
+from attolytics.storage.column_types import for_catalog
+from attolytics.storage.ddl import create_index_sql, create_table_sql, declared_mismatches
+from attolytics.storage.declarations import DeclaredTypes
+from attolytics.storage.identifiers import index_name
+from attolytics.storage.table import Column, Table
+
+log = logger(__name__)
+
+
+class SchemaError(Exception):
+    """The database does not fit the configuration; the message names file, table and column."""
+
+    def lines(self) -> list[str]:
+        """The problem as `check` reports it, a line per fact."""
+        return [str(self)]
+
+
+class Mismatch(SchemaError):
+    """A declared table that exists and differs from its declaration."""
+
+    def __init__(self, config: Config, table: str, details: list[str]):
+        super().__init__(f"{config.path}: table {table!r} exists but does not match its declaration: "
+                         + "; ".join(details))
+        self._lines = [f"{config.path}: table {table!r}: {detail}" for detail in details]
+
+    def lines(self) -> list[str]:
+        return self._lines
+
+
+@dataclass
+class Statement:
+    """A DDL statement of the plan, and what to log once it ran."""
+
+    sql: str
+    done: str
+
+
+@dataclass
+class TablesPlan:
+    """What start-up would do to the database, and what would stop it."""
+
+    statements: list[Statement] = field(default_factory=list)
+    problems: list[SchemaError] = field(default_factory=list)
+    # The tables that exist already, described; the declared tables the statements create.
+    tables: dict[str, Table] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)
+
+
+async def plan_tables(db, config: Config, types: DeclaredTypes) -> TablesPlan:
+    """Check every table against the configuration, changing nothing.
+
+    `db` runs queries (runQuery returning a Deferred of rows); `types` are the declared columns'
+    types (storage.declarations).
+    """
+    plan = TablesPlan()
+    catalogs, unreadable = {}, set()
+    for declared in config.tables.values():
+        try:
+            catalogs[declared.name] = await _read(db, config, declared.name)
+        except SchemaError as e:
+            plan.problems.append(e)
+            unreadable.add(declared.name)
+            continue
+        await _plan_declared(db, config, declared, types, catalogs[declared.name], plan)
+    for name in config.table_names():
+        if name in plan.created or name in unreadable:
+            continue  # made from its declaration, which is checked already; or named above
+        try:
+            found = catalogs[name] if name in catalogs else await _read(db, config, name)
+            if found is None:
+                raise SchemaError(
+                    f"{config.path}: table {name!r} ({_users_of(config, name)}) does not exist in the "
+                    f"database and is not declared in the tables section"
+                )
+            plan.tables[name] = _describe(config, name, found)
+        except SchemaError as e:
+            plan.problems.append(e)
+    return plan
+
+
+async def prepare_tables(db, config: Config, types: DeclaredTypes) -> dict[str, Table]:
+    """Start-up: refuse a database that does not fit (SchemaError, with nothing changed), else
+    run the plan's DDL and describe every table the service writes to, by name.
+
+    `db` also runs statements (runOperation).
+    """
+    plan = await plan_tables(db, config, types)
+    if plan.problems:
+        raise plan.problems[0]
+    for statement in plan.statements:
+        await db.runOperation(statement.sql)
+        log.info(statement.done)
+    for name in plan.created:
+        plan.tables[name] = _describe(config, name, await _read(db, config, name))
+    tables = {name: plan.tables[name] for name in config.table_names()}
+    for table in tables.values():
+        log.info("table {table}: columns {columns}", table=table.name, columns=", ".join(table.columns))
+    return tables
+
+
+async def _plan_declared(db, config: Config, declared: TableDecl, types: DeclaredTypes,
+                         found, plan: TablesPlan) -> None:
+    """Plan one declared table: create it and its indexes when missing, else check it."""
+    table_types = types[declared.name]
+    if found is None:
+        plan.created.append(declared.name)
+        plan.statements.append(Statement(create_table_sql(declared, table_types),
+                                         f"created table {declared.name}"))
+    else:
+        mismatches = declared_mismatches(declared, table_types, found)
+        if mismatches:
+            plan.problems.append(Mismatch(config, declared.name, mismatches))
+    for column in declared.columns:
+        if not column.indexed:
+            continue
+        index = index_name(declared.name, column.name)
+        if found is None or not await catalog.has_relation_beside(db, declared.name, index):
+            plan.statements.append(Statement(create_index_sql(declared, column),
+                                             f"created index {index} on {declared.name}"))
+
+
+async def _read(db, config: Config, name: str):
+    """The table's catalog columns, or None; SchemaError when it is not a table."""
+    try:
+        return await catalog.table_columns(db, name)
+    except catalog.NotATable:
+        raise SchemaError(f"{config.path}: {name!r} ({_users_of(config, name)}) is not a table") from None
+
+
+def _describe(config: Config, name: str, found: list) -> Table:
+    """The Table that turns events into rows for an existing table; SchemaError for a column
+    that cannot be filled from JSON and has no default."""
+    declared = config.tables.get(name)
+    declared_columns = {c.name: c for c in declared.columns} if declared else None
+    columns, fixed = [], {}
+    for column in found:
+        column_type = for_catalog(column.typname, column.typmod)
+        if declared_columns is not None and column.name not in declared_columns:
+            # Only declared columns are part of the API of a declared table.
+            fixed[column.name] = f"column {column.name!r} is not declared in {config.path}"
+        elif column.generated or (column_type is None and column.has_default):
+            fixed[column.name] = (
+                f"column {column.name!r} ({column.sql_type}) is filled by PostgreSQL and cannot be sent"
+            )
+        elif column_type is None:
+            raise SchemaError(
+                f"{config.path}: table {name!r}, column {column.name!r}: type {column.sql_type} "
+                f"cannot be filled from JSON; give it a default or change its type"
+            )
+        else:
+            header = declared_columns[column.name].header if declared_columns else None
+            columns.append(Column(column.name, column.sql_type, column_type, column.not_null,
+                                  column.has_default, header))
+    return Table(name, columns, fixed)
+
+
+def _users_of(config: Config, table: str) -> str:
+    users = [
+        f"event type {type_id!r} of app {app.app_id!r}"
+        for app in config.apps.values()
+        for type_id, target in app.event_types.items()
+        if target == table
+    ]
+    return ", ".join(users) or "declared in the tables section"
