@@ -209,7 +209,7 @@ def main() -> None:
         db_url = pg.start()
         bodies = {events: body_file(tmp, events) for events in SHAPES}
         say(f"wrk: 1 thread, {args.connections} connections, {args.duration} s a run; "
-            f"{os.cpu_count()} cores; body = the seed's event repeated")
+            f"{os.cpu_count()} cores; body = one game event repeated")
         try:
             results = {}
             for mode in MODES:

@@ -1,16 +1,17 @@
-"""The seed's route over real HTTP against real PostgreSQL: every status code and validation rule."""
+"""The typed route over real HTTP against real PostgreSQL: every status code and validation rule."""
 
-import socket
 from datetime import datetime, timezone
 
 import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
 
-from conftest import SECRET
+from support.configs import GAME_EVENTS, SECRET, START
+from support.http import free_port, raw_exchange
+
+pytestmark = pytest.mark.service
 
 ROUTE = "/apps/mygame/events/game_events"
-START = {"timestamp": 1554130180, "event_type": "game_start"}
 
 
 def count(sql, table="game_events"):
@@ -21,16 +22,27 @@ def count(sql, table="game_events"):
 
 
 @pytest_twisted.ensureDeferred
-async def test_empty_events_list_inserts_nothing(seed, sql):
-    answer = await seed.client.post_events("mygame", "game_events", [])
+async def test_the_readme_events_are_stored_as_sent(game, sql):
+    answer = await game.client.post_events("mygame", "game_events", GAME_EVENTS)
+    assert answer.status == 200, answer.body
+    assert answer.json() == {"inserted": 2}
+    assert sql("select timestamp, event_type, score from game_events order by timestamp") == [
+        (1554130180, "game_start", None),
+        (1554130213, "game_end", 42),
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_empty_events_list_inserts_nothing(game, sql):
+    answer = await game.client.post_events("mygame", "game_events", [])
     assert (answer.status, answer.json()) == (200, {"inserted": 0})
     assert count(sql) == 0
 
 
 @pytest_twisted.ensureDeferred
-async def test_charset_parameter_is_accepted(seed, sql):
+async def test_charset_parameter_is_accepted(game, sql):
     body = {"secret_key": SECRET, "events": [START]}
-    answer = await seed.client.request(
+    answer = await game.client.request(
         "POST", ROUTE, body, {"Content-Type": "application/json; charset=UTF-8"}
     )
     assert (answer.status, answer.json()) == (200, {"inserted": 1})
@@ -38,8 +50,8 @@ async def test_charset_parameter_is_accepted(seed, sql):
 
 
 @pytest_twisted.ensureDeferred
-async def test_answer_is_json(seed):
-    answer = await seed.client.post_events("mygame", "game_events", [START])
+async def test_answer_is_json(game):
+    answer = await game.client.post_events("mygame", "game_events", [START])
     assert answer.headers["content-type"] == "application/json"
 
 
@@ -63,8 +75,8 @@ async def test_answer_is_json(seed):
     ],
 )
 @pytest_twisted.ensureDeferred
-async def test_malformed_body_is_400(seed, sql, raw, words):
-    answer = await seed.client.request("POST", ROUTE, raw, {"Content-Type": "application/json"})
+async def test_malformed_body_is_400(game, sql, raw, words):
+    answer = await game.client.request("POST", ROUTE, raw, {"Content-Type": "application/json"})
     assert answer.status == 400
     assert words in answer.json()["error"]
     assert count(sql) == 0
@@ -73,79 +85,79 @@ async def test_malformed_body_is_400(seed, sql, raw, words):
 # 400: the events, with the event index and the field
 
 
-async def rejected(seed, events):
-    answer = await seed.client.post_events("mygame", "game_events", events)
+async def rejected(game, events):
+    answer = await game.client.post_events("mygame", "game_events", events)
     assert answer.status == 400, answer.body
     return answer.json()
 
 
 @pytest_twisted.ensureDeferred
-async def test_event_that_is_not_an_object(seed, sql):
-    body = await rejected(seed, [START, "game_end"])
+async def test_event_that_is_not_an_object(game, sql):
+    body = await rejected(game, [START, "game_end"])
     assert body["event"] == 1 and "must be a JSON object" in body["error"]
     assert count(sql) == 0
 
 
 @pytest_twisted.ensureDeferred
-async def test_unknown_key_is_refused_by_name(seed, sql):
-    body = await rejected(seed, [dict(START, level=3)])
+async def test_unknown_key_is_refused_by_name(game, sql):
+    body = await rejected(game, [dict(START, level=3)])
     assert (body["event"], body["field"]) == (0, "level")
     assert "no column 'level'" in body["error"]
 
 
 @pytest_twisted.ensureDeferred
-async def test_sql_in_a_key_is_just_an_unknown_key(seed, sql):
+async def test_sql_in_a_key_is_just_an_unknown_key(game, sql):
     key = 'score"); drop table game_events; --'
-    body = await rejected(seed, [dict(START, **{key: 1})])
+    body = await rejected(game, [dict(START, **{key: 1})])
     assert body["field"] == key
     assert count(sql) == 0
 
 
 @pytest_twisted.ensureDeferred
-async def test_missing_required_field(seed, sql):
-    body = await rejected(seed, [START, {"timestamp": 1554130213}])
+async def test_missing_required_field(game, sql):
+    body = await rejected(game, [START, {"timestamp": 1554130213}])
     assert (body["event"], body["field"]) == (1, "event_type")
     assert "required" in body["error"] and "missing" in body["error"]
 
 
 @pytest_twisted.ensureDeferred
-async def test_null_required_field(seed):
-    body = await rejected(seed, [{"timestamp": None, "event_type": "x"}])
+async def test_null_required_field(game):
+    body = await rejected(game, [{"timestamp": None, "event_type": "x"}])
     assert (body["event"], body["field"]) == (0, "timestamp")
     assert "null" in body["error"]
 
 
 @pytest.mark.parametrize("value", [True, 1.5, "42", 2**63, [1], {"a": 1}])
 @pytest_twisted.ensureDeferred
-async def test_wrong_value_for_bigint(seed, sql, value):
-    body = await rejected(seed, [START, dict(START, score=value)])
+async def test_wrong_value_for_bigint(game, sql, value):
+    body = await rejected(game, [START, dict(START, score=value)])
     assert (body["event"], body["field"]) == (1, "score")
     assert count(sql) == 0
 
 
 @pytest_twisted.ensureDeferred
-async def test_huge_number_is_refused_not_lost(seed, sql):
+async def test_huge_number_is_refused_not_lost(game, sql):
     raw = b'{"secret_key": "%s", "events": [{"timestamp": 1e400, "event_type": "x"}]}' % SECRET.encode()
-    answer = await seed.client.request("POST", ROUTE, raw, {"Content-Type": "application/json"})
+    answer = await game.client.request("POST", ROUTE, raw, {"Content-Type": "application/json"})
     assert answer.status == 400
     assert answer.json()["field"] == "timestamp"
 
 
 @pytest.mark.parametrize("text", ["nul\x00byte", "lone \ud800 surrogate"])
 @pytest_twisted.ensureDeferred
-async def test_strings_postgres_cannot_store_are_refused(seed, sql, text):
+async def test_strings_postgres_cannot_store_are_refused(game, sql, text):
     raw = ('{"secret_key": "%s", "events": [{"timestamp": 1, "event_type": %s}]}' % (
         SECRET, __import__("json").dumps(text))).encode()
-    answer = await seed.client.request("POST", ROUTE, raw, {"Content-Type": "application/json"})
+    answer = await game.client.request("POST", ROUTE, raw, {"Content-Type": "application/json"})
     assert answer.status == 400
     assert answer.json()["field"] == "event_type"
     assert count(sql) == 0
 
 
 @pytest_twisted.ensureDeferred
-async def test_one_bad_event_stores_nothing(seed, sql):
+async def test_one_bad_event_stores_nothing(game, sql):
     events = [dict(START, timestamp=i) for i in range(500)] + [dict(START, score="high")]
-    body = await rejected(seed, events)
+    body = await rejected(game, events)
     assert (body["event"], body["field"]) == (500, "score")
     assert count(sql) == 0
 
@@ -154,15 +166,15 @@ async def test_one_bad_event_stores_nothing(seed, sql):
 
 
 @pytest_twisted.ensureDeferred
-async def test_missing_secret_key_is_401(seed, sql):
-    answer = await seed.client.request("POST", ROUTE, {"events": [START]})
+async def test_missing_secret_key_is_401(game, sql):
+    answer = await game.client.request("POST", ROUTE, {"events": [START]})
     assert answer.status == 401 and "secret_key" in answer.json()["error"]
     assert count(sql) == 0
 
 
 @pytest_twisted.ensureDeferred
-async def test_wrong_secret_key_is_403(seed, sql):
-    answer = await seed.client.post_events("mygame", "game_events", [START], secret="guess")
+async def test_wrong_secret_key_is_403(game, sql):
+    answer = await game.client.post_events("mygame", "game_events", [START], secret="guess")
     assert answer.status == 403 and "secret_key" in answer.json()["error"]
     assert count(sql) == 0
 
@@ -171,16 +183,16 @@ async def test_wrong_secret_key_is_403(seed, sql):
     "path", ["/apps/othergame/events/game_events", "/apps/mygame/events/other", "/nowhere", "/"]
 )
 @pytest_twisted.ensureDeferred
-async def test_unknown_app_event_type_or_route_is_404(seed, path):
-    answer = await seed.client.request("POST", path, {"secret_key": SECRET, "events": [START]})
+async def test_unknown_app_event_type_or_route_is_404(game, path):
+    answer = await game.client.request("POST", path, {"secret_key": SECRET, "events": [START]})
     assert answer.status == 404
     assert answer.json()["error"]
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 @pytest_twisted.ensureDeferred
-async def test_other_methods_are_405_with_allow(seed, method):
-    answer = await seed.client.request(method, ROUTE)
+async def test_other_methods_are_405_with_allow(game, method):
+    answer = await game.client.request(method, ROUTE)
     assert answer.status == 405
     assert "POST" in answer.headers["allow"]
     assert answer.json()["error"]
@@ -189,10 +201,10 @@ async def test_other_methods_are_405_with_allow(seed, method):
 @pytest.mark.parametrize("content_type", [None, "text/html", "application/x-www-form-urlencoded",
                                           "application/json; charset=latin-1"])
 @pytest_twisted.ensureDeferred
-async def test_other_content_types_are_415(seed, sql, content_type):
+async def test_other_content_types_are_415(game, sql, content_type):
     headers = {"Content-Type": content_type} if content_type else {}
     raw = b'{"secret_key": "%s", "events": []}' % SECRET.encode()
-    answer = await seed.client.request("POST", ROUTE, raw, headers)
+    answer = await game.client.request("POST", ROUTE, raw, headers)
     assert answer.status == 415
     assert answer.json()["error"]
 
@@ -212,29 +224,10 @@ tables:
 """ % SECRET
 
 
-def raw_exchange(port: int, request: bytes) -> bytes:
-    """Send raw bytes over TCP and read the answer until the server closes (blocking)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        try:
-            s.sendall(request)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        chunks = []
-        while True:
-            try:
-                data = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        return b"".join(chunks)
-
-
 @pytest_twisted.ensureDeferred
 async def test_declared_length_over_limit_is_413_before_the_body(start, sql):
     running = await start(LIMITED)
-    port = running.port.getHost().port
+    port = running.port
     head = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 5000000\r\n\r\n" % ROUTE.encode())
     # Only the head is sent: the answer must come without waiting for the 5 MB.
@@ -246,7 +239,7 @@ async def test_declared_length_over_limit_is_413_before_the_body(start, sql):
 @pytest_twisted.ensureDeferred
 async def test_chunked_body_over_limit_is_cut_off_with_413(start, sql):
     running = await start(LIMITED)
-    port = running.port.getHost().port
+    port = running.port
     chunk = b"x" * 600
     request = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                b"Transfer-Encoding: chunked\r\n\r\n" % ROUTE.encode())
@@ -270,15 +263,9 @@ async def test_body_just_under_limit_is_served(start, sql):
 # 503
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest_twisted.ensureDeferred
 async def test_database_unreachable_is_503_with_retry_after(start):
-    url = f"postgresql://nobody@127.0.0.1:{closed_port()}/none"
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
     running = await start(url=url, wait=False)
     answer = await running.client.post_events("mygame", "game_events", [START])
     assert answer.status == 503
@@ -288,18 +275,18 @@ async def test_database_unreachable_is_503_with_retry_after(start):
 
 @pytest.mark.parametrize("path", ["/apps/%ff/events/game_events", "/apps/mygame/events/%C3%28"])
 @pytest_twisted.ensureDeferred
-async def test_url_that_is_not_utf8_is_a_json_400(seed, path):
-    answer = await seed.client.request("POST", path, {"secret_key": SECRET, "events": []})
+async def test_url_that_is_not_utf8_is_a_json_400(game, path):
+    answer = await game.client.request("POST", path, {"secret_key": SECRET, "events": []})
     assert answer.status == 400
     assert "UTF-8" in answer.json()["error"]
 
 
 @pytest_twisted.ensureDeferred
-async def test_answers_have_a_content_length(seed):
+async def test_answers_have_a_content_length(game):
     body = b'{"secret_key": "%s", "events": []}' % SECRET.encode()
     request = (b"POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
                b"Content-Length: %d\r\n\r\n%s" % (ROUTE.encode(), len(body), body))
-    answer = await deferToThread(raw_exchange, seed.port.getHost().port, request)
+    answer = await deferToThread(raw_exchange, game.port, request)
     head, _, content = answer.partition(b"\r\n\r\n")
     assert b"\r\nContent-Length: %d\r\n" % len(content) in head + b"\r\n"
     assert content == b'{"inserted": 0}'

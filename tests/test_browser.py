@@ -2,31 +2,30 @@
 records events, and they arrive in PostgreSQL."""
 
 import gzip
-import http.client
 import os
 import shutil
 import tempfile
-import time
 
 import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
-from conftest import SECRET, SEED_CONFIG
-from test_metrics import scrape, value
+from support.configs import GAME_CONFIG, SECRET, START
+from support.metrics import scrape, value
+from support.waiting import sleep, wait_for
+
+pytestmark = pytest.mark.browser
 
 INSTALL = "apt-get install chromium chromium-driver (Debian's Chromium and ChromeDriver)"
 ROUTE = "/apps/{app}/events"
-# The seed's app, allowing only pages of another site than the tests' pages.
-FOREIGN_ONLY = SEED_CONFIG.replace(
+# The game_events app, allowing only pages of another site than the tests' pages.
+FOREIGN_ONLY = GAME_CONFIG.replace(
     "    event_types:", "    access_control_allow_origin: https://elsewhere.example\n    event_types:")
-START = {"timestamp": 1554130180, "event_type": "game_start"}
 
 
 def _browser_paths():
@@ -85,20 +84,6 @@ def in_browser(function, *args):
     return deferToThread(function, *args)
 
 
-async def sleep(seconds):
-    await deferLater(reactor, seconds, lambda: None)
-
-
-async def wait_for(condition, seconds=15.0):
-    """Poll an async condition until it is true; fail after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await sleep(0.1)
-    raise AssertionError(f"not within {seconds} s: {condition.__doc__}")
-
-
 def page_with(service: str, script: str, interval: int | None = None) -> str:
     """A page that loads the client as the README's snippet does, then runs `script`."""
     every = f' data-interval="{interval}"' if interval is not None else ""
@@ -138,7 +123,7 @@ def rows(sql):
 
 
 async def requests_answered(running, status: str) -> float:
-    return value(await scrape(running), "attolytics_requests_total", route=ROUTE, status=status)
+    return value(await scrape(running.client), "attolytics_requests_total", route=ROUTE, status=status)
 
 
 def stored(sql, count):
@@ -153,7 +138,7 @@ def stored(sql, count):
 
 @pytest_twisted.ensureDeferred
 async def test_script_is_served_with_the_body_limit(start):
-    running = await start(SEED_CONFIG + "max_body_bytes: 12345\n")
+    running = await start(GAME_CONFIG + "max_body_bytes: 12345\n")
     answer = await running.client.request("GET", "/attolytics.js")
     assert answer.status == 200
     assert answer.headers["content-type"] == "text/javascript; charset=utf-8"
@@ -168,37 +153,24 @@ async def test_script_is_served_with_the_body_limit(start):
     ("gzip;q=0", False), ("identity", False), (None, False), ("gzip;q=x", False),
     ("*;q=0, gzip", True), ("gzip;q=0, *", False),
 ])
-async def test_script_is_gzipped_when_the_browser_accepts_it(seed, accept, gzipped):
-    # http.client, since treq asks for gzip itself and hides the encoding.
-    port = int(seed.client.base.rsplit(":", 1)[1])
-    plain = await deferToThread(get_raw, port, "/attolytics.js", None)
-    status, headers, body = await deferToThread(get_raw, port, "/attolytics.js", accept)
-    assert status == 200 and headers["vary"] == "Accept-Encoding"
+async def test_script_is_gzipped_when_the_browser_accepts_it(game, accept, gzipped):
+    # The client sends exactly these headers, and no Accept-Encoding of its own.
+    plain = await game.client.request("GET", "/attolytics.js")
+    answer = await game.client.request(
+        "GET", "/attolytics.js", headers={"Accept-Encoding": accept} if accept is not None else None)
+    assert answer.status == 200 and answer.headers["vary"] == "Accept-Encoding"
     if gzipped:
-        assert headers["content-encoding"] == "gzip"
-        assert gzip.decompress(body) == plain[2]
-        assert len(body) < len(plain[2]) / 2
+        assert answer.headers["content-encoding"] == "gzip"
+        assert gzip.decompress(answer.body) == plain.body
+        assert len(answer.body) < len(plain.body) / 2
     else:
-        assert "content-encoding" not in headers
-        assert body == plain[2]
-
-
-def get_raw(port, path, accept_encoding):
-    """GET with exactly this Accept-Encoding (or none); (status, headers, body as sent)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.putrequest("GET", path, skip_accept_encoding=True)
-    if accept_encoding is not None:
-        connection.putheader("Accept-Encoding", accept_encoding)
-    connection.endheaders()
-    response = connection.getresponse()
-    answer = response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    connection.close()
-    return answer
+        assert "content-encoding" not in answer.headers
+        assert answer.body == plain.body
 
 
 @pytest_twisted.ensureDeferred
-async def test_answers_let_a_page_read_retry_after(seed):
-    answer = await seed.client.post_events("mygame", "game_events", [START],
+async def test_answers_let_a_page_read_retry_after(game):
+    answer = await game.client.post_events("mygame", "game_events", [START],
                                            headers={"Origin": "http://localhost:1"})
     assert answer.status == 200
     assert answer.headers["access-control-allow-origin"] == "*"
@@ -209,8 +181,8 @@ async def test_answers_let_a_page_read_retry_after(seed):
 
 
 @pytest_twisted.ensureDeferred
-async def test_snippet_events_arrive_when_the_page_is_left(seed, pages, browser, sql):
-    page = pages.add("shop", page_with(seed.client.base, """
+async def test_snippet_events_arrive_when_the_page_is_left(game, pages, browser, sql):
+    page = pages.add("shop", page_with(game.client.base_url, """
         attolytics.track("game_events", {timestamp: 1, event_type: "visit"});
         attolytics.track("game_events", {timestamp: 2, event_type: "caf\u00e9 \u2615", score: 7});
         attolytics.track("game_events", {timestamp: 3, event_type: "leave"});"""))
@@ -220,26 +192,26 @@ async def test_snippet_events_arrive_when_the_page_is_left(seed, pages, browser,
     await in_browser(browser.get, "about:blank")
     await wait_for(stored(sql, 3))
     assert rows(sql) == [(1, "visit", None), (2, "caf\u00e9 \u2615", 7), (3, "leave", None)]
-    assert await requests_answered(seed, "200") == 1, "one beacon carries the three events"
-    assert await requests_answered(seed, "204") == 0, "a beacon needs no preflight"
+    assert await requests_answered(game, "200") == 1, "one beacon carries the three events"
+    assert await requests_answered(game, "204") == 0, "a beacon needs no preflight"
 
 
 @pytest_twisted.ensureDeferred
-async def test_without_beacons_leaving_sends_by_keepalive_fetch(seed, pages, browser, sql):
-    page = pages.add("old", page_with(seed.client.base, """
+async def test_without_beacons_leaving_sends_by_keepalive_fetch(game, pages, browser, sql):
+    page = pages.add("old", page_with(game.client.base_url, """
         navigator.sendBeacon = function () { return false; };  // as when the beacon quota is used up
         attolytics.track("game_events", {timestamp: 1, event_type: "no beacon"});"""))
     await in_browser(browser.get, page)
     await in_browser(browser.get, "about:blank")
     await wait_for(stored(sql, 1))
     assert rows(sql) == [(1, "no beacon", None)]
-    assert await requests_answered(seed, "204") == 0, "text/plain with no-cors needs no preflight"
+    assert await requests_answered(game, "204") == 0, "text/plain with no-cors needs no preflight"
 
 
 @pytest_twisted.ensureDeferred
-async def test_what_the_beacons_could_not_take_goes_when_the_page_comes_back(seed, pages, browser, sql):
+async def test_what_the_beacons_could_not_take_goes_when_the_page_comes_back(game, pages, browser, sql):
     # 140 events of about 400 bytes, under the 60 KB a batch may have: they wait for the interval.
-    page = pages.add("bfcache", page_with(seed.client.base, MORE + "more(1, 140);", interval=60000))
+    page = pages.add("bfcache", page_with(game.client.base_url, MORE + "more(1, 140);", interval=60000))
     await in_browser(browser.get, page)
     # A browser keeping the page as it leaves it (back/forward cache); the page tracks 60 more
     # events as it goes, past the 64 KiB that browsers let beacons carry at once.
@@ -259,8 +231,8 @@ async def test_what_the_beacons_could_not_take_goes_when_the_page_comes_back(see
 
 @pytest_twisted.ensureDeferred
 async def test_what_another_page_took_is_not_sent_again_by_a_page_that_comes_back(
-        seed, pages, browser, sql):
-    first = pages.add("first", page_with(seed.client.base, MORE + "more(1, 140);", interval=60000))
+        game, pages, browser, sql):
+    first = pages.add("first", page_with(game.client.base_url, MORE + "more(1, 140);", interval=60000))
     await in_browser(browser.get, first)
     first_tab = browser.current_window_handle
     # Left for the back/forward cache with more than the beacons take: the rest is kept.
@@ -270,7 +242,7 @@ async def test_what_another_page_took_is_not_sent_again_by_a_page_that_comes_bac
     await wait_for(stored(sql, 140))
     # Another page of the site sends what was kept...
     await in_browser(browser.switch_to.new_window, "tab")
-    await in_browser(browser.get, pages.add("second", page_with(seed.client.base, "", interval=60000)))
+    await in_browser(browser.get, pages.add("second", page_with(game.client.base_url, "", interval=60000)))
     await wait_for(stored(sql, 200))
     # ...so the first, shown again (Back), must not send it a second time.
     await in_browser(browser.close)
@@ -285,9 +257,9 @@ async def test_what_another_page_took_is_not_sent_again_by_a_page_that_comes_bac
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_mistake_in_the_script_tag_does_not_break_the_page(seed, pages, browser, sql):
+async def test_a_mistake_in_the_script_tag_does_not_break_the_page(game, pages, browser, sql):
     page = pages.add("typo", f"""<!doctype html><title>typo</title>
-<script src="{seed.client.base}/attolytics.js" data-app="mygame" data-key="{SECRET}" data-interval="5s"></script>
+<script src="{game.client.base_url}/attolytics.js" data-app="mygame" data-key="{SECRET}" data-interval="5s"></script>
 <script>window.result = attolytics.track("game_events", {{timestamp: 1, event_type: "x"}});
 window.after = "the page's own code still runs";</script>""")
     await in_browser(browser.get, page)
@@ -298,8 +270,8 @@ window.after = "the page's own code still runs";</script>""")
 
 
 @pytest_twisted.ensureDeferred
-async def test_hidden_tab_sends_and_the_page_goes_on(seed, pages, browser, sql):
-    page = pages.add("game", page_with(seed.client.base, """
+async def test_hidden_tab_sends_and_the_page_goes_on(game, pages, browser, sql):
+    page = pages.add("game", page_with(game.client.base_url, """
         attolytics.track("game_events", {timestamp: 1, event_type: "start"});""", interval=60000))
     await in_browser(browser.get, page)
     first = browser.current_window_handle
@@ -316,8 +288,8 @@ async def test_hidden_tab_sends_and_the_page_goes_on(seed, pages, browser, sql):
 
 @pytest_twisted.ensureDeferred
 async def test_batches_on_the_interval_never_past_the_body_limit(start, pages, browser, sql):
-    running = await start(SEED_CONFIG + "max_body_bytes: 1500\n")
-    page = pages.add("many", page_with(running.client.base, """
+    running = await start(GAME_CONFIG + "max_body_bytes: 1500\n")
+    page = pages.add("many", page_with(running.client.base_url, """
         for (var i = 1; i <= 60; i++) {
           attolytics.track("game_events", {timestamp: i, event_type: "step " + "x".repeat(i)});
         }""", interval=200))
@@ -334,7 +306,7 @@ async def test_batches_on_the_interval_never_past_the_body_limit(start, pages, b
 async def test_a_503_is_retried_after_retry_after(start, own_postgres, pages, browser, sql):
     await own_postgres.kill()
     running = await start(url=own_postgres.url, wait=False)
-    page = pages.add("retry", page_with(running.client.base, """
+    page = pages.add("retry", page_with(running.client.base_url, """
         attolytics.track("game_events", {timestamp: 1, event_type: "while down"});
         attolytics.flush();""", interval=100))
     await in_browser(browser.get, page)
@@ -362,7 +334,7 @@ async def test_events_left_while_the_service_is_down_are_sent_by_the_next_page(
         start, own_postgres, pages, browser, sql):
     await own_postgres.kill()
     running = await start(url=own_postgres.url, wait=False)
-    page = pages.add("first", page_with(running.client.base, """
+    page = pages.add("first", page_with(running.client.base_url, """
         attolytics.track("game_events", {timestamp: 1, event_type: "left behind"});
         attolytics.track("game_events", {timestamp: 2, event_type: "left behind"});""", interval=100))
     await in_browser(browser.get, page)
@@ -382,7 +354,7 @@ async def test_events_left_while_the_service_is_down_are_sent_by_the_next_page(
         return (await running.client.request("GET", "/readyz")).status == 200
     await wait_for(ready, seconds=30)
     # The next page of the same origin sends them, though it tracks nothing itself.
-    await in_browser(browser.get, pages.add("second", page_with(running.client.base, "")))
+    await in_browser(browser.get, pages.add("second", page_with(running.client.base_url, "")))
 
     async def arrived():
         """the kept events arrive"""
@@ -396,8 +368,8 @@ async def test_events_left_while_the_service_is_down_are_sent_by_the_next_page(
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_refused_event_is_reported_and_the_others_are_stored(seed, pages, browser, sql):
-    page = pages.add("bad", page_with_client(seed.client.base, """
+async def test_a_refused_event_is_reported_and_the_others_are_stored(game, pages, browser, sql):
+    page = pages.add("bad", page_with_client(game.client.base_url, """
         client.track("game_events", {timestamp: 1, event_type: "good"});
         client.track("game_events", {timestamp: 2, event_type: "bad", score: "lots"});
         client.track("game_events", {timestamp: 3, event_type: "good too"});"""))
@@ -412,8 +384,8 @@ async def test_a_refused_event_is_reported_and_the_others_are_stored(seed, pages
 
 @pytest_twisted.ensureDeferred
 async def test_an_event_past_the_body_limit_is_refused_in_the_page(start, pages, browser, sql):
-    running = await start(SEED_CONFIG + "max_body_bytes: 300\n")
-    page = pages.add("big", page_with_client(running.client.base, """
+    running = await start(GAME_CONFIG + "max_body_bytes: 300\n")
+    page = pages.add("big", page_with_client(running.client.base_url, """
         window.accepted = [
           client.track("game_events", {timestamp: 1, event_type: "x".repeat(400)}),
           client.track("game_events", {timestamp: 2, event_type: "small"}),
@@ -429,9 +401,9 @@ async def test_an_event_past_the_body_limit_is_refused_in_the_page(start, pages,
 
 @pytest_twisted.ensureDeferred
 async def test_a_batch_refused_without_an_event_index_is_split_until_the_culprit_is_alone(
-        seed, pages, browser, sql):
+        game, pages, browser, sql):
     sql("ALTER TABLE game_events ADD CHECK (score >= 0)")  # refused by PostgreSQL, not by index
-    page = pages.add("split", page_with_client(seed.client.base, """
+    page = pages.add("split", page_with_client(game.client.base_url, """
         [1, -5, 3, 4, 5].forEach(function (score, i) {
           client.track("game_events", {timestamp: i + 1, event_type: "round", score: score});
         });"""))
@@ -447,7 +419,7 @@ async def test_a_batch_refused_without_an_event_index_is_split_until_the_culprit
 @pytest_twisted.ensureDeferred
 async def test_a_page_the_app_does_not_allow_is_told_and_stores_nothing(start, pages, browser, sql):
     running = await start(FOREIGN_ONLY)
-    page = pages.add("foreign", page_with_client(running.client.base, """
+    page = pages.add("foreign", page_with_client(running.client.base_url, """
         client.track("game_events", {timestamp: 1, event_type: "not here"});"""))
     await in_browser(browser.get, page)
 
@@ -464,7 +436,7 @@ async def test_a_page_the_app_does_not_allow_is_told_and_stores_nothing(start, p
 @pytest_twisted.ensureDeferred
 async def test_a_beacon_from_a_page_the_app_does_not_allow_is_refused(start, pages, browser, sql):
     running = await start(FOREIGN_ONLY)
-    page = pages.add("leaving", page_with(running.client.base, """
+    page = pages.add("leaving", page_with(running.client.base_url, """
         attolytics.track("game_events", {timestamp: 1, event_type: "not here either"});""",
         interval=60000))
     await in_browser(browser.get, page)

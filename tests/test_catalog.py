@@ -4,7 +4,9 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import ensureDeferred
 
-from conftest import SECRET
+from support.configs import SECRET
+
+pytestmark = pytest.mark.service
 
 ALL_TYPES = """
 create schema analytics;

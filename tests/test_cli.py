@@ -14,10 +14,10 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import SECRET, SEED_CONFIG
+from support.configs import SECRET, GAME_CONFIG
 from test_twistd import (
     EXAMPLE_KEY,
-    SEED_EVENTS,
+    GAME_EVENTS,
     TWISTD,
     free_port,
     post,
@@ -28,7 +28,7 @@ from test_twistd import (
 from attolytics import systemd
 from attolytics.tap import tcp_endpoint
 
-CONFIG = SEED_CONFIG.replace(SECRET, EXAMPLE_KEY)
+CONFIG = GAME_CONFIG.replace(SECRET, EXAMPLE_KEY)
 EVENTS_PATH = "/apps/mygame/events/game_events"
 # A database nobody can reach: a test that falls back to the config's database never gets ready.
 UNREACHABLE = "postgresql://nobody@/attolytics_unreachable?host=/nonexistent&connect_timeout=2"
@@ -98,7 +98,7 @@ def count_events(database_url):
 
 
 def post_seed_events(port):
-    return post(port, EVENTS_PATH, {"secret_key": EXAMPLE_KEY, "events": SEED_EVENTS})
+    return post(port, EVENTS_PATH, {"secret_key": EXAMPLE_KEY, "events": GAME_EVENTS})
 
 
 def listen_on(port):

@@ -6,8 +6,11 @@ import zlib
 
 import pytest
 import pytest_twisted
+from twisted.internet.defer import ensureDeferred
 
-from conftest import SECRET
+from support.configs import SECRET
+
+pytestmark = pytest.mark.service
 
 NEW_KEY = "the-new-key"
 ROTATING = f"""
@@ -27,8 +30,6 @@ ROUTE = "/apps/mygame/events/game_events"
 
 @pytest.fixture
 def rotating(start):
-    from twisted.internet.defer import ensureDeferred
-
     return pytest_twisted.blockon(ensureDeferred(start(ROTATING)))
 
 

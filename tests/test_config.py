@@ -16,6 +16,8 @@ from attolytics.config import (
 )
 from attolytics.storage.declarations import declared_types
 
+pytestmark = pytest.mark.unit
+
 SOURCE = "my.yaml"
 
 MINIMAL_APPS = """
@@ -48,7 +50,7 @@ def with_apps(text):
     return textwrap.dedent(text) + textwrap.dedent(MINIMAL_APPS)
 
 
-# --- apps, the seed's list form ----------------------------------------------------------------
+# --- apps, the list form ----------------------------------------------------------------------
 
 
 def test_list_form_app_has_its_id_secret_and_event_types():
@@ -233,7 +235,7 @@ def test_database_embedded_absolute_path_is_kept(tmp_path):
     assert config.database.embedded_path == str(target)
 
 
-def test_database_seed_fields_become_a_libpq_dsn():
+def test_database_server_keys_become_a_libpq_dsn():
     config = parse(with_apps("""
         database:
           host: localhost
@@ -252,7 +254,7 @@ def test_database_seed_fields_become_a_libpq_dsn():
     }
 
 
-def test_database_some_seed_fields_give_only_those_in_the_dsn():
+def test_database_some_server_keys_give_only_those_in_the_dsn():
     config = parse(with_apps("""
         database:
           host: /var/run/postgresql

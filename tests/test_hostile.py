@@ -18,12 +18,12 @@ from urllib.parse import quote
 
 import psycopg2
 import pytest
-from conftest import SEED_TABLES, Answer
+from support.configs import GAME_TABLES, Answer
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from test_twistd import (
     EXAMPLE_KEY,
-    SEED_EVENTS,
+    GAME_EVENTS,
     TWISTD,
     free_port,
     post,
@@ -39,7 +39,7 @@ STOP_TIMEOUT = 20
 
 # The seed's table, declared; both apps in the map form (a config holds one form of apps or the
 # other), the second one limited to one origin so CORS headers are computed for real.
-CONFIG = SEED_TABLES + f"""
+CONFIG = GAME_TABLES + f"""
 apps:
   mygame:
     secret_key: {EXAMPLE_KEY}
@@ -656,7 +656,7 @@ def test_raw_request_gets_json_below_500(service, request):
 
 def test_still_stores_the_seed_events_after_the_hostile_runs(service):
     assert service.process.poll() is None, "twistd died during the hostile runs"
-    assert post(service.port, TYPED, {"secret_key": EXAMPLE_KEY, "events": SEED_EVENTS}) == (
+    assert post(service.port, TYPED, {"secret_key": EXAMPLE_KEY, "events": GAME_EVENTS}) == (
         200, {"inserted": 2})
     assert service.process.poll() is None
 
@@ -919,7 +919,7 @@ def test_a_url_over_16_kib_gets_an_answer(service, length):
 
 def test_survives_everything_and_stops_cleanly(service):
     assert service.process.poll() is None, "twistd died"
-    assert post(service.port, TYPED, {"secret_key": EXAMPLE_KEY, "events": SEED_EVENTS}) == (
+    assert post(service.port, TYPED, {"secret_key": EXAMPLE_KEY, "events": GAME_EVENTS}) == (
         200, {"inserted": 2})
     seconds = stop(service.process)
     log = service.log()

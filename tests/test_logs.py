@@ -2,19 +2,19 @@
 
 import json
 
-from conftest import SEED_CONFIG
+from support.configs import GAME_CONFIG
 from test_cli import serve
-from test_twistd import EXAMPLE_KEY, SEED_EVENTS, free_port, post, twistd, wait_until_served
+from test_twistd import EXAMPLE_KEY, GAME_EVENTS, free_port, post, twistd, wait_until_served
 
 
 def test_json_log_lines_with_an_access_line_per_request(tmp_path, database_url):
-    (tmp_path / "attolytics.conf.yaml").write_text(SEED_CONFIG.replace("s3cret-key", EXAMPLE_KEY))
+    (tmp_path / "attolytics.conf.yaml").write_text(GAME_CONFIG.replace("s3cret-key", EXAMPLE_KEY))
     port = free_port()
     with serve(tmp_path, "--log-format", "json", "--db-url", database_url,
                "--listen", f"tcp:{port}:interface=127.0.0.1") as run:
         wait_until_served(port, run.process)
         assert post(port, "/apps/mygame/events/game_events",
-                    {"secret_key": EXAMPLE_KEY, "events": SEED_EVENTS}) == (200, {"inserted": 2})
+                    {"secret_key": EXAMPLE_KEY, "events": GAME_EVENTS}) == (200, {"inserted": 2})
     assert run.returncode == 0
     records = [json.loads(line) for line in run.output.splitlines() if line.strip()]
     assert all({"time", "level", "namespace", "message"} <= r.keys() for r in records)

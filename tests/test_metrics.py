@@ -1,37 +1,24 @@
 """GET /metrics: the counters move exactly with what happened."""
 
+import pytest
 import pytest_twisted
-from prometheus_client.parser import text_string_to_metric_families
 
-START = {"timestamp": 1554130180, "event_type": "game_start"}
+from support.configs import START
+from support.metrics import scrape, value
 
-
-async def scrape(running) -> dict:
-    """{(sample name, frozenset(labels)): value} from /metrics."""
-    answer = await running.client.request("GET", "/metrics")
-    assert answer.status == 200
-    assert answer.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(answer.body.decode())
-        for sample in family.samples
-    }
-
-
-def value(metrics, name, **labels):
-    return metrics.get((name, frozenset(labels.items())), 0.0)
+pytestmark = pytest.mark.service
 
 
 @pytest_twisted.ensureDeferred
-async def test_counters_move_exactly_with_what_happened(seed):
-    client = seed.client
+async def test_counters_move_exactly_with_what_happened(game):
+    client = game.client
     assert (await client.post_events("mygame", "game_events", [START, START])).status == 200
     assert (await client.post_events("mygame", "game_events", [START])).status == 200
     bad = await client.post_events("mygame", "game_events", [START, {"timestamp": "x"}, START])
     assert bad.status == 400
     assert (await client.post_events("mygame", "game_events", [START], secret="wrong")).status == 403
 
-    metrics = await scrape(seed)
+    metrics = await scrape(game.client)
     assert value(metrics, "attolytics_events_inserted_total", app="mygame", table="game_events") == 3
     assert value(metrics, "attolytics_events_rejected_total", app="mygame", reason="invalid") == 3
     assert value(metrics, "attolytics_events_rejected_total", app="mygame", reason="wrong_key") == 1
@@ -49,5 +36,5 @@ async def test_counters_move_exactly_with_what_happened(seed):
 @pytest_twisted.ensureDeferred
 async def test_database_not_ready_shows_0(start):
     running = await start(url="postgresql://nobody@127.0.0.1:9/none", wait=False)
-    metrics = await scrape(running)
+    metrics = await scrape(running.client)
     assert value(metrics, "attolytics_database_ready") == 0

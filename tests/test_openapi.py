@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 import pytest_twisted
 import schemathesis
-from conftest import SECRET
+from support.configs import SECRET
 from schemathesis.core.parameters import ParameterLocation
 from test_cli import Run, listen_on, serve
 from test_metrics import scrape, value
@@ -400,9 +400,9 @@ async def test_the_map_form_with_rotated_keys_is_described_without_its_keys(star
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_document_has_a_route_label_of_its_own_in_the_metrics(seed):
-    assert (await seed.client.request("GET", "/openapi.json")).status == 200
-    metrics = await scrape(seed)
+async def test_the_document_has_a_route_label_of_its_own_in_the_metrics(game):
+    assert (await game.client.request("GET", "/openapi.json")).status == 200
+    metrics = await scrape(game)
     assert value(metrics, "attolytics_requests_total", route="/openapi.json", status="200") == 1
 
 

@@ -1,10 +1,13 @@
 """The service heals by itself when its database connections die."""
 
+import pytest
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
 
-START = {"timestamp": 1554130180, "event_type": "game_start"}
+from support.configs import START
+from support.waiting import sleep
+
+pytestmark = pytest.mark.service
+
 KILL_OTHER_BACKENDS = (
     "select pg_terminate_backend(pid) from pg_stat_activity"
     " where datname = current_database() and pid <> pg_backend_pid()"
@@ -12,12 +15,12 @@ KILL_OTHER_BACKENDS = (
 
 
 @pytest_twisted.ensureDeferred
-async def test_killed_connections_are_replaced_without_a_restart(seed, sql):
-    assert (await seed.client.post_events("mygame", "game_events", [START])).status == 200
+async def test_killed_connections_are_replaced_without_a_restart(game, sql):
+    assert (await game.client.post_events("mygame", "game_events", [START])).status == 200
     assert sql(KILL_OTHER_BACKENDS)
     acknowledged, statuses = 1, []
     for _ in range(100):
-        answer = await seed.client.post_events("mygame", "game_events", [START])
+        answer = await game.client.post_events("mygame", "game_events", [START])
         statuses.append(answer.status)
         if answer.status == 200:
             acknowledged += 1
@@ -26,6 +29,6 @@ async def test_killed_connections_are_replaced_without_a_restart(seed, sql):
         else:
             assert answer.status == 503, answer.body
             assert int(answer.headers["retry-after"]) > 0
-        await deferLater(reactor, 0.1, lambda: None)
+        await sleep(0.1)
     assert statuses[-1] == 200, statuses
     assert sql("select count(*) from game_events")[0][0] == acknowledged

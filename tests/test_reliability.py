@@ -4,13 +4,17 @@ import itertools
 import socket
 import time
 
+import pytest
 import pytest_twisted
-from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, ensureDeferred
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
-from conftest import SECRET, SEED_CONFIG
+from support.configs import GAME_CONFIG, SECRET
+from support.http import read_until_closed
+from support.postgres import query
+from support.waiting import sleep, wait_for
+
+pytestmark = pytest.mark.service
 
 IDS_CONFIG = f"""
 tables:
@@ -23,10 +27,6 @@ apps:
     app_secret_key: {SECRET}
     event_types: [{{event_type_id: hits}}]
 """
-
-
-async def sleep(seconds):
-    await deferLater(reactor, seconds, lambda: None)
 
 
 # Health
@@ -136,19 +136,7 @@ async def test_postgres_killed_and_restarted_under_load(start, own_postgres, rec
 # Slow and idle clients
 
 
-SHORT_TIMEOUT = SEED_CONFIG + "request_timeout: 1.5\n"
-
-
-def read_until_closed(s: socket.socket) -> bytes:
-    """Everything the server sends on `s` until it closes (or 5 s of silence)."""
-    s.settimeout(5)
-    received = b""
-    try:
-        while chunk := s.recv(4096):
-            received += chunk
-    except OSError:
-        pass
-    return received
+SHORT_TIMEOUT = GAME_CONFIG + "request_timeout: 1.5\n"
 
 
 def _slowloris(port: int, seconds: float) -> bytes:
@@ -170,7 +158,7 @@ def _slowloris(port: int, seconds: float) -> bytes:
 @pytest_twisted.ensureDeferred
 async def test_slow_client_is_cut_off_and_others_are_served(start, sql):
     running = await start(SHORT_TIMEOUT)
-    port = running.port.getHost().port
+    port = running.port
     slow = deferToThread(_slowloris, port, 8)
     await sleep(0.3)
     began = time.monotonic()
@@ -188,7 +176,7 @@ def _idle_sockets(port: int, count: int) -> list:
 @pytest_twisted.ensureDeferred
 async def test_many_idle_connections_do_not_starve_active_ones(start, sql):
     running = await start()
-    idle = await deferToThread(_idle_sockets, running.port.getHost().port, 300)
+    idle = await deferToThread(_idle_sockets, running.port, 300)
     try:
         await sleep(0.2)
         began = time.monotonic()
@@ -202,17 +190,24 @@ async def test_many_idle_connections_do_not_starve_active_ones(start, sql):
 # Stopping
 
 
+def insert_waits_for_a_lock(database_url) -> bool:
+    """Whether an INSERT of the service waits for a lock in PostgreSQL now."""
+    return query(database_url, "select count(*) from pg_stat_activity where datname = current_database()"
+                               " and wait_event_type = 'Lock' and query like 'INSERT%'")[0][0] > 0
+
+
 @pytest_twisted.ensureDeferred
-async def test_stop_lets_requests_in_flight_commit(start, sql):
-    running = await start(SEED_CONFIG)
+async def test_stop_lets_requests_in_flight_commit(start, sql, database_url):
+    running = await start(GAME_CONFIG)
     sql("begin")
     sql("lock table game_events in access exclusive mode")  # the flush waits on this lock
     pending = ensureDeferred(running.client.post_events("mygame", "game_events", [{"timestamp": 1, "event_type": "x"}]))
-    while running.writer.queued_rows == 0:
-        await sleep(0.02)
-    stopping = running.service.stopService()
-    await sleep(0.3)
-    assert not stopping.called  # waits for the request in flight
+    await wait_for(lambda: running.writer is not None and running.writer.queued_rows > 0,
+                   what="the request queued")
+    stopping = running.stop()
+    await wait_for(lambda: insert_waits_for_a_lock(database_url), what="the INSERT waiting for the lock")
+    # The rows are in PostgreSQL, waiting for the lock: the stop must wait for their answer.
+    assert not stopping.called
     sql("commit")
     assert (await pending).status == 200
     await stopping
@@ -221,14 +216,14 @@ async def test_stop_lets_requests_in_flight_commit(start, sql):
 
 @pytest_twisted.ensureDeferred
 async def test_stop_is_bounded_and_never_acknowledges_what_it_could_not_commit(start, sql):
-    running = await start(SEED_CONFIG + "shutdown_timeout: 1\n")
+    running = await start(GAME_CONFIG + "shutdown_timeout: 1\n")
     sql("begin")
     sql("lock table game_events in access exclusive mode")
     pending = ensureDeferred(running.client.post_events("mygame", "game_events", [{"timestamp": 1, "event_type": "x"}]))
-    while running.writer.queued_rows == 0:
-        await sleep(0.02)
+    await wait_for(lambda: running.writer is not None and running.writer.queued_rows > 0,
+                   what="the request queued")
     began = time.monotonic()
-    await running.service.stopService()
+    await running.stop()
     assert time.monotonic() - began < 3
     answer = await pending
     sql("commit")
@@ -257,7 +252,7 @@ def _trickle_body(port: int) -> bytes:
 @pytest_twisted.ensureDeferred
 async def test_trickling_body_is_cut_off(start):
     running = await start(SHORT_TIMEOUT)
-    answered = await deferToThread(_trickle_body, running.port.getHost().port)
+    answered = await deferToThread(_trickle_body, running.port)
     assert answered.startswith(b"HTTP/1.1 408"), answered[:100]
 
 

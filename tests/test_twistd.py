@@ -15,12 +15,12 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from conftest import SEED_CONFIG
+from support.configs import GAME_CONFIG
 
 REPO = Path(__file__).resolve().parent.parent
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 EXAMPLE_KEY = "change-me-to-a-long-random-string"
-SEED_EVENTS = [
+GAME_EVENTS = [
     {"timestamp": 1554130180, "event_type": "game_start"},
     {"timestamp": 1554130213, "event_type": "game_end", "score": 42},
 ]
@@ -89,7 +89,7 @@ def test_example_config_runs_on_embedded_postgres_and_keeps_data(workdir):
         try:
             assert wait_until_served(port, process) == (200, {"inserted": 0})
             status, body = post(port, "/apps/mygame/events/game_events",
-                                {"secret_key": EXAMPLE_KEY, "events": SEED_EVENTS})
+                                {"secret_key": EXAMPLE_KEY, "events": GAME_EVENTS})
             assert (status, body) == (200, {"inserted": 2})
         finally:
             process.send_signal(signal.SIGTERM)
@@ -152,7 +152,7 @@ def test_missing_config_file(tmp_path):
 
 
 def test_bad_listen_description(tmp_path):
-    (tmp_path / "attolytics.conf.yaml").write_text(SEED_CONFIG)
+    (tmp_path / "attolytics.conf.yaml").write_text(GAME_CONFIG)
     result = twistd(tmp_path, "-n", "--pidfile=", "attolytics", "--listen", "carrier-pigeon:9")
     assert result.returncode == 1
     assert "listen" in result.stderr and "carrier-pigeon" in result.stderr
@@ -183,7 +183,7 @@ def test_schema_mismatch_stops_start_up(tmp_path, database_url, setup, config, w
 
 def test_db_url_option_overrides_the_config_and_listen_key_is_used(tmp_path, database_url):
     port = free_port()
-    config = SEED_CONFIG.replace("s3cret-key", EXAMPLE_KEY)
+    config = GAME_CONFIG.replace("s3cret-key", EXAMPLE_KEY)
     config += f"listen: tcp:{port}:interface=127.0.0.1\ndatabase: {{url: postgresql://nobody@/none}}\n"
     (tmp_path / "attolytics.conf.yaml").write_text(config)
     process = subprocess.Popen(
@@ -193,7 +193,7 @@ def test_db_url_option_overrides_the_config_and_listen_key_is_used(tmp_path, dat
     try:
         wait_until_served(port, process)
         assert post(port, "/apps/mygame/events/game_events",
-                    {"secret_key": EXAMPLE_KEY, "events": SEED_EVENTS}) == (200, {"inserted": 2})
+                    {"secret_key": EXAMPLE_KEY, "events": GAME_EVENTS}) == (200, {"inserted": 2})
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)

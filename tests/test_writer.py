@@ -5,7 +5,7 @@ import time
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.task import Clock
 
 from attolytics.config import WriterSettings, parse_config
@@ -14,6 +14,10 @@ from attolytics.storage.declarations import declared_types
 from attolytics.storage.pool import ConnectionPool
 from attolytics.storage.tables import prepare_tables
 from attolytics.storage.writer import Writer
+from support.configs import GAME_CONFIG
+from support.waiting import wait_for
+
+pytestmark = pytest.mark.service
 
 CONFIG = """
 tables:
@@ -131,8 +135,10 @@ async def test_flush_delay_gathers_rows_until_the_clock_says(db_and_table, sql):
     clock = Clock()
     writer = Writer(db, clock, WriterSettings(max_delay_ms=50))
     answers = [writer.insert(request(hits, n)) for n in range(3)]
-    await _spin()
+    # Nothing was sent: the only connection is idle, and one flush waits for the clock.
     assert not any(d.called for d in answers)
+    assert db.connected == 1 and not db._busy
+    assert [call.getTime() for call in clock.getDelayedCalls()] == [0.05]
     assert sql("select count(*) from hits")[0][0] == 0
     clock.advance(0.05)
     await DeferredList(answers, fireOnOneErrback=True)
@@ -159,28 +165,17 @@ async def test_drain_waits_for_queued_rows(db_and_table, sql):
     assert sql("select count(*) from hits")[0][0] == 5
 
 
-async def _spin():
-    """Let the real reactor run pending I/O for a moment."""
-    d = Deferred()
-    reactor.callLater(0.05, d.callback, None)
-    await d
-
-
 @pytest_twisted.ensureDeferred
 async def test_over_http_a_full_queue_is_503_with_retry_after(start, sql):
-    from conftest import SEED_CONFIG
-
-    running = await start(SEED_CONFIG + "writer: {connections: 1, max_queued_rows: 3}\n")
+    running = await start(GAME_CONFIG + "writer: {connections: 1, max_queued_rows: 3}\n")
     writer = running.writer
     event = {"timestamp": 1, "event_type": "x"}
     sql("begin")
     sql("lock table game_events in access exclusive mode")  # every flush now waits
     first = ensureDeferred(running.client.post_events("mygame", "game_events", [event, event]))
-    while writer.queued_rows < 2:
-        await _spin()
+    await wait_for(lambda: writer.queued_rows >= 2, what="the first request queued")
     second = ensureDeferred(running.client.post_events("mygame", "game_events", [event]))
-    while writer.queued_rows < 3:
-        await _spin()
+    await wait_for(lambda: writer.queued_rows >= 3, what="the second request queued")
     refused = await running.client.post_events("mygame", "game_events", [event])
     assert refused.status == 503
     assert int(refused.headers["retry-after"]) > 0

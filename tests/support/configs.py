@@ -1,0 +1,58 @@
+"""Configurations and events the tests share."""
+
+SECRET = "s3cret-key"
+# The key of example.conf.yaml, which tests that run twistd on it send.
+EXAMPLE_KEY = "change-me-to-a-long-random-string"
+
+# The game_events table of the README, declared.
+GAME_TABLES = """
+tables:
+  game_events:
+    columns:
+      - {name: timestamp, type: i64, required: true}
+      - {name: event_type, type: string, required: true}
+      - {name: score, type: i64}
+"""
+
+# That table and one list-form app, mygame, writing to it.
+GAME_CONFIG = GAME_TABLES + f"""
+apps:
+  - app_id: mygame
+    app_secret_key: {SECRET}
+    event_types:
+      - event_type_id: game_events
+"""
+
+# The README's two events.
+GAME_EVENTS = [
+    {"timestamp": 1554130180, "event_type": "game_start"},
+    {"timestamp": 1554130213, "event_type": "game_end", "score": 42},
+]
+START = GAME_EVENTS[0]
+
+GAME_KEY, OPEN_KEY = "game-key", "open-key"
+GAME_ORIGIN = "https://game.example"
+
+# Two map-form apps and two declared tables, one with a header column and indexes.
+DECLARED_CONFIG = f"""
+tables:
+  sessions:
+    columns:
+      - {{name: ts, type: timestamp, required: true, indexed: true}}
+      - {{name: player, type: varchar(20), indexed: true}}
+      - {{name: level, type: i32}}
+      - {{name: user_agent, header: User-Agent}}
+  purchases:
+    columns:
+      - {{name: ts, type: timestamp, required: true}}
+      - {{name: amount, type: "numeric(10,2)", required: true}}
+      - {{name: country, type: text, header: X-Country, required: true}}
+apps:
+  game:
+    secret_key: {GAME_KEY}
+    access_control_allow_origin: [{GAME_ORIGIN}, https://www.game.example]
+    tables: [sessions, purchases]
+  open:
+    secret_key: {OPEN_KEY}
+    tables: [sessions]
+"""

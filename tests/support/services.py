@@ -1,0 +1,48 @@
+"""The real service, started in the test's own process on an ephemeral port."""
+
+from dataclasses import replace
+
+from twisted.internet import reactor
+
+from attolytics.config import DatabaseLocation, parse_config
+from attolytics.service import attolytics_service
+from support.http import Client
+
+
+class Running:
+    """A started service and a client for it; `fatal` collects start-up failures."""
+
+    def __init__(self, service, fatal: list):
+        self.service = service
+        self.fatal = fatal
+        self.client = Client(self.port)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return self.service.getServiceNamed("http").port.getHost().port
+
+    @property
+    def writer(self):
+        """Its writer, once the database is ready."""
+        return self.service.getServiceNamed("writer").writer
+
+    def stop(self):
+        """Stop it as SIGTERM would: a Deferred that fires once it has stopped."""
+        return self.service.stopService()
+
+
+async def start_service(config_text: str, database_url: str, wait: bool = True) -> Running:
+    """Start the real service on an ephemeral port with this configuration and database.
+
+    With `wait`, return once start-up has ended (ready, or a fatal error recorded).
+    """
+    config = parse_config(config_text, "test.conf.yaml")
+    config = replace(config, listen="tcp:0:interface=127.0.0.1", database=DatabaseLocation(url=database_url))
+    fatal = []
+    service = attolytics_service(config, reactor, on_fatal=fatal.append)
+    service.startService()
+    await service.getServiceNamed("http").listening
+    if wait:
+        await service.getServiceNamed("database").starting
+    return Running(service, fatal)
