@@ -56,3 +56,22 @@ apps:
     secret_key: {OPEN_KEY}
     tables: [sessions]
 """
+
+# Events of DECLARED_CONFIG's two tables, for the `_t` route; purchases need the X-Country header.
+SESSION = {"_t": "sessions", "ts": "2019-04-01T15:09:40Z", "player": "ann", "level": 3}
+PURCHASE = {"_t": "purchases", "ts": 1554130180, "amount": 9.99}
+COUNTRY = {"X-Country": "NL"}
+
+NEW_KEY = "the-new-key"
+# The game_events table, and a map-form app whose key is being rotated: both keys are listed.
+ROTATING_CONFIG = f"""
+tables:
+  game_events:
+    columns:
+      - {{name: timestamp, type: i64, required: true}}
+      - {{name: event_type, type: string, required: true}}
+apps:
+  mygame:
+    secret_keys: [{SECRET}, {NEW_KEY}]
+    tables: [game_events]
+"""

@@ -24,7 +24,9 @@ class Boolean(ColumnType):
 
 
 # typname -> (bits, name, OpenAPI format)
-_INTEGERS = {"int2": (16, "smallint", None), "int4": (32, "integer", "int32"), "int8": (64, "bigint", "int64")}
+_INTEGERS = {
+    "int2": (16, "smallint", None), "int4": (32, "integer", "int32"), "int8": (64, "bigint", "int64"),
+}
 
 
 class Integer(ColumnType):
