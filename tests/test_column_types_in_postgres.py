@@ -2,7 +2,6 @@
 equal, with the typmods the catalog gives."""
 
 import json
-import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal
 

@@ -556,6 +556,38 @@ def test_unknown_column_type_is_refused():
     assert "unknown column type 'point'" in message
 
 
+@pytest.mark.parametrize("type_name", ["string", "text", "varchar(20)", "char(2)"])
+def test_a_header_fills_a_string_column(type_name):
+    config = read_whole(with_apps(f"""
+        tables:
+          t:
+            columns:
+              - {{name: c, type: "{type_name}", header: X-Thing}}
+    """))
+    assert config.tables["t"].columns[0].header == "X-Thing"
+
+
+def test_a_header_fills_only_a_string_column():
+    message = config_error(with_apps("""
+        tables:
+          t:
+            columns:
+              - {name: ok}
+              - {name: c, type: i32, header: X-Thing}
+    """))
+    assert message == f"{SOURCE}: tables.t.columns[1].header: a header fills only string columns, not integer"
+
+
+def test_a_header_name_is_an_http_token():
+    message = config_error(with_apps("""
+        tables:
+          t:
+            columns:
+              - {name: c, header: "X Thing"}
+    """))
+    assert message == f"{SOURCE}: tables.t.columns[0].header: 'X Thing' is not an HTTP header name"
+
+
 def test_duplicate_column_is_refused():
     message = config_error(with_apps("""
         tables:

@@ -1,0 +1,90 @@
+"""The house rules, read from the code: the HTTP side and the storage side never import each other,
+nothing they share imports either, modules and functions stay short, and no test module imports
+another."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "attolytics"
+TESTS = ROOT / "tests"
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 50
+# Top-level modules both sides may import: they import neither side themselves.
+SHARED = ["config", "errors", "logs", "metrics", "shutdown", "systemd"]
+
+
+def modules(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def imported(path: Path) -> set[str]:
+    """Every module name `path` imports (absolute names; relative imports are not used)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def importers_of(prefix: str, folder: Path) -> list[str]:
+    return [f"{path.relative_to(ROOT)} imports {name}"
+            for path in modules(folder) for name in imported(path)
+            if name == prefix or name.startswith(prefix + ".")]
+
+
+def test_storage_never_imports_the_http_side():
+    assert importers_of("attolytics.http", PACKAGE / "storage") == []
+
+
+def test_the_http_side_never_imports_storage():
+    assert importers_of("attolytics.storage", PACKAGE / "http") == []
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_what_both_sides_share_imports_neither(name):
+    path = PACKAGE / name
+    folder_or_file = path if path.is_dir() else path.with_suffix(".py")
+    found = []
+    for side in ("attolytics.http", "attolytics.storage", "attolytics.service", "attolytics.tap"):
+        if folder_or_file.is_dir():
+            found += importers_of(side, folder_or_file)
+        else:
+            found += [f"{name}.py imports {n}" for n in imported(folder_or_file)
+                      if n == side or n.startswith(side + ".")]
+    assert found == []
+
+
+def test_no_module_is_longer_than_400_lines():
+    long = {str(p.relative_to(ROOT)): n for p in modules(PACKAGE)
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}
+
+
+def test_no_function_is_longer_than_50_lines():
+    long = {}
+    for path in modules(PACKAGE):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long[f"{path.relative_to(ROOT)}:{node.name}"] = lines
+    assert long == {}
+
+
+def test_every_module_says_what_it_is_for():
+    assert [str(p.relative_to(ROOT)) for p in modules(PACKAGE)
+            if not ast.get_docstring(ast.parse(p.read_text()))] == []
+
+
+def test_no_test_module_imports_another():
+    test_modules = {p.stem for p in TESTS.glob("*.py")}
+    found = [f"{path.name} imports {name}" for path in modules(TESTS) for name in imported(path)
+             if name.split(".")[0] in test_modules]
+    assert found == []
