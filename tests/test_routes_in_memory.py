@@ -190,6 +190,18 @@ def test_unknown_app_event_type_or_route_is_404(game_service, path):
     assert nothing_written(game_service)
 
 
+REPORTS_NO_ROUTE = ["/apps/a%2F/events/game_events", "/apps/%00%2F/events/game_events",
+                    "/apps/mygame//events", "/apps/mygame//events/game_events"]
+
+
+@pytest.mark.parametrize("path", REPORTS_NO_ROUTE)
+def test_a_path_with_an_empty_segment_is_404_not_a_redirect(game_service, path):
+    # werkzeug would redirect to the path without the empty segment; an API client follows none.
+    answer = game_service.post(path, {"secret_key": SECRET, "events": [START]})
+    assert (answer.status, answer.json()) == (404, {"error": "no such route"})
+    assert nothing_written(game_service)
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 def test_other_methods_are_405_with_allow(game_service, method):
     answer = game_service.request(method, ROUTE)

@@ -7,6 +7,7 @@ from urllib.parse import unquote_to_bytes
 from klein import Klein
 from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 from attolytics.config import Config
 from attolytics.http import cors, openapi
@@ -109,7 +110,9 @@ class Routes:
         request.setHeader(b"Content-Type", b"application/json")
         return self._openapi
 
-    @app.handle_errors(NotFound)
+    # werkzeug would redirect a path with an empty segment (//, or %2F in an id) to the path
+    # without it; a client of an API follows no redirect, so that path names no route either.
+    @app.handle_errors(NotFound, RequestRedirect)
     def not_found(self, request, failure):
         return write_json(request, 404, {"error": "no such route"})
 
