@@ -3,12 +3,17 @@
 import subprocess
 import sys
 
-from test_upstream import UPSTREAM
+import pytest
 
-MISSING_TABLE = UPSTREAM.replace("tables: [sessions, purchases]", "tables: [sessions, purchases, clicks]")
+from support.configs import DECLARED_CONFIG
+
+pytestmark = pytest.mark.twistd
+
+MISSING_TABLE = DECLARED_CONFIG.replace("tables: [sessions, purchases]", "tables: [sessions, purchases, clicks]")
 
 
 def check(tmp_path, config_text, database_url):
+    """`python -m attolytics check` (not twistd: a command of its own) on this configuration."""
     (tmp_path / "app.yaml").write_text(config_text)
     return subprocess.run(
         [sys.executable, "-m", "attolytics", "check", "--config", "app.yaml", "--db-url", database_url],
@@ -17,7 +22,7 @@ def check(tmp_path, config_text, database_url):
 
 
 def test_empty_database_prints_the_ddl_and_creates_nothing(tmp_path, database_url, sql):
-    result = check(tmp_path, UPSTREAM, database_url)
+    result = check(tmp_path, DECLARED_CONFIG, database_url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert 'would run: CREATE TABLE IF NOT EXISTS "sessions"' in result.stdout
     assert 'would run: CREATE INDEX IF NOT EXISTS "sessions_ts_idx"' in result.stdout
@@ -36,12 +41,12 @@ def test_every_problem_is_named_and_the_status_is_1(tmp_path, database_url, sql)
 
 
 def test_existing_matching_tables_need_nothing(tmp_path, database_url, sql):
-    assert check(tmp_path, UPSTREAM, database_url).returncode == 0
+    assert check(tmp_path, DECLARED_CONFIG, database_url).returncode == 0
     # Let the service create the tables by running the DDL check printed, then check again.
-    for line in check(tmp_path, UPSTREAM, database_url).stdout.splitlines():
+    for line in check(tmp_path, DECLARED_CONFIG, database_url).stdout.splitlines():
         if line.startswith("would run: "):
             sql(line.removeprefix("would run: "))
-    again = check(tmp_path, UPSTREAM, database_url)
+    again = check(tmp_path, DECLARED_CONFIG, database_url)
     assert again.returncode == 0
     assert "would run" not in again.stdout
 

@@ -1,34 +1,29 @@
 """Hostile requests against the installed twistd plugin, as an attacker or a broken client sends them.
 
-Whatever arrives, the service answers below 500 (or 503, "retry later"), every answer with a body
+Whatever arrives, the service answers below 500 (or 503, "try again"), every answer with a body
 is JSON, and it goes on storing valid events. One twistd process serves the whole module, so the
-examples also pile up on one another the way real traffic does.
+examples also pile up on one another the way real traffic does; once they are all done, the
+module's fixture checks at teardown that the process still serves and stops cleanly.
 """
 
 import http.client
 import json
-import signal
 import socket
-import subprocess
-import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote
 
 import psycopg2
 import pytest
-from support.configs import GAME_TABLES, Answer
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from test_twistd import (
-    EXAMPLE_KEY,
-    GAME_EVENTS,
-    TWISTD,
-    free_port,
-    post,
-    wait_until_served,
-)
+
+from support.configs import EXAMPLE_KEY, GAME_EVENTS, GAME_TABLES
+from support.http import Answer, exchange, free_port, post
+from support.postgres import query
+from support.twistd import Twistd, listen_on, serve, wait_until_served
+
+pytestmark = pytest.mark.twistd
 
 OTHER_KEY = "a-second-app-with-its-own-long-secret"
 ORIGIN = "https://example.com"
@@ -36,9 +31,11 @@ MAX_BODY = 1024 * 1024
 TYPED = "/apps/mygame/events/game_events"
 ANSWER_TIMEOUT = 20
 STOP_TIMEOUT = 20
+# With nothing of the hostile traffic left in flight, SIGTERM ends the process well within this.
+CLEAN_STOP_SECONDS = 8
 
-# The seed's table, declared; both apps in the map form (a config holds one form of apps or the
-# other), the second one limited to one origin so CORS headers are computed for real.
+# The README's game_events table, declared; both apps in the map form (a config holds one form of
+# apps or the other), the second one limited to one origin so CORS headers are computed for real.
 CONFIG = GAME_TABLES + f"""
 apps:
   mygame:
@@ -56,78 +53,49 @@ apps:
 
 @dataclass
 class Service:
-    process: subprocess.Popen
+    run: Twistd
     port: int
-    log_path: Path
     database_url: str
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def stop(process: subprocess.Popen) -> float:
-    """SIGTERM, then wait; kill it if it does not end in time. Returns the seconds it took."""
-    began = time.monotonic()
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-    return time.monotonic() - began
 
 
 @pytest.fixture(scope="module")
 def service(module_database, tmp_path_factory):
-    """`twistd -n attolytics` on a free port; its output goes to a file (a pipe could fill up)."""
+    """`twistd -n attolytics` on a free port, for every test of the module.
+
+    Its teardown is a test of its own, failing as an error at teardown: after all the hostile
+    traffic the process still serves, and SIGTERM stops it cleanly and in time.
+    """
     directory = tmp_path_factory.mktemp("hostile")
     (directory / "app.yaml").write_text(CONFIG)
     port = free_port()
-    log_path = directory / "twistd.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            TWISTD + ["-n", "--pidfile=", "attolytics", "-c", "app.yaml", "--db-url", module_database,
-                      "--listen", f"tcp:{port}:interface=127.0.0.1"],
-            cwd=directory, stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    try:
-        assert wait_until_served(port, process, 60) == (200, {"inserted": 0})
-        yield Service(process, port, log_path, module_database)
-    finally:
-        stop(process)
-
-
-def rows(database_url, statement, params=None):
-    with psycopg2.connect(database_url) as connection, connection.cursor() as cur:
-        cur.execute(statement, params)
-        result = cur.fetchall()
-    connection.close()
-    return result
+    with serve(directory, "-c", "app.yaml", "--db-url", module_database, "--listen", listen_on(port)) as run:
+        assert wait_until_served(port, run, 60) == (200, {"inserted": 0})
+        yield Service(run, port, module_database)
+        assert run.alive(), f"twistd died:\n{run.output[-3000:]}"
+        assert post(port, TYPED, {"secret_key": EXAMPLE_KEY, "events": GAME_EVENTS}) == (
+            200, {"inserted": 2})
+        seconds = run.stop(STOP_TIMEOUT)
+    log = run.output
+    assert seconds is not None, f"twistd did not stop within {STOP_TIMEOUT} s of SIGTERM:\n{log[-3000:]}"
+    assert run.returncode == 0, log[-3000:]
+    # Nothing of the hostile traffic is left "in flight": shutdown does not wait out its timeout.
+    assert seconds < CLEAN_STOP_SECONDS, f"SIGTERM took {seconds:.1f} s"
+    assert "still unanswered" not in log
+    assert "Traceback" not in log, log[log.index("Traceback") - 500:][:4000]
+    assert "unexpected error" not in log
 
 
 # --- clients -----------------------------------------------------------------------------------
 
 
 def send(port, method, path, body=None, headers=(), timeout=ANSWER_TIMEOUT) -> Answer:
-    """One request on a fresh connection with http.client; headers are (name, value) pairs."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.putrequest(method, path, skip_accept_encoding=True)
-        for name, value in headers:
-            connection.putheader(name, value)
-        if body is not None:
-            connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body)
-        response = connection.getresponse()
-        content = response.read()
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, content)
-    finally:
-        connection.close()
+    """One request on a fresh connection; headers are (name, value) pairs."""
+    return exchange(port, method, path, body, headers, timeout=timeout)
 
 
 def send_raw(port, data: bytes, head: bool, timeout=ANSWER_TIMEOUT) -> Answer:
-    """Bytes as they are on a raw socket, then the answer parsed by http.client."""
+    """Bytes as they are on a raw socket (no client would send them), then the answer parsed by
+    http.client."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
         response = http.client.HTTPResponse(sock, method="HEAD" if head else "GET")
@@ -418,7 +386,7 @@ good_scores = st.one_of(good_timestamps, st.just("null"))
 
 @st.composite
 def near_valid_events(draw, multi: bool):
-    """An event as JSON text: each field usually right, sometimes hostile; `_t` on the later route."""
+    """An event as JSON text: each field usually right, sometimes hostile; `_t` on the `_t` route."""
     pairs = [
         ('"timestamp"', draw(mostly(good_timestamps, value_texts, odds=8))),
         ('"event_type"', draw(mostly(good_strings, value_texts, odds=8))),
@@ -654,11 +622,11 @@ def test_raw_request_gets_json_below_500(service, request):
     assert_acceptable(answer, "HEAD" if method == b"HEAD" else "other", data[:300])
 
 
-def test_still_stores_the_seed_events_after_the_hostile_runs(service):
-    assert service.process.poll() is None, "twistd died during the hostile runs"
+def test_still_stores_the_game_events_after_the_hostile_runs(service):
+    assert service.run.alive(), "twistd died during the hostile runs"
     assert post(service.port, TYPED, {"secret_key": EXAMPLE_KEY, "events": GAME_EVENTS}) == (
         200, {"inserted": 2})
-    assert service.process.poll() is None
+    assert service.run.alive()
 
 
 # --- each hostile input of the issue, once, with the answer it must get ------------------------
@@ -750,8 +718,8 @@ def test_paired_surrogates_are_one_character_and_stored(service):
     text = envelope(f'[{{"timestamp": 1554130180, "event_type": "{marker}\\ud83d\\ude00"}}]')
     answer = post_json_text(service.port, text)
     assert (answer.status, answer.json()) == (200, {"inserted": 1})
-    assert rows(service.database_url, "select event_type from game_events where event_type like %s",
-                (marker + "%",)) == [(marker + "\U0001f600",)]
+    assert query(service.database_url, "select event_type from game_events where event_type like %s",
+                 (marker + "%",)) == [(marker + "\U0001f600",)]
 
 
 @pytest.mark.parametrize(
@@ -774,8 +742,8 @@ def test_duplicate_keys_store_nothing(service):
     marker = "dup-" + uuid.uuid4().hex
     text = envelope(f'[{{"timestamp": 1, "event_type": "{marker}", "event_type": "{marker}"}}]')
     assert_refused(post_json_text(service.port, text))
-    assert rows(service.database_url, "select count(*) from game_events where event_type = %s",
-                (marker,)) == [(0,)]
+    assert query(service.database_url, "select count(*) from game_events where event_type = %s",
+                 (marker,)) == [(0,)]
 
 
 @pytest.mark.parametrize("body", [b"", b" ", b"\r\n", b"\xef\xbb\xbf"], ids=["empty", "space", "crlf", "bom"])
@@ -803,9 +771,20 @@ SQL_KEYS = [
 @pytest.mark.parametrize("key", SQL_KEYS)
 def test_keys_that_look_like_sql_are_refused_by_name(service, key):
     text = envelope(f'[{{"timestamp": 1554130180, "event_type": "sql", {json.dumps(key)}: 1}}]')
+    [(before,)] = query(service.database_url, "select count(*) from game_events")
     assert_refused(post_json_text(service.port, text), event=0, field=key)
-    # The table is still there and still takes events.
-    assert rows(service.database_url, "select count(*) >= 0 from game_events") == [(True,)]
+    # The table is still there with its columns, the refused request changed nothing in it, and
+    # it still takes events.
+    assert query(service.database_url, "select column_name from information_schema.columns "
+                 "where table_name = 'game_events' order by ordinal_position") == [
+        ("timestamp",), ("event_type",), ("score",)]
+    assert query(service.database_url, "select count(*) from game_events") == [(before,)]
+    marker = "after-sql-key-" + uuid.uuid4().hex
+    answer = post_json_text(service.port, envelope(f'[{{"timestamp": 1554130180, "event_type": "{marker}"}}]'))
+    assert (answer.status, answer.json()) == (200, {"inserted": 1})
+    assert query(service.database_url, "select count(*) from game_events") == [(before + 1,)]
+    assert query(service.database_url, "select count(*) from game_events where event_type = %s",
+                 (marker,)) == [(1,)]
 
 
 @pytest.mark.parametrize("key", SQL_KEYS)
@@ -822,8 +801,8 @@ def test_values_that_look_like_sql_are_stored_as_they_are(service):
     events = [{"timestamp": 1554130180, "event_type": value} for value in values]
     answer = post_json_text(service.port, json.dumps({"secret_key": EXAMPLE_KEY, "events": events}))
     assert (answer.status, answer.json()) == (200, {"inserted": len(values)})
-    stored = rows(service.database_url, "select event_type from game_events where event_type like %s",
-                  (marker + "%",))
+    stored = query(service.database_url, "select event_type from game_events where event_type like %s",
+                   (marker + "%",))
     assert sorted(value for (value,) in stored) == sorted(values)
 
 
@@ -835,8 +814,8 @@ def test_a_900_kb_string_is_stored_in_full(service):
     assert len(body) < MAX_BODY
     answer = post_json_text(service.port, body)
     assert (answer.status, answer.json()) == (200, {"inserted": 1})
-    stored = rows(service.database_url,
-                  "select event_type, score from game_events where event_type like %s", (marker + "%",))
+    stored = query(service.database_url,
+                   "select event_type, score from game_events where event_type like %s", (marker + "%",))
     assert len(stored) == 1
     assert len(stored[0][0]) == len(value)
     assert stored[0] == (value, 9)
@@ -848,8 +827,8 @@ def test_a_900_kb_string_of_two_byte_characters_is_stored_in_full(service):
     text = envelope(f'[{{"timestamp": 1554130180, "event_type": {json.dumps(value, ensure_ascii=False)}}}]')
     answer = post_json_text(service.port, text)
     assert (answer.status, answer.json()) == (200, {"inserted": 1})
-    stored = rows(service.database_url, "select event_type from game_events where event_type like %s",
-                  (marker + "%",))
+    stored = query(service.database_url, "select event_type from game_events where event_type like %s",
+                   (marker + "%",))
     assert stored == [(value,)]
 
 
@@ -865,9 +844,9 @@ def test_20000_events_in_one_request_are_all_stored(service):
     assert len(text) < MAX_BODY
     answer = post_json_text(service.port, text)
     assert (answer.status, answer.json()) == (200, {"inserted": 20_000})
-    assert rows(service.database_url,
-                "select count(*), count(distinct timestamp), min(timestamp), max(timestamp) "
-                "from game_events where event_type = %s", (marker,)) == [
+    assert query(service.database_url,
+                 "select count(*), count(distinct timestamp), min(timestamp), max(timestamp) "
+                 "from game_events where event_type = %s", (marker,)) == [
         (20_000, 20_000, 1554130180, 1554130180 + 19_999)]
 
 
@@ -879,8 +858,8 @@ def test_20000_events_with_the_last_one_bad_store_nothing(service):
     assert len(text) < MAX_BODY
     answer = post_json_text(service.port, text)
     assert_refused(answer, event=19_999, field="score")
-    assert rows(service.database_url, "select count(*) from game_events where event_type = %s",
-                (marker,)) == [(0,)]
+    assert query(service.database_url, "select count(*) from game_events where event_type = %s",
+                 (marker,)) == [(0,)]
 
 
 def test_the_second_apps_route_takes_t_and_answers_cors(service):
@@ -898,8 +877,8 @@ def test_the_second_apps_route_takes_t_and_answers_cors(service):
                                path="/apps/webgame/events", headers=[("Origin", ORIGIN)])
     assert_refused(wrong_key, status=403)
     assert wrong_key.headers.get("access-control-allow-origin") == ORIGIN
-    assert rows(service.database_url, "select count(*) from game_events where event_type = %s",
-                (marker,)) == [(1,)]
+    assert query(service.database_url, "select count(*) from game_events where event_type = %s",
+                 (marker,)) == [(1,)]
 
 
 @pytest.mark.parametrize("length", [16_400, 70_000])
@@ -912,20 +891,3 @@ def test_a_url_over_16_kib_gets_an_answer(service, length):
     except ConnectionError as e:
         pytest.fail(f"a request line of {len(path) + 15} bytes got no answer at all: {e!r}")
     assert_acceptable(answer, "POST", f"a path of {len(path)} bytes")
-
-
-# --- last: the process survived all of it and stops cleanly ------------------------------------
-
-
-def test_survives_everything_and_stops_cleanly(service):
-    assert service.process.poll() is None, "twistd died"
-    assert post(service.port, TYPED, {"secret_key": EXAMPLE_KEY, "events": GAME_EVENTS}) == (
-        200, {"inserted": 2})
-    seconds = stop(service.process)
-    log = service.log()
-    assert service.process.returncode == 0, log[-3000:]
-    # Nothing of the hostile traffic is left "in flight": shutdown does not wait out its timeout.
-    assert seconds < 8, f"SIGTERM took {seconds:.1f} s"
-    assert "still unanswered" not in log
-    assert "Traceback" not in log, log[log.index("Traceback") - 500:][:4000]
-    assert "unexpected error" not in log

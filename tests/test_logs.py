@@ -2,17 +2,21 @@
 
 import json
 
-from support.configs import GAME_CONFIG
-from test_cli import serve
-from test_twistd import EXAMPLE_KEY, GAME_EVENTS, free_port, post, twistd, wait_until_served
+import pytest
+
+from support.configs import EXAMPLE_KEY, GAME_CONFIG, GAME_EVENTS, SECRET
+from support.http import free_port, post
+from support.twistd import listen_on, run_twistd, serve, wait_until_served
+
+pytestmark = pytest.mark.twistd
 
 
 def test_json_log_lines_with_an_access_line_per_request(tmp_path, database_url):
-    (tmp_path / "attolytics.conf.yaml").write_text(GAME_CONFIG.replace("s3cret-key", EXAMPLE_KEY))
+    (tmp_path / "attolytics.conf.yaml").write_text(GAME_CONFIG.replace(SECRET, EXAMPLE_KEY))
     port = free_port()
     with serve(tmp_path, "--log-format", "json", "--db-url", database_url,
-               "--listen", f"tcp:{port}:interface=127.0.0.1") as run:
-        wait_until_served(port, run.process)
+               "--listen", listen_on(port)) as run:
+        wait_until_served(port, run)
         assert post(port, "/apps/mygame/events/game_events",
                     {"secret_key": EXAMPLE_KEY, "events": GAME_EVENTS}) == (200, {"inserted": 2})
     assert run.returncode == 0
@@ -28,6 +32,6 @@ def test_json_log_lines_with_an_access_line_per_request(tmp_path, database_url):
 
 
 def test_unknown_log_format_is_a_usage_error(tmp_path):
-    result = twistd(tmp_path, "-n", "--pidfile=", "attolytics", "--log-format", "xml")
+    result = run_twistd(tmp_path, "-n", "--pidfile=", "attolytics", "--log-format", "xml")
     assert result.returncode != 0
-    assert "--log-format is text or json" in result.stdout + result.stderr
+    assert "--log-format is text or json" in result.output + result.errors

@@ -1,28 +1,26 @@
 """GET /openapi.json: a true description of the running service, proven by schemathesis against
 the installed twistd plugin. One twistd process serves the module; its tables span the column
-types, one of them declared in the config and one read from the catalog.
+types, one of them declared in the config and one read from the catalog. Once the module is
+done, its fixture checks at teardown what the schemathesis run stored and refused, and that the
+process stops cleanly.
 """
 
 import collections
 import json
 import os
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 
 import jsonschema_rs
 import psycopg2
 import pytest
-import pytest_twisted
 import schemathesis
-from support.configs import SECRET
 from schemathesis.core.parameters import ParameterLocation
-from test_cli import Run, listen_on, serve
-from test_metrics import scrape, value
-from test_twistd import free_port
 
-from attolytics.storage.column_types.numbers import Numeric
+from support.http import exchange, free_port
+from support.openapi import event_schema, resolve
+from support.twistd import STOP_TIMEOUT, Twistd, listen_on, serve, wait_until_ready
+
+pytestmark = pytest.mark.twistd
 
 KEY = "a-long-random-key-for-the-openapi-test"
 SHOP_KEY = "the-second-app-has-a-key-of-its-own"
@@ -86,7 +84,7 @@ TABLES = ("purchases", "page_views")
 class Live:
     """The running twistd, its database, and what the schemathesis run got."""
 
-    run: Run
+    run: Twistd
     port: int
     database: "psycopg2.extensions.connection"
     statuses: collections.Counter = field(default_factory=collections.Counter)
@@ -103,31 +101,19 @@ class Live:
             return cur.fetchone()[0]
 
 
-def get(port: int, path: str) -> tuple[int, dict, bytes]:
-    """GET on a fresh connection: status, headers (lower-case names), body."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
-
-
-def wait_until_ready(port: int, process) -> None:
-    deadline = time.monotonic() + READY_WAIT
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"twistd exited early with {process.returncode}"
-        try:
-            if get(port, "/readyz")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"not ready within {READY_WAIT} s")
+def get(port: int, path: str):
+    """GET on a fresh connection."""
+    return exchange(port, "GET", path, timeout=10)
 
 
 @pytest.fixture(scope="module")
 def live(module_database, tmp_path_factory):
-    """`twistd -n attolytics -q` on this module's database; -q keeps the output pipe small."""
+    """`twistd -n attolytics -q` on this module's database.
+
+    At teardown, once every test of the module has run: SIGTERM stops the process cleanly; and
+    when the schemathesis run took place (statuses were recorded), it reached the database and
+    was refused too, never with a 5xx.
+    """
     connection = psycopg2.connect(module_database)
     connection.autocommit = True
     with connection.cursor() as cur:
@@ -138,17 +124,31 @@ def live(module_database, tmp_path_factory):
     try:
         with serve(directory, "-c", "app.yaml", "--db-url", module_database,
                    "--listen", listen_on(port), "-q") as run:
-            wait_until_ready(port, run.process)
-            yield Live(run, port, connection)
+            wait_until_ready(port, run, READY_WAIT)
+            live = Live(run, port, connection)
+            yield live
+            seconds = run.stop(STOP_TIMEOUT)
+        output = run.output
+        assert seconds is not None, f"twistd did not stop within {STOP_TIMEOUT} s of SIGTERM:\n{output}"
+        assert run.returncode == 0, output
+        assert "Traceback" not in output, output
+        assert "unexpected error" not in output, output
+        if live.statuses:
+            # The schemathesis run reached the database: it was not all refusals.
+            assert live.statuses[200] >= 100, live.statuses
+            assert live.inserted >= 100, live.statuses
+            assert live.rows() == live.inserted
+            assert live.statuses[400] >= 100, live.statuses
+            assert not [status for status in live.statuses if status >= 500], live.statuses
     finally:
         connection.close()
 
 
 def document(live) -> dict:
-    status, headers, body = get(live.port, "/openapi.json")
-    assert status == 200
-    assert headers["content-type"] == "application/json"
-    return json.loads(body)
+    answer = get(live.port, "/openapi.json")
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "application/json"
+    return json.loads(answer.body)
 
 
 # --- schemathesis against the live service ------------------------------------------------------
@@ -236,18 +236,6 @@ def test_the_service_answers_as_its_document_says(case, live):
         assert stored == 0, f"{response.status_code} {response.text[:200]}, but {stored} rows stored"
 
 
-def test_the_run_stored_events_and_was_refused_too(live):
-    """The schemathesis run above (pytest runs a module's tests in order) reached the database:
-    it was not all refusals."""
-    if not live.statuses:
-        pytest.skip("this sums up the schemathesis run above: run the whole module")
-    assert live.statuses[200] >= 100, live.statuses
-    assert live.inserted >= 100, live.statuses
-    assert live.rows() == live.inserted
-    assert live.statuses[400] >= 100, live.statuses
-    assert not [status for status in live.statuses if status >= 500], live.statuses
-
-
 # --- the document itself ------------------------------------------------------------------------
 
 
@@ -260,21 +248,6 @@ def items(node):
     elif isinstance(node, list):
         for item in node:
             yield from items(item)
-
-
-def resolve(doc, node):
-    """The node a local `$ref` names, or the node itself."""
-    if "$ref" not in node:
-        return node
-    for part in node["$ref"].removeprefix("#/").split("/"):
-        doc = doc[part]
-    return doc
-
-
-def event_schema(doc, path):
-    body = doc["paths"][path]["post"]["requestBody"]["content"]
-    assert body["application/json"] == body["text/plain"]
-    return resolve(doc, body["application/json"]["schema"]["properties"]["events"]["items"])
 
 
 def test_the_document_is_valid_openapi_3_1(live):
@@ -305,7 +278,7 @@ def test_the_document_lists_every_app_and_event_type_with_its_methods(live):
 
 
 def test_the_document_holds_no_key(live):
-    text = get(live.port, "/openapi.json")[2].decode()
+    text = get(live.port, "/openapi.json").body.decode()
     assert KEY not in text
     assert SHOP_KEY not in text
 
@@ -338,20 +311,6 @@ def test_columns_become_exact_properties(live):
     assert (view["properties"]["ms"]["minimum"], view["properties"]["ms"]["maximum"]) == (-2**15, 2**15 - 1)
 
 
-@pytest.mark.parametrize("precision, scale", [(10, 2), (12, 0), (5, -3), (1, 3), (400, 330),
-                                              (1000, 1000), (1, 1000), (1000, -1000)])
-def test_numeric_columns_of_any_precision_and_scale_make_valid_schemas(precision, scale):
-    schema = Numeric(precision, scale).json_schema()
-    jsonschema_rs.meta.validate({"$schema": "https://json-schema.org/draft/2020-12/schema", **schema})
-    assert schema.get("multipleOf", 1) > 0
-    if "exclusiveMaximum" in schema:
-        assert schema["exclusiveMaximum"] > 0 and schema["exclusiveMinimum"] < 0
-    validator = jsonschema_rs.validator_for(schema)
-    if (precision, scale) == (10, 2):
-        assert validator.is_valid(12345678.99) and not validator.is_valid(100000000)
-        assert not validator.is_valid(0.001)
-
-
 def test_the_multi_table_route_takes_each_event_type_with_its_t(live):
     doc = document(live)
     branches = [resolve(doc, branch) for branch in event_schema(doc, "/apps/game/events")["oneOf"]]
@@ -364,55 +323,3 @@ def test_the_multi_table_route_takes_each_event_type_with_its_t(live):
         assert branch["required"] == ["_t", *typed["required"]]
         assert branch["properties"] == {"_t": branch["properties"]["_t"], **typed["properties"]}
         assert branch["additionalProperties"] is False
-
-
-# --- before the database is ready ---------------------------------------------------------------
-
-MAP_CONFIG = f"""
-apps:
-  mygame:
-    secret_keys: [{SECRET}, rotated-{SECRET}]
-    tables: [game_events]
-"""
-
-
-@pytest_twisted.ensureDeferred
-async def test_503_with_retry_after_until_the_tables_are_checked(start):
-    running = await start(MAP_CONFIG, url="postgresql://nobody@127.0.0.1:9/none", wait=False)
-    answer = await running.client.request("GET", "/openapi.json")
-    assert answer.status == 503
-    assert answer.headers["content-type"] == "application/json"
-    assert int(answer.headers["retry-after"]) > 0
-    assert set(answer.json()) == {"error"}
-
-
-@pytest_twisted.ensureDeferred
-async def test_the_map_form_with_rotated_keys_is_described_without_its_keys(start, sql):
-    sql("CREATE TABLE game_events (timestamp bigint NOT NULL, event_type text NOT NULL, score bigint)")
-    running = await start(MAP_CONFIG)
-    answer = await running.client.request("GET", "/openapi.json")
-    assert answer.status == 200
-    assert SECRET.encode() not in answer.body
-    paths = answer.json()["paths"]
-    assert {"/apps/mygame/events", "/apps/mygame/events/game_events"} <= set(paths)
-    assert event_schema(answer.json(), "/apps/mygame/events/game_events")["required"] == [
-        "timestamp", "event_type"]
-
-
-@pytest_twisted.ensureDeferred
-async def test_the_document_has_a_route_label_of_its_own_in_the_metrics(game):
-    assert (await game.client.request("GET", "/openapi.json")).status == 200
-    metrics = await scrape(game)
-    assert value(metrics, "attolytics_requests_total", route="/openapi.json", status="200") == 1
-
-
-# --- last: the process survived the run and stops cleanly ---------------------------------------
-
-
-def test_the_service_stops_cleanly_after_the_run(live):
-    live.run.terminate()
-    live.run.process.wait(timeout=30)
-    output = live.run.process.stdout.read()
-    assert live.run.process.returncode == 0, output
-    assert "Traceback" not in output, output
-    assert "unexpected error" not in output, output

@@ -3,17 +3,21 @@ event it acknowledged with 200 is in the table exactly once."""
 
 import http.client
 import json
-import signal
-import subprocess
 import threading
 import time
 from collections import Counter
 
-import psycopg2
+import pytest
 
-from test_twistd import EXAMPLE_KEY, TWISTD, free_port, wait_until_served
+from support.configs import EXAMPLE_KEY
+from support.http import KeptAlive, exchange, free_port
+from support.postgres import query
+from support.twistd import listen_on, serve, wait_until_served
+from support.waiting import wait_until
 
-# The seed's table with an id column, so each acknowledged event can be found again.
+pytestmark = pytest.mark.twistd
+
+# The README's game_events table with an id column, so each acknowledged event can be found again.
 CONFIG = f"""
 tables:
   game_events:
@@ -31,10 +35,12 @@ apps:
 PATH = "/apps/mygame/events/game_events"
 CLIENTS = 8
 BATCH = 5
-LOAD_SECONDS = 1.5
+# SIGTERM comes once every client has had this many batches acknowledged: all of them are busy.
+LOAD_BATCHES = 20
+LOAD_WAIT = 30
 EXIT_TIMEOUT = 20
 # However the shutdown goes, no client runs longer than this.
-CLIENT_DEADLINE = LOAD_SECONDS + EXIT_TIMEOUT + 10
+CLIENT_DEADLINE = LOAD_WAIT + EXIT_TIMEOUT + 10
 ANSWER_TIMEOUT = 15
 
 
@@ -66,7 +72,7 @@ class Client(threading.Thread):
 
     def _load(self):
         deadline = time.monotonic() + CLIENT_DEADLINE
-        connection = None
+        kept = KeptAlive(self.port, ANSWER_TIMEOUT) if self.persistent else None
         try:
             while not self.stop.is_set():
                 if time.monotonic() > deadline:
@@ -76,80 +82,66 @@ class Client(threading.Thread):
                 self.next_id += BATCH
                 body = json.dumps({"secret_key": EXAMPLE_KEY, "events": [
                     {"id": i, "timestamp": 1554130180, "event_type": "load", "score": i % 100} for i in ids
-                ]})
-                if connection is None:
-                    connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=ANSWER_TIMEOUT)
+                ]}).encode()
+                headers = {"Content-Type": "application/json"}
                 self.sent.extend(ids)
                 try:
-                    connection.request("POST", PATH, body, {"Content-Type": "application/json"})
-                    response = connection.getresponse()
-                    content = response.read()
+                    if kept is not None:
+                        answer = kept.exchange("POST", PATH, body, headers)
+                    else:
+                        answer = exchange(self.port, "POST", PATH, body, headers, timeout=ANSWER_TIMEOUT)
                 except (OSError, http.client.HTTPException) as e:
                     self.ended_by = repr(e)
                     return
-                finally:
-                    if not self.persistent:
-                        connection.close()
-                        connection = None
-                self.statuses[response.status] += 1
-                if response.status == 200 and json.loads(content) == {"inserted": BATCH}:
+                self.statuses[answer.status] += 1
+                if answer.status == 200 and answer.json() == {"inserted": BATCH}:
                     self.acknowledged.extend(ids)
-                elif response.status == 503:
+                elif answer.status == 503:
                     time.sleep(0.02)
                 else:
-                    self.unexpected.append((response.status, content[:200]))
+                    self.unexpected.append((answer.status, answer.body[:200]))
         finally:
-            if connection is not None:
-                connection.close()
+            if kept is not None:
+                kept.close()
 
 
 def stored_ids(database_url) -> Counter:
-    with psycopg2.connect(database_url) as connection, connection.cursor() as cur:
-        cur.execute("select id, count(*) from game_events group by id")
-        counts = Counter(dict(cur.fetchall()))
-    connection.close()
-    return counts
+    return Counter(dict(query(database_url, "select id, count(*) from game_events group by id")))
+
+
+def loaded(clients, run) -> bool:
+    """Every client has had LOAD_BATCHES batches acknowledged (or the load cannot get there)."""
+    if not run.alive() or any(client.ended_by or client.failure for client in clients):
+        return True
+    return all(len(client.acknowledged) >= LOAD_BATCHES * BATCH for client in clients)
 
 
 def test_sigterm_under_load_exits_0_and_keeps_every_acknowledged_event(tmp_path, database_url,
                                                                         record_property):
     (tmp_path / "app.yaml").write_text(CONFIG)
     port = free_port()
-    log_path = tmp_path / "twistd.log"
     stop = threading.Event()
     clients = [Client(n, port, persistent=n % 2 == 0, stop=stop) for n in range(CLIENTS)]
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            TWISTD + ["-n", "--pidfile=", "attolytics", "-c", "app.yaml", "--db-url", database_url,
-                      "--listen", f"tcp:{port}:interface=127.0.0.1"],
-            cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
-        )
     exit_seconds = None
     try:
-        assert wait_until_served(port, process, 60) == (200, {"inserted": 0})
-        for client in clients:
-            client.start()
-        time.sleep(LOAD_SECONDS)
-        assert process.poll() is None, "twistd died under load"
-        acknowledged_before_sigterm = sum(len(client.acknowledged) for client in clients)
-        sigterm_at = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=EXIT_TIMEOUT)
-            exit_seconds = time.monotonic() - sigterm_at
-        except subprocess.TimeoutExpired:
-            pass
+        with serve(tmp_path, "-c", "app.yaml", "--db-url", database_url, "--listen", listen_on(port)) as run:
+            assert wait_until_served(port, run, 60) == (200, {"inserted": 0})
+            for client in clients:
+                client.start()
+            wait_until(lambda: loaded(clients, run), LOAD_WAIT,
+                       f"every client has {LOAD_BATCHES} batches acknowledged")
+            assert run.alive(), "twistd died under load"
+            acknowledged_before_sigterm = sum(len(client.acknowledged) for client in clients)
+            run.terminate()
+            # None when it did not exit in time (it is killed then).
+            exit_seconds = run.wait(EXIT_TIMEOUT)
     finally:
-        if process.poll() is None:
-            stop.set()
-            process.kill()
-            process.wait(timeout=10)
         # Once the process is gone the clients end on their own, with a connection error.
         for client in clients:
             if client.ident is not None:
                 client.join(timeout=CLIENT_DEADLINE)
         stop.set()
-    log = log_path.read_text(errors="replace")
+    log = run.output
 
     acknowledged = [i for client in clients for i in client.acknowledged]
     stored = stored_ids(database_url)
@@ -163,7 +155,7 @@ def test_sigterm_under_load_exits_0_and_keeps_every_acknowledged_event(tmp_path,
     record_property("ended_by", [client.ended_by for client in clients])
 
     assert exit_seconds is not None, f"twistd did not exit within {EXIT_TIMEOUT} s of SIGTERM:\n{log[-3000:]}"
-    assert process.returncode == 0, log[-3000:]
+    assert run.returncode == 0, log[-3000:]
     assert "received SIGTERM, shutting down" in log
     assert "Traceback" not in log, log[log.index("Traceback") - 500:][:4000]
     assert all(client.failure is None for client in clients), [client.failure for client in clients]

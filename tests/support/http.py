@@ -29,29 +29,60 @@ def exchange(port: int, method: str, path: str, body: bytes | None = None, heade
              timeout: float = ANSWER_TIMEOUT, host: str = "127.0.0.1") -> Answer:
     """One request on a fresh connection; `headers` are (name, value) pairs or a dict, sent as
     they are (no Accept-Encoding or User-Agent of the client's own)."""
-    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        connection.putrequest(method, path, skip_accept_encoding=True)
-        for name, value in pairs:
-            connection.putheader(name, value)
-        if body is not None:
-            connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body)
-        response = connection.getresponse()
-        content = response.read()
-        names = {}
-        for name, value in response.getheaders():
-            names.setdefault(name.lower(), value)
-        return Answer(response.status, names, content)
+        return _request(connection, method, path, body, headers)
     finally:
         connection.close()
 
 
-def post(port: int, path: str, body, timeout: float = 5) -> tuple[int, dict]:
+def _request(connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
+             headers) -> Answer:
+    """One request on `connection`, its answer read in full."""
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    connection.putrequest(method, path, skip_accept_encoding=True)
+    for name, value in pairs:
+        connection.putheader(name, value)
+    if body is not None:
+        connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders(body)
+    response = connection.getresponse()
+    content = response.read()
+    names = {}
+    for name, value in response.getheaders():
+        names.setdefault(name.lower(), value)
+    return Answer(response.status, names, content)
+
+
+class KeptAlive:
+    """One connection kept open for request after request (HTTP/1.1 keep-alive), as a browser
+    keeps one; exchange() opens a fresh one for each. A request that fails leaves it closed."""
+
+    def __init__(self, port: int, timeout: float = ANSWER_TIMEOUT, host: str = "127.0.0.1"):
+        self.connection = http.client.HTTPConnection(host, port, timeout=timeout)
+
+    def exchange(self, method: str, path: str, body: bytes | None = None, headers=()) -> Answer:
+        """As exchange(), on this connection."""
+        try:
+            return _request(self.connection, method, path, body, headers)
+        except BaseException:
+            self.connection.close()
+            raise
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def post(port: int, path: str, body, timeout: float = 5, host: str = "127.0.0.1") -> tuple[int, dict]:
     """POST `body` as JSON; (status, the answer's JSON)."""
     answer = exchange(port, "POST", path, json.dumps(body).encode(),
-                      {"Content-Type": "application/json"}, timeout=timeout)
+                      {"Content-Type": "application/json"}, timeout=timeout, host=host)
     return answer.status, answer.json()
 
 
@@ -113,3 +144,4 @@ def raw_exchange(port: int, request: bytes) -> bytes:
         except (BrokenPipeError, ConnectionResetError):
             pass
         return read_until_closed(s, 10)
+

@@ -3,6 +3,7 @@
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,9 +23,23 @@ def listen_on(port: int) -> str:
     return f"tcp:{port}:interface=127.0.0.1"
 
 
+def environment(changes=None) -> dict:
+    """The test's environment with `changes`: a name given None is left out."""
+    result = dict(os.environ)
+    for name, value in (changes or {}).items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = value
+    return result
+
+
 class Twistd:
     """A twistd process of a test, run in `cwd` (outside the repo, so only the installed plugin
-    is found); its output goes to a file, which a pipe left unread could not hold."""
+    is found); its output goes to a file, which a pipe left unread could not hold.
+
+    `env` adds to the test's environment; a name given None is taken out of it.
+    """
 
     def __init__(self, cwd, args, env=None, merge_output=True):
         self.cwd = Path(cwd)
@@ -34,7 +49,7 @@ class Twistd:
             self.process = subprocess.Popen(
                 TWISTD + list(args), cwd=cwd, stdout=out,
                 stderr=subprocess.STDOUT if merge_output else err,
-                env=dict(os.environ, **(env or {})),
+                env=environment(env),
             )
         self.terminated = False
 
@@ -113,13 +128,14 @@ def wait_until_answering(port: int, run: Twistd | None = None, seconds: float = 
 
 
 def wait_until_served(port: int, run: Twistd | None = None, seconds: float = READY_WAIT,
-                      path: str = "/apps/mygame/events/game_events", key: str = EXAMPLE_KEY):
+                      path: str = "/apps/mygame/events/game_events", key: str = EXAMPLE_KEY,
+                      host: str = "127.0.0.1"):
     """Poll until an empty POST gets an answer other than 503; return (status, body)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert run is None or run.alive(), f"twistd exited early with {run.returncode}:\n{run.output}"
         try:
-            status, body = post(port, path, {"secret_key": key, "events": []})
+            status, body = post(port, path, {"secret_key": key, "events": []}, host=host)
             if status != 503:
                 return status, body
         except OSError:
@@ -140,3 +156,39 @@ def wait_until_ready(port: int, run: Twistd, seconds: float = READY_WAIT) -> Non
             pass
         time.sleep(0.2)
     raise AssertionError(f"not ready within {seconds} s")
+
+
+# --- systemd's side of the notify protocol ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def notify_receiver(address):
+    """A datagram socket bound to `address` (a path, or "\\0name" in the abstract namespace), as
+    systemd listens on NOTIFY_SOCKET."""
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(address)
+        yield receiver
+    finally:
+        receiver.close()
+
+
+def receive_notification(receiver, seconds: float = READY_WAIT) -> str:
+    """The next datagram as text; fails the test when none comes within `seconds`."""
+    receiver.settimeout(seconds)
+    try:
+        return receiver.recv(4096).decode()
+    except socket.timeout:
+        raise AssertionError(f"no systemd notification within {seconds} s") from None
+
+
+def wait_for_notification(receiver, state: str, seconds: float = READY_WAIT) -> list[str]:
+    """Read notifications until one holds `state` as a line; return all received so far."""
+    deadline = time.monotonic() + seconds
+    seen = []
+    while state not in [line for message in seen for line in message.splitlines()]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{state} did not arrive; got {seen}")
+        seen.append(receive_notification(receiver, remaining))
+    return seen
