@@ -14,7 +14,7 @@ from attolytics.http.endpoint import HttpEndpointService
 from attolytics.http.routes import Routes
 from attolytics.http.site import AttolyticsSite
 from attolytics.metrics import Metrics
-from attolytics.shutdown import Deadline
+from attolytics.shutdown import Shutdown
 from attolytics.storage.database import DatabaseService
 from attolytics.storage.declarations import declared_types
 from attolytics.storage.embedded import EmbeddedPostgresService
@@ -29,20 +29,25 @@ class AttolyticsService(MultiService):
     """Starts its children in order; stops them in reverse order, one after the other (where
     MultiService would stop them all at once), all within the shutdown's deadline."""
 
-    def __init__(self, reactor, deadline: Deadline):
+    def __init__(self, reactor, shutdown: Shutdown):
         super().__init__()
         self.reactor = reactor
-        self.deadline = deadline
+        self.shutdown = shutdown
+
+    def startService(self):
+        self.shutdown.reset()
+        super().startService()
 
     def stopService(self):
         if not self.running:
             return succeed(None)
         systemd.notify("STOPPING=1")
         Service.stopService(self)
+        # Start-up still under way is abandoned at once; then each child stops in its turn.
+        self.shutdown.begin()
         return Deferred.fromCoroutine(self._stop_in_turn())
 
     async def _stop_in_turn(self) -> None:
-        self.deadline.start()
         for child in reversed(list(self)):
             await child.stopService()
         await deferLater(self.reactor, ANSWER_GRACE_SECONDS, lambda: None)
@@ -59,36 +64,38 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
     if endpoint is None:
         endpoint = serverFromString(reactor, config.listen)
     metrics = Metrics()
-    deadline = Deadline(reactor, config.shutdown_timeout)
+    shutdown = Shutdown(reactor, config.shutdown_timeout)
     routes = Routes(config, metrics)
     site = AttolyticsSite(routes.resource(), config.max_body_bytes, config.request_timeout,
                           routes.early_headers, metrics)
-    service = AttolyticsService(reactor, deadline)
-
+    service = AttolyticsService(reactor, shutdown)
     if config.database.url is None:
-        embedded = EmbeddedPostgresService(config.database.embedded_path, deadline)
+        embedded = EmbeddedPostgresService(config.database.embedded_path, shutdown)
         embedded.setName("embedded")
         embedded.setServiceParent(service)
         locate = embedded.url
     else:
         def locate():
             return succeed(config.database.url)
-
-    writer = WriterService(reactor, config.writer, deadline, metrics.writer_batch_rows.observe,
+    writer = WriterService(reactor, config.writer, shutdown, metrics.writer_batch_rows.observe,
                            make=writer_factory)
 
     def ready(pool, tables) -> None:
         routes.serve(tables, writer.start_writing(pool))
 
-    database = DatabaseService(config, types, reactor, locate, ready, on_fatal)
-    http = HttpEndpointService(endpoint, config.listen, site, deadline, on_fatal)
-    # twistd starts services before the reactor runs; a stop request that follows READY at once
-    # needs the reactor's signal handling in place.
-    http.listening.addCallback(lambda _: reactor.callWhenRunning(systemd.notify, "READY=1"))
-    for name, child in (("database", database), ("writer", writer), ("http", http)):
+    def listening(port) -> None:
+        # twistd starts services before the reactor runs; a stop request that follows READY at
+        # once needs the reactor's signal handling in place.
+        reactor.callWhenRunning(systemd.notify, "READY=1")
+
+    children = {
+        "database": DatabaseService(config, types, reactor, shutdown, locate, ready, on_fatal),
+        "writer": writer,
+        "http": HttpEndpointService(endpoint, config.listen, site, shutdown, listening, on_fatal),
+    }
+    for name, child in children.items():
         child.setName(name)
         child.setServiceParent(service)
-
     metrics.writer_queue_rows.set_function(lambda: writer.writer.queued_rows if writer.writer else 0)
     metrics.database_ready.set_function(lambda: 1 if routes.ready else 0)
     return service

@@ -1,30 +1,47 @@
-"""The one deadline of a shutdown, shared by the services that stop in turn, and the waits
-bounded by it."""
+"""The shutdown of the service, shared by the services that stop in turn: whether it began, the
+one deadline all its steps keep, and the waits bounded by it."""
 
 from twisted.internet.defer import Deferred, DeferredList
 
 
-class Deadline:
-    """The moment by which shutdown must be done: `seconds` after it begins."""
+class Shutdown:
+    """Begins when the service starts to stop, and must be done `seconds` later."""
 
     def __init__(self, reactor, seconds: float):
         self.reactor = reactor
         self.seconds = seconds
-        self.at = None
+        self.deadline = None
+        self._on_begin = []
 
-    def start(self) -> None:
-        """Shutdown begins now (once; later calls change nothing)."""
-        if self.at is None:
-            self.at = self.reactor.seconds() + self.seconds
+    @property
+    def begun(self) -> bool:
+        """Whether the service has started to stop (since it last started)."""
+        return self.deadline is not None
+
+    def on_begin(self, callback) -> None:
+        """Call `callback()` as soon as a shutdown begins: work that must not go on, stops."""
+        self._on_begin.append(callback)
+
+    def begin(self) -> None:
+        """The shutdown begins now (once; later calls change nothing)."""
+        if self.deadline is None:
+            self.deadline = self.reactor.seconds() + self.seconds
+            for callback in self._on_begin:
+                callback()
+
+    def reset(self) -> None:
+        """The service starts (again): no shutdown has begun."""
+        self.deadline = None
 
     async def within(self, waiting: Deferred) -> bool:
         """Wait for `waiting` until the deadline; False if time ran out first.
 
         `waiting` is not cancelled when time runs out: pass a shielded() one to keep it going.
         """
-        self.start()
+        self.begin()
         sleep = Deferred()
-        call = self.reactor.callLater(max(0.0, self.at - self.reactor.seconds()), sleep.callback, None)
+        delay = max(0.0, self.deadline - self.reactor.seconds())
+        call = self.reactor.callLater(delay, sleep.callback, None)
         _, first = await DeferredList([waiting, sleep], fireOnOneCallback=True, consumeErrors=True)
         if call.active():
             call.cancel()

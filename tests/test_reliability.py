@@ -6,7 +6,10 @@ import time
 
 import pytest
 import pytest_twisted
+from psycopg2.extensions import make_dsn, parse_dsn
+from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, ensureDeferred
+from twisted.internet.protocol import ClientCreator, Factory, Protocol
 from twisted.internet.threads import deferToThread
 
 from support.configs import GAME_CONFIG, SECRET
@@ -188,6 +191,141 @@ async def test_many_idle_connections_do_not_starve_active_ones(start, sql):
 
 
 # Stopping
+
+
+def waiting_for_a_lock(database_url, statement: str) -> bool:
+    """Whether a statement of the service that begins with `statement` waits for a lock now."""
+    return query(database_url, "select count(*) from pg_stat_activity where datname = current_database()"
+                               " and wait_event_type = 'Lock' and starts_with(query, %s)", (statement,))[0][0] > 0
+
+
+def service_connections(database_url) -> int:
+    """Connections to the test database other than the test's own."""
+    return query(database_url, "select count(*) from pg_stat_activity where datname = current_database()"
+                               " and pid <> pg_backend_pid() and backend_type = 'client backend'")[0][0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stop_during_start_up_abandons_it(start, sql, database_url):
+    sql("create table hits (id bigint not null, n integer)")
+    sql("begin")
+    sql("lock table hits in access exclusive mode")  # start-up's CREATE INDEX waits on this lock
+    running = await start(IDS_CONFIG.replace("type: i64, required: true", "type: i64, required: true, indexed: true"),
+                          wait=False)
+    await wait_for(lambda: waiting_for_a_lock(database_url, "CREATE INDEX"), what="start-up waiting for the lock")
+    await running.stop()
+    sql("commit")
+    # Start-up went no further once the stop began: the service never became ready, and its
+    # connections are closed.
+    await wait_for(lambda: service_connections(database_url) == 1, what="only the sql fixture's connection left")
+    assert running.writer is None and running.fatal == []
+    assert (await running.service.getServiceNamed("database").starting) is None
+
+
+class HeldProxy(Protocol):
+    """One connection to a PostgreSQL whose bytes are held until the test releases them: a
+    connect the service cannot hurry."""
+
+    def __init__(self, proxy):
+        self.proxy = proxy
+        self.held = []
+        self.peer = None
+
+    def connectionMade(self):
+        self.proxy.open.add(self)
+        if self.proxy.released:
+            self.forward()
+
+    def dataReceived(self, data):
+        if self.peer is None:
+            self.held.append(data)
+        else:
+            self.peer.transport.write(data)
+
+    def forward(self):
+        server = self
+
+        class ToPostgres(Protocol):
+            def connectionMade(self):
+                server.peer = self
+                for data in server.held:
+                    self.transport.write(data)
+
+            def dataReceived(self, data):
+                server.transport.write(data)
+
+            def connectionLost(self, reason):
+                server.transport.loseConnection()
+
+        ClientCreator(reactor, ToPostgres).connectUNIX(self.proxy.socket_path)
+
+    def connectionLost(self, reason):
+        self.proxy.open.discard(self)
+        if self.peer is not None:
+            self.peer.transport.loseConnection()
+
+
+class HeldConnections(Factory):
+    """A TCP port in front of the test database that holds every connection until release()."""
+
+    def __init__(self, database_url):
+        params = parse_dsn(database_url)
+        self.socket_path = f"{params['host']}/.s.PGSQL.{params.get('port', 5432)}"
+        self.released = False
+        self.open = set()
+        self.port = reactor.listenTCP(0, self, interface="127.0.0.1")
+        self.url = make_dsn(database_url, host="127.0.0.1", port=self.port.getHost().port)
+
+    def buildProtocol(self, addr):
+        return HeldProxy(self)
+
+    def release(self):
+        self.released = True
+        for connection in list(self.open):
+            connection.forward()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connect_that_completes_after_the_stop_is_closed(start, database_url):
+    proxy = HeldConnections(database_url)
+    try:
+        running = await start(GAME_CONFIG, url=proxy.url, wait=False)
+        await wait_for(lambda: proxy.open, what="the service connecting")
+        await running.stop()
+        proxy.release()
+        # The connect completes now, after the stop: its connection is closed at once.
+        await wait_for(lambda: not proxy.open, what="the late connection closed")
+        assert running.writer is None and running.fatal == []
+    finally:
+        await proxy.port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stop_while_the_database_is_down_never_starts_up_later(start, own_postgres):
+    own_postgres.count("create table hits (id text)")  # does not fit IDS_CONFIG: start-up would fail
+    await own_postgres.kill()
+    running = await start(IDS_CONFIG + "shutdown_timeout: 3\n", url=own_postgres.url, wait=False)
+    assert (await running.client.post_events("app", "hits", [{"id": 1}])).status == 503
+    # A request that never arrives whole keeps the shutdown waiting its 3 s...
+    slow = socket.create_connection(("127.0.0.1", running.port))
+    slow.sendall(b"POST /apps/app/events/hits HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+    in_flight = running.service.getServiceNamed("http").site.in_flight.requests
+    try:
+        await wait_for(lambda: in_flight, what="the slow request in flight")
+        stopping = running.stop()
+        # ...while PostgreSQL is back, with a table that does not fit.
+        await own_postgres.start()
+        await stopping
+    finally:
+        slow.close()
+    # Start-up was abandoned when the stop began: it did not try again, so no problem was found
+    # (which would end the process with status 1) and nothing was created.
+    assert running.fatal == []
+    assert own_postgres.count("select to_regclass('hits_id_idx'), count(*) from pg_stat_activity"
+                              " where datname = current_database() and pid <> pg_backend_pid()"
+                              " and backend_type = 'client backend'") == [(None, 0)]
+
+
 
 
 def insert_waits_for_a_lock(database_url) -> bool:

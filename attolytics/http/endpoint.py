@@ -5,7 +5,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 
 from attolytics.logs import logger
-from attolytics.shutdown import Deadline
+from attolytics.shutdown import Shutdown
 
 log = logger(__name__)
 
@@ -13,18 +13,17 @@ log = logger(__name__)
 class HttpEndpointService(Service):
     """Serves `site` on `endpoint` (an IStreamServerEndpoint); `description` names it in messages.
 
-    `listening` fires with the port once it is open; `on_fatal(message)` is called when it
-    cannot be opened.
+    `on_listening(port)` is called once the port is open, `on_fatal(message)` when it cannot be.
     """
 
-    def __init__(self, endpoint, description: str, site, deadline: Deadline, on_fatal):
+    def __init__(self, endpoint, description: str, site, shutdown: Shutdown, on_listening, on_fatal):
         self.endpoint = endpoint
         self.description = description
         self.site = site
-        self.deadline = deadline
+        self.shutdown = shutdown
+        self.on_listening = on_listening
         self.on_fatal = on_fatal
         self.port = None
-        self.listening = Deferred()
 
     def startService(self):
         super().startService()
@@ -33,7 +32,7 @@ class HttpEndpointService(Service):
     def _listening(self, port) -> None:
         self.port = port
         log.info("listening on {address}", address=port.getHost())
-        self.listening.callback(port)
+        self.on_listening(port)
 
     def _cannot_listen(self, failure) -> None:
         self.on_fatal(f"cannot listen on {self.description}: {failure.getErrorMessage()}")
@@ -45,6 +44,6 @@ class HttpEndpointService(Service):
     async def _stop(self) -> None:
         if self.port is not None:
             await self.port.stopListening()
-        if not await self.deadline.within(self.site.in_flight.idle()):
+        if not await self.shutdown.within(self.site.in_flight.idle()):
             log.warn("stopping with {count} requests still unanswered",
                      count=len(self.site.in_flight.requests))

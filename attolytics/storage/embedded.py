@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
 from attolytics.logs import logger
-from attolytics.shutdown import Deadline, shielded
+from attolytics.shutdown import Shutdown, shielded
 
 log = logger(__name__)
 
@@ -63,9 +63,9 @@ class EmbeddedPostgresService(Service):
     """Starts the embedded PostgreSQL (in a thread: it takes seconds) and stops it at shutdown,
     if this process started it."""
 
-    def __init__(self, path: str, deadline: Deadline):
+    def __init__(self, path: str, shutdown: Shutdown):
         self.server = EmbeddedPostgres(path)
-        self.deadline = deadline
+        self.shutdown = shutdown
         self._started = None
 
     def startService(self):
@@ -74,7 +74,8 @@ class EmbeddedPostgresService(Service):
         self._started.addCallbacks(self._running, self._failed)
 
     def _running(self, url: str) -> str:
-        log.info("embedded PostgreSQL is running; connect with: psql '{url}'", url=url)
+        if not self.shutdown.begun:  # else it is stopped as soon as it runs
+            log.info("embedded PostgreSQL is running; connect with: psql '{url}'", url=url)
         return url
 
     def _failed(self, failure):
@@ -98,7 +99,7 @@ class EmbeddedPostgresService(Service):
         if self._started is None:
             return
         # A server still starting is waited for, so that it is stopped rather than orphaned.
-        await self.deadline.within(shielded(self._started))
+        await self.shutdown.within(shielded(self._started))
         await deferToThread(self.server.stop)
         log.info("embedded PostgreSQL stopped")
 

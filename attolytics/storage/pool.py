@@ -116,8 +116,14 @@ class ConnectionPool:
         params = parse_dsn(self.dsn)
         options = {k: v for k, v in KEEPALIVES.items() if k not in params}
         options.update(await _resolved_address(params))
-        await self._bounded(connection, CONNECT_TIMEOUT, DatabaseUnavailable,
-                            connection.connect(self.dsn, **options))
+        try:
+            await self._bounded(connection, CONNECT_TIMEOUT, DatabaseUnavailable,
+                                connection.connect(self.dsn, **options))
+        except BaseException:
+            # Cancelled or failed, a connect under way would go on by itself and stay open.
+            if connection._connection is not None:
+                connection.close()
+            raise
         connection.on_lost = self._lost
         return connection
 

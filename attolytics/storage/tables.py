@@ -41,10 +41,18 @@ class Mismatch(SchemaError):
 
 @dataclass
 class Statement:
-    """A DDL statement of the plan, and what to log once it ran."""
+    """A DDL statement of the plan: what it makes, for the log once it ran."""
 
     sql: str
-    done: str
+    table: str
+    index: str | None = None
+
+    def log_done(self) -> None:
+        """Log that the statement ran."""
+        if self.index is None:
+            log.info("created table {table}", table=self.table)
+        else:
+            log.info("created index {index} on {table}", index=self.index, table=self.table)
 
 
 @dataclass
@@ -101,7 +109,7 @@ async def prepare_tables(db, config: Config, types: DeclaredTypes) -> dict[str, 
         raise plan.problems[0]
     for statement in plan.statements:
         await db.runOperation(statement.sql)
-        log.info(statement.done)
+        statement.log_done()
     for name in plan.created:
         plan.tables[name] = _describe(config, name, await _read(db, config, name))
     tables = {name: plan.tables[name] for name in config.table_names()}
@@ -116,8 +124,7 @@ async def _plan_declared(db, config: Config, declared: TableDecl, types: Declare
     table_types = types[declared.name]
     if found is None:
         plan.created.append(declared.name)
-        plan.statements.append(Statement(create_table_sql(declared, table_types),
-                                         f"created table {declared.name}"))
+        plan.statements.append(Statement(create_table_sql(declared, table_types), declared.name))
     else:
         mismatches = declared_mismatches(declared, table_types, found)
         if mismatches:
@@ -127,8 +134,7 @@ async def _plan_declared(db, config: Config, declared: TableDecl, types: Declare
             continue
         index = index_name(declared.name, column.name)
         if found is None or not await catalog.has_relation_beside(db, declared.name, index):
-            plan.statements.append(Statement(create_index_sql(declared, column),
-                                             f"created index {index} on {declared.name}"))
+            plan.statements.append(Statement(create_index_sql(declared, column), declared.name, index))
 
 
 async def _read(db, config: Config, name: str):

@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, succeed
 from attolytics.config import WriterSettings
 from attolytics.errors import DatabaseUnavailable, RowsRefused, WriterBusy
 from attolytics.logs import logger
-from attolytics.shutdown import Deadline
+from attolytics.shutdown import Shutdown
 from attolytics.storage.table import Table
 
 log = logger(__name__)
@@ -183,11 +183,11 @@ class WriterService(Service):
     """Owns the writer: made once the database is ready; at shutdown, what is queued is written
     before the pool closes, within the shutdown's deadline."""
 
-    def __init__(self, reactor, settings: WriterSettings, deadline: Deadline, batch_observer=None,
+    def __init__(self, reactor, settings: WriterSettings, shutdown: Shutdown, batch_observer=None,
                  make=Writer):
         self.reactor = reactor
         self.settings = settings
-        self.deadline = deadline
+        self.shutdown = shutdown
         self.batch_observer = batch_observer
         # Builds the writer from (pool, reactor, settings, batch_observer); the benchmark swaps
         # in its baselines.
@@ -204,7 +204,7 @@ class WriterService(Service):
         return Deferred.fromCoroutine(self._drain())
 
     async def _drain(self) -> None:
-        if self.writer is not None and not await self.deadline.within(self.writer.drain()):
+        if self.writer is not None and not await self.shutdown.within(self.writer.drain()):
             log.warn("stopping with {rows} rows not written; their requests get 503",
                      rows=self.writer.queued_rows)
 

@@ -41,8 +41,7 @@ async def start_service(config_text: str, database_url: str, wait: bool = True) 
     config = replace(config, listen="tcp:0:interface=127.0.0.1", database=DatabaseLocation(url=database_url))
     fatal = []
     service = attolytics_service(config, reactor, on_fatal=fatal.append)
-    service.startService()
-    await service.getServiceNamed("http").listening
+    service.startService()  # a TCP endpoint listens at once, so the port is known now
     if wait:
         await service.getServiceNamed("database").starting
     return Running(service, fatal)
