@@ -21,6 +21,10 @@ class Metrics:
         self.events_inserted = Counter(
             "attolytics_events_inserted", "Events committed.", ["app", "table"], registry=self.registry
         )
+        self.events_duplicate = Counter(
+            "attolytics_events_duplicate", "Events skipped because their id is stored already.",
+            ["app", "table"], registry=self.registry,
+        )
         self.events_rejected = Counter(
             "attolytics_events_rejected", "Events of requests that were refused.", ["app", "reason"],
             registry=self.registry,

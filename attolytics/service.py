@@ -16,7 +16,7 @@ from attolytics.http.site import AttolyticsSite
 from attolytics.metrics import Metrics
 from attolytics.shutdown import Shutdown
 from attolytics.storage.database import DatabaseService
-from attolytics.storage.declarations import declared_types
+from attolytics.storage.declarations import declared_types, uuid_ids
 from attolytics.storage.embedded import EmbeddedPostgresService
 from attolytics.storage.writer import Writer, WriterService
 
@@ -65,9 +65,9 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
         endpoint = serverFromString(reactor, config.listen)
     metrics = Metrics()
     shutdown = Shutdown(reactor, config.shutdown_timeout)
-    routes = Routes(config, metrics)
+    routes = Routes(config, metrics, _event_ids(config, uuid_ids(config, types)))
     site = AttolyticsSite(routes.resource(), config.max_body_bytes, config.request_timeout,
-                          routes.early_headers, metrics)
+                          routes.early_headers, metrics, reactor)
     service = AttolyticsService(reactor, shutdown)
     if config.database.url is None:
         embedded = EmbeddedPostgresService(config.database.embedded_path, shutdown)
@@ -99,3 +99,13 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
     metrics.writer_queue_rows.set_function(lambda: writer.writer.queued_rows if writer.writer else 0)
     metrics.database_ready.set_function(lambda: 1 if routes.ready else 0)
     return service
+
+
+def _event_ids(config: Config, ids: dict[str, str]) -> dict:
+    """App id -> event type -> the uuid id column of its table, for the browser client."""
+    found = {}
+    for app in config.apps.values():
+        columns = {type_id: ids[table] for type_id, table in app.event_types.items() if table in ids}
+        if columns:
+            found[app.app_id] = columns
+    return found

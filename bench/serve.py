@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # measure this 
 from attolytics.config import DatabaseLocation, parse_config  # noqa: E402
 from attolytics.http.site import AttolyticsSite  # noqa: E402
 from attolytics.logs import set_verbosity  # noqa: E402
+from attolytics.outcomes import Stored  # noqa: E402
 from attolytics.service import attolytics_service  # noqa: E402
 
 CONFIG_PATH = Path(__file__).with_name("bench.conf.yaml")
@@ -55,7 +56,7 @@ class PerEventWriter:
                     sql = f'INSERT INTO "{table.name}" ({columns}) VALUES ({placeholders})'
                     for row in rows:
                         await cursor.execute(sql, row)
-                return sum(len(rows) for _, rows in batches)
+                return Stored(sum(len(rows) for _, rows in batches))
 
             return Deferred.fromCoroutine(run())
 

@@ -30,7 +30,7 @@ create table analytics.everything (
     bdoc jsonb,
     ref uuid,
     created timestamptz not null default now(),
-    origin inet default '127.0.0.1',
+    origin cidr default '127.0.0.1',
     kind text not null default 'plain'
 )
 """

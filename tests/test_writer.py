@@ -9,7 +9,7 @@ from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.task import Clock
 
 from attolytics.config import WriterSettings, parse_config
-from attolytics.errors import DatabaseUnavailable, RowsRefused, WriterBusy
+from attolytics.outcomes import DatabaseUnavailable, RowsRefused, Stored, WriterBusy
 from attolytics.storage.declarations import declared_types
 from attolytics.storage.pool import ConnectionPool
 from attolytics.storage.tables import prepare_tables
@@ -58,7 +58,7 @@ async def test_requests_arriving_during_a_flush_share_the_next_transaction(db_an
     rest = [writer.insert(request(hits, n, n + 100)) for n in range(2, 12)]
     assert writer.queued_rows == 21
     results = await DeferredList([first] + rest, fireOnOneErrback=True)
-    assert [count for _, count in results] == [1] + [2] * 10
+    assert [stored for _, stored in results] == [Stored(1)] + [Stored(2)] * 10
     assert sql("select count(*) from hits")[0][0] == 21
     assert transactions(sql) == 2
     assert writer.queued_rows == 0
@@ -82,7 +82,7 @@ async def test_a_large_request_is_never_split_across_transactions(db_and_table, 
     writer = Writer(db, reactor, WriterSettings(max_batch_rows=100))
     first = writer.insert(request(hits, *range(250)))
     second = writer.insert(request(hits, *range(30)))
-    assert await first == 250 and await second == 30
+    assert await first == Stored(250) and await second == Stored(30)
     assert sql("select count(distinct xmin::text) from hits where n >= 30")[0][0] == 1
     assert transactions(sql) == 2
 
@@ -96,8 +96,8 @@ async def test_a_request_refused_by_postgres_fails_alone(db_and_table, sql):
     bad = writer.insert(request(hits, 3, -1))  # violates the check constraint
     good_after = writer.insert(request(hits, 4))
     await blocker
-    assert await good_before == 2
-    assert await good_after == 1
+    assert await good_before == Stored(2)
+    assert await good_after == Stored(1)
     with pytest.raises(RowsRefused) as refused:
         await bad
     assert "positive" in str(refused.value)
@@ -125,7 +125,7 @@ async def test_the_queue_cap_refuses_new_rows_and_frees_up(db_and_table, sql):
         writer.insert(request(hits, 99))
     await DeferredList(accepted, fireOnOneErrback=True)
     assert writer.queued_rows == 0
-    assert await writer.insert(request(hits, 99)) == 1
+    assert await writer.insert(request(hits, 99)) == Stored(1)
     assert sql("select count(*) from hits")[0][0] == 11
 
 
@@ -152,7 +152,7 @@ async def test_a_full_batch_does_not_wait_for_the_delay(db_and_table, sql):
     writer = Writer(db, clock, WriterSettings(max_delay_ms=10_000, max_batch_rows=4))
     small = writer.insert(request(hits, 1))
     big = writer.insert(request(hits, 2, 3, 4))
-    assert await small == 1 and await big == 3  # no clock.advance needed
+    assert await small == Stored(1) and await big == Stored(3)  # no clock.advance needed
 
 
 @pytest_twisted.ensureDeferred
@@ -196,7 +196,7 @@ async def test_a_trigger_refusing_one_request_fails_only_that_request(db_and_tab
     good = writer.insert(request(hits, 1))
     bad = writer.insert(request(hits, 2, 13))
     await blocker
-    assert await good == 1
+    assert await good == Stored(1)
     with pytest.raises(RowsRefused) as refused:
         await bad
     assert "thirteen is unlucky" in str(refused.value)

@@ -11,13 +11,15 @@ from attolytics.config.yaml_tree import Node, describe
 _ORIGIN_KEY = "access_control_allow_origin"
 
 
-def parse_apps(node: Node) -> dict[str, App]:
+def parse_apps(node: Node, declared_tables) -> tuple[dict[str, App], dict[str, tuple[str, ...]]]:
     """Both forms: a list of apps (app_id, app_secret_key, event_types), or a map from app id to
-    app (secret_key or secret_keys, tables)."""
+    app (secret_key or secret_keys, tables). Also, per table, the columns by which the list
+    form's skip_duplicates recognises a duplicate."""
     by_id: dict[str, App] = {}
+    skip_duplicates: dict[str, tuple[str, ...]] = {}
     if isinstance(node.value, list):
         for item in node.items():
-            app = _list_form_app(item)
+            app = _list_form_app(item, declared_tables, skip_duplicates)
             if app.app_id in by_id:
                 raise item.error(f"duplicate app id {app.app_id!r}")
             by_id[app.app_id] = app
@@ -30,26 +32,52 @@ def parse_apps(node: Node) -> dict[str, App]:
         raise node.error(f"expected a list or a mapping of apps, got {describe(node.value)}")
     if not by_id:
         raise node.error("no apps configured; add at least one")
-    return by_id
+    return by_id, skip_duplicates
 
 
-def _list_form_app(node: Node) -> App:
+def _list_form_app(node: Node, declared_tables, skip_duplicates: dict) -> App:
     keys = node.mapping(
         {"app_id", "app_secret_key", "event_types", _ORIGIN_KEY}, {"app_id", "app_secret_key"}
     )
     event_types: dict[str, str] = {}
     for item in keys["event_types"].items() if "event_types" in keys else []:
-        fields = item.mapping({"event_type_id", "table"}, {"event_type_id"})
+        fields = item.mapping({"event_type_id", "table", "skip_duplicates"}, {"event_type_id"})
         type_id = fields["event_type_id"].string()
         if type_id in event_types:
             raise fields["event_type_id"].error(f"duplicate event type {type_id!r}")
         event_types[type_id] = fields["table"].string() if "table" in fields else type_id
+        if "skip_duplicates" in fields:
+            _duplicate_key(fields["skip_duplicates"], event_types[type_id], declared_tables, skip_duplicates)
     return App(
         app_id=_app_id(keys["app_id"]),
         secret_keys=(_secret(keys["app_secret_key"]),),
         event_types=event_types,
         allowed_origins=_origins(keys.get(_ORIGIN_KEY)),
     )
+
+
+def _duplicate_key(node: Node, table: str, declared_tables, skip_duplicates: dict) -> None:
+    """Record in `skip_duplicates` the columns a user-made table's duplicates are recognised by;
+    a table has one such key, whichever event types write to it."""
+    columns = _column_names(node)
+    if table in declared_tables:
+        raise node.error(f"table {table!r} is declared: mark its id column unique: true instead")
+    if skip_duplicates.setdefault(table, columns) != columns:
+        raise node.error(f"another event type of table {table!r} skips duplicates on "
+                         f"({', '.join(skip_duplicates[table])}); a table has one key")
+
+
+def _column_names(node: Node) -> tuple[str, ...]:
+    """A non-empty list of distinct column names."""
+    names = []
+    for item in node.items():
+        name = item.string()
+        if name in names:
+            raise item.error(f"column {name!r} is listed twice")
+        names.append(name)
+    if not names:
+        raise node.error("list the columns that identify an event, such as [id]")
+    return tuple(names)
 
 
 def _map_form_app(node: Node, app_id: Any) -> App:

@@ -1,5 +1,6 @@
 """Read the configuration file: the top-level keys, the database, the writer and the declared tables."""
 
+import ipaddress
 import os
 import re
 
@@ -20,7 +21,7 @@ from attolytics.config.model import (
 from attolytics.config.yaml_tree import Node, describe, read_yaml
 
 _TOP_LEVEL_KEYS = {"listen", "database", "database_url", "apps", "tables", "max_body_bytes", "writer",
-                   "request_timeout", "shutdown_timeout"}
+                   "request_timeout", "shutdown_timeout", "trusted_proxies"}
 
 
 def load_config(path: str) -> Config:
@@ -48,11 +49,14 @@ def parse_config(text: str, source: str) -> Config:
         database = DatabaseLocation(url=keys["database_url"].string())
     else:
         database = _database(keys.get("database"))
+    apps, skip_duplicates = parse_apps(keys["apps"], tables)
     return Config(
         path=source,
         database=database,
-        apps=parse_apps(keys["apps"]),
+        apps=apps,
         tables=tables,
+        skip_duplicates=skip_duplicates,
+        trusted_proxies=_networks(keys["trusted_proxies"]) if "trusted_proxies" in keys else (),
         listen=keys["listen"].string() if "listen" in keys else DEFAULT_LISTEN,
         max_body_bytes=(
             keys["max_body_bytes"].positive_int() if "max_body_bytes" in keys else DEFAULT_MAX_BODY_BYTES
@@ -65,6 +69,18 @@ def parse_config(text: str, source: str) -> Config:
             keys["shutdown_timeout"].seconds() if "shutdown_timeout" in keys else DEFAULT_SHUTDOWN_TIMEOUT
         ),
     )
+
+
+def _networks(node: Node) -> tuple:
+    """A list of addresses and networks (203.0.113.7, 10.0.0.0/8, ::1, fd00::/8)."""
+    networks = []
+    for item in node.items():
+        text = item.string()
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise item.error(f"{text!r} is not an IP address or network, such as 10.0.0.0/8") from None
+    return tuple(networks)
 
 
 def _writer(node: Node) -> WriterSettings:
@@ -144,25 +160,41 @@ def _tables(node: Node) -> dict[str, TableDecl]:
             if column.name in seen:
                 raise item.error(f"column {column.name!r} is declared twice")
             seen.add(column.name)
+        unique = [item for column, item in zip(columns, items) if column.unique]
+        if len(unique) > 1:
+            raise unique[1].error("one column of a table may be unique: the event's id")
         tables[name] = TableDecl(name=name, columns=tuple(columns))
     return tables
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", re.ASCII)
+SOURCES = ("received_at", "client_ip")
+_FLAGS = ("required", "indexed", "unique", "anonymize")
 
 
 def _column(node: Node) -> ColumnDecl:
-    keys = node.mapping({"name", "type", "required", "indexed", "header"}, {"name"})
-    header = None
+    keys = node.mapping({"name", "type", "header", "source", *_FLAGS}, {"name"})
+    flags = {flag: keys[flag].boolean() if flag in keys else False for flag in _FLAGS}
+    header = source = None
     if "header" in keys:
         header = keys["header"].string()
         if not _HEADER_NAME.fullmatch(header):
             raise keys["header"].error(f"{header!r} is not an HTTP header name")
+    if "source" in keys:
+        source = keys["source"].string()
+        if source not in SOURCES:
+            raise keys["source"].error(f"expected one of {', '.join(SOURCES)}, got {source!r}")
+        if header is not None:
+            raise keys["source"].error("a column is filled from a header or by the service, not both")
+    if flags["anonymize"] and source != "client_ip":
+        raise keys["anonymize"].error("only a column with source: client_ip can be anonymized")
+    if flags["unique"] and (header or source):
+        raise keys["unique"].error("an event's id comes from the event, not from a header or the service")
     return ColumnDecl(
         name=keys["name"].string(),
         type_name=keys["type"].string() if "type" in keys else "string",
-        required=keys["required"].boolean() if "required" in keys else False,
-        indexed=keys["indexed"].boolean() if "indexed" in keys else False,
         header=header,
+        source=source,
         key=node.path,
+        **flags,
     )

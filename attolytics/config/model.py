@@ -1,6 +1,7 @@
 """The configuration as the service uses it: frozen dataclasses, each default written once."""
 
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from typing import Mapping
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
@@ -24,8 +25,14 @@ class ColumnDecl:
     type_name: str = "string"
     required: bool = False
     indexed: bool = False
+    # The event's id: a unique index, and an event whose id is stored already is skipped.
+    unique: bool = False
     # The HTTP request header that fills this column instead of the event body.
     header: str | None = None
+    # Filled by the service instead of the event body: "received_at" or "client_ip".
+    source: str | None = None
+    # For source client_ip: keep only the network part of the address.
+    anonymize: bool = False
     # Where the column is declared (tables.t.columns[0]), for messages about it.
     key: str = field(default="", compare=False)
 
@@ -94,6 +101,10 @@ class Config:
     writer: WriterSettings = WriterSettings()
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    # table name -> the columns of a user-made table whose duplicates are skipped.
+    skip_duplicates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The proxies whose X-Forwarded-For is believed: addresses and networks.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
 
     def table_names(self) -> list[str]:
         """Every table the service writes to or declares, each once, in a stable order."""

@@ -5,15 +5,19 @@ The service hands it the tables (name -> Table) and the writer once the database
 uses them only through their methods, and knows nothing of SQL.
 """
 
+from datetime import datetime, timezone
+
 from twisted.internet.defer import Deferred
 
 from attolytics.config import App, Config
-from attolytics.errors import DatabaseUnavailable, EventRejected, RowsRefused, WriterBusy
 from attolytics.http import cors
 from attolytics.http.answers import ApiError, set_headers, unavailable, write_error, write_json
 from attolytics.http.auth import authenticated_events, bearer_token
 from attolytics.http.body import check_content_type, decoded_body, parse_json
+from attolytics.http.client_address import client_address, network_of
 from attolytics.logs import logger
+from attolytics.outcomes import DatabaseUnavailable, EventRejected, RowsRefused, Stored, WriterBusy
+from attolytics.request_values import CLIENT_IP, CLIENT_NETWORK, RECEIVED_AT
 
 log = logger(__name__)
 
@@ -34,15 +38,16 @@ class Intake:
         self.metrics = metrics
         self.tables = None
         self.writer = None
-        self._header_apps: dict[str, bool] = {}
+        # Per app, the request values its tables take: header names, received_at, ...
+        self._request_keys: dict[str, frozenset] = {}
 
     def serve(self, tables, writer) -> None:
         """Start storing events: `tables` maps table name to Table, `writer` stores rows."""
         self.tables = tables
         self.writer = writer
-        # Apps with a table filled partly from request headers: only they need them decoded.
-        self._header_apps = {
-            app.app_id: any(tables[t].uses_headers for t in app.event_types.values())
+        # Only what an app's tables take from the request is worked out for its requests.
+        self._request_keys = {
+            app.app_id: frozenset().union(*(tables[t].request_keys for t in app.event_types.values()))
             for app in self.config.apps.values()
         }
 
@@ -115,13 +120,14 @@ class Intake:
         events = authenticated_events(body, app, bearer_token(request))
         if self.tables is None:
             raise unavailable("the database is not ready yet; retry later")
-        headers = _header_values(request) if self._header_apps.get(app.app_id) else None
+        needed = self._request_keys.get(app.app_id)
+        values = self._request_values(request, needed) if needed else None
         batches: dict[str, tuple] = {}
         try:
             for index, event in enumerate(events):
                 type_id = event_type_id if event_type_id is not None else _routing_key(app, event, index)
                 table = self.tables[app.event_types[type_id]]
-                row = table.row(event, index, headers, ignore="_t" if event_type_id is None else None)
+                row = table.row(event, index, values, ignore="_t" if event_type_id is None else None)
                 batches.setdefault(table.name, (table, []))[1].append(row)
         except EventRejected as e:
             raise ApiError(e.status, e.message, event=e.index, field=e.field) from None
@@ -129,11 +135,19 @@ class Intake:
             raise ApiError(400, "an event is nested too deeply") from None
         return list(batches.values())
 
-    def _stored(self, inserted: int, request, app_id: str, batches) -> bytes:
-        """Count the committed events and answer 200."""
+    def _stored(self, stored: Stored, request, app_id: str, batches) -> bytes:
+        """Count the committed events and answer 200, with the duplicates skipped when the
+        request wrote to a table that skips them."""
+        skipped = stored.duplicates_by_table or {}
         for table, rows in batches:
-            self.metrics.child(self.metrics.events_inserted, app_id, table.name).inc(len(rows))
-        return write_json(request, 200, {"inserted": inserted})
+            duplicates = skipped.get(table.name, 0)
+            self.metrics.child(self.metrics.events_inserted, app_id, table.name).inc(len(rows) - duplicates)
+            if duplicates:
+                self.metrics.child(self.metrics.events_duplicate, app_id, table.name).inc(duplicates)
+        body = {"inserted": stored.inserted}
+        if stored.duplicates is not None:
+            body["duplicates"] = stored.duplicates
+        return write_json(request, 200, body)
 
     def _insert_failed(self, failure, request, app_id: str) -> bytes:
         """The JSON answer for rows the writer could not store."""
@@ -152,6 +166,19 @@ class Intake:
         if events and app_id in self.config.apps:
             reason = _REJECTION_REASONS.get(status, str(status))
             self.metrics.child(self.metrics.events_rejected, app_id, reason).inc(events)
+
+
+    def _request_values(self, request, needed: frozenset) -> dict:
+        """What the tables take from the request: its headers by lower-case name, the time it
+        arrived, the client's address and network."""
+        values = _header_values(request)
+        if RECEIVED_AT in needed:
+            values[RECEIVED_AT] = datetime.fromtimestamp(request.received_at, timezone.utc)
+        if CLIENT_IP in needed or CLIENT_NETWORK in needed:
+            address = client_address(request, self.config.trusted_proxies)
+            values[CLIENT_IP] = address
+            values[CLIENT_NETWORK] = network_of(address)
+        return values
 
 
 def _routing_key(app: App, event, index: int) -> str:

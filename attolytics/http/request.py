@@ -37,18 +37,22 @@ class LimitedRequest(server.Request):
     receive_timeout: float
     refused = False
     _received = 0
-    # What the request carries for the access log and the metrics: its route, once its line is
-    # in; how many events its body held, once read; when its first line arrived.
+    # What the request carries for the access log, the metrics and its rows: its route, once
+    # its line is in; how many events its body held, once read; when its first line arrived,
+    # for durations (monotonic) and as a moment (Unix seconds on the site's reactor clock).
     route: Route = OTHER
     events_received = 0
     started: float
+    received_at: float
 
     def __init__(self, channel, *args, **kwargs):
         super().__init__(channel, *args, **kwargs)
         self.started = time.monotonic()
+        site = getattr(channel, "site", None)
+        self.received_at = site.reactor.seconds() if site is not None else time.time()
         self._deadline = channel.callLater(self.receive_timeout, self._too_slow)
         # Kept here: twisted.web drops request.channel once the answer is finished.
-        self._tracker = getattr(getattr(channel, "site", None), "in_flight", None)
+        self._tracker = getattr(site, "in_flight", None)
         if self._tracker is not None:
             self._tracker.started(self)
 

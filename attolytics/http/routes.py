@@ -26,12 +26,13 @@ class Routes:
 
     app = Klein()
 
-    def __init__(self, config: Config, metrics):
+    def __init__(self, config: Config, metrics, event_ids: dict | None = None):
         self.config = config
         self.metrics = metrics
         self.intake = Intake(config, metrics)
         self._openapi = None
-        self._browser_client = BrowserClient(config.max_body_bytes)
+        # event_ids: app -> event type -> the uuid column the browser client fills (BrowserClient).
+        self._browser_client = BrowserClient(config.max_body_bytes, event_ids)
 
     def serve(self, tables, writer) -> None:
         """Start serving: `tables` maps table name to Table, `writer` stores rows."""

@@ -49,11 +49,12 @@ class AttolyticsSite(Site):
     protocol = JsonErrorsChannel
 
     def __init__(self, resource, max_body_bytes: int, receive_timeout: float, early_headers=None,
-                 metrics=None):
+                 metrics=None, reactor=None):
         super().__init__(
             resource,
             requestFactory=request_factory(max_body_bytes, receive_timeout, early_headers),
             timeout=receive_timeout,
+            reactor=reactor,
         )
         self.receive_timeout = receive_timeout
         self.in_flight = InFlight()

@@ -40,6 +40,16 @@ SELECT EXISTS (
 )
 """
 
+# The column sets of a table's unique indexes that ON CONFLICT can name: on columns, not
+# expressions, for every row (no WHERE), checked at once (not deferrable), usable.
+_UNIQUE_KEYS_SQL = """
+SELECT array(SELECT a.attname FROM unnest(i.indkey) AS k
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k)
+FROM pg_index i
+WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indimmediate AND i.indisvalid
+  AND i.indpred IS NULL AND i.indexprs IS NULL
+"""
+
 _INSERTABLE_KINDS = {"r", "p"}  # ordinary and partitioned tables
 
 
@@ -62,3 +72,8 @@ async def has_relation_beside(db, table: str, name: str) -> bool:
     """Whether a relation called `name` (an index, say) exists in the schema of `table`."""
     rows = await db.runQuery(_RELATION_BESIDE_SQL, (name, quote_table(table)))
     return bool(rows[0][0])
+
+
+async def unique_keys(db, table: str) -> list[frozenset[str]]:
+    """The column sets of `table` that a unique index or primary key makes an ON CONFLICT target."""
+    return [frozenset(columns) for (columns,) in await db.runQuery(_UNIQUE_KEYS_SQL, (quote_table(table),))]

@@ -18,9 +18,10 @@ def create_table_sql(table: TableDecl, types: Mapping[str, ColumnType]) -> str:
 
 
 def create_index_sql(table: TableDecl, column: ColumnDecl) -> str:
-    """The CREATE INDEX IF NOT EXISTS statement for an `indexed` column."""
+    """The CREATE [UNIQUE] INDEX IF NOT EXISTS statement for an `indexed` or `unique` column."""
+    kind, suffix = ("UNIQUE INDEX", "key") if column.unique else ("INDEX", "idx")
     return (
-        f"CREATE INDEX IF NOT EXISTS {quote_name(index_name(table.name, column.name))} "
+        f"CREATE {kind} IF NOT EXISTS {quote_name(index_name(table.name, column.name, suffix))} "
         f"ON {quote_table(table.name)} ({quote_name(column.name)})"
     )
 

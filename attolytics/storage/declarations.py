@@ -3,7 +3,7 @@
 from typing import Mapping
 
 from attolytics.config import ColumnDecl, Config, ConfigError
-from attolytics.storage.column_types import ColumnType, Text, for_declaration
+from attolytics.storage.column_types import ColumnType, Inet, Text, Timestamp, Uuid, for_declaration
 
 # table name -> column name -> type
 DeclaredTypes = Mapping[str, Mapping[str, ColumnType]]
@@ -29,4 +29,32 @@ def _column_type(config: Config, column: ColumnDecl) -> ColumnType:
     if column.header is not None and not isinstance(column_type, Text):
         raise ConfigError(f"{config.path}: {column.key}.header: a header fills only string columns, "
                           f"not {column_type.ddl}")
+    if column.source == "received_at" and not isinstance(column_type, Timestamp):
+        raise ConfigError(f"{config.path}: {column.key}.source: received_at fills only a timestamp "
+                          f"column, not {column_type.ddl}")
+    if column.source == "client_ip" and not _holds_an_address(column_type):
+        raise ConfigError(f"{config.path}: {column.key}.source: client_ip fills only an inet, text or "
+                          f"varchar column of at least {_LONGEST_ADDRESS} characters, not {column_type.ddl}")
     return column_type
+
+
+# The longest address text client_ip can give: an IPv6 address with an IPv4 part.
+_LONGEST_ADDRESS = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")
+
+
+def _holds_an_address(column_type: ColumnType) -> bool:
+    if isinstance(column_type, Inet):
+        return True
+    return (isinstance(column_type, Text) and column_type.typname != "bpchar"
+            and (column_type.max_length is None or column_type.max_length >= _LONGEST_ADDRESS))
+
+
+def uuid_ids(config: Config, types: DeclaredTypes) -> dict[str, str]:
+    """Table name -> its `unique` column, for the declared tables whose id is a uuid: a client
+    can make such an id itself."""
+    return {
+        table.name: column.name
+        for table in config.tables.values()
+        for column in table.columns
+        if column.unique and isinstance(types[table.name][column.name], Uuid)
+    }

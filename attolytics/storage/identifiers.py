@@ -15,14 +15,17 @@ def quote_table(name: str) -> str:
     return ".".join(quote_name(part) for part in name.split(".", 1))
 
 
-def index_name(table: str, column: str) -> str:
-    """A stable index name for an `indexed` column, within PostgreSQL's 63-byte limit.
+def index_name(table: str, column: str, suffix: str = "idx") -> str:
+    """A stable index name for an `indexed` column (suffix "idx") or a `unique` one ("key"),
+    within PostgreSQL's 63-byte limit.
 
     An index lives in its table's schema, so the schema is not part of the name.
     """
-    name = f"{table.split('.', 1)[-1]}_{column}_idx"
+    name = f"{table.split('.', 1)[-1]}_{column}_{suffix}"
     if len(name.encode()) <= _MAX_IDENTIFIER_BYTES:
         return name
-    digest = hashlib.sha1(f"{table}\0{column}".encode()).hexdigest()[:8]
+    # An `indexed` column's name is what it always was; a `unique` one's differs from it.
+    hashed = f"{table}\0{column}" + ("" if suffix == "idx" else f"\0{suffix}")
+    digest = hashlib.sha1(hashed.encode()).hexdigest()[:8]
     head = name.encode()[: _MAX_IDENTIFIER_BYTES - 9].decode(errors="ignore")
     return f"{head}_{digest}"

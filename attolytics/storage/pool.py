@@ -8,8 +8,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from txpostgres.txpostgres import Connection, RollbackFailed
 
-from attolytics.errors import DatabaseUnavailable
 from attolytics.logs import logger
+from attolytics.outcomes import DatabaseUnavailable
 
 log = logger(__name__)
 

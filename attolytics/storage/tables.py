@@ -7,6 +7,8 @@ nothing; prepare_tables() applies the plan when nothing stands in its way.
 
 from dataclasses import dataclass, field
 
+import psycopg2
+
 from attolytics.config import Config, TableDecl
 from attolytics.logs import logger
 from attolytics.storage import catalog
@@ -93,6 +95,8 @@ async def plan_tables(db, config: Config, types: DeclaredTypes) -> TablesPlan:
                     f"database and is not declared in the tables section"
                 )
             plan.tables[name] = _describe(config, name, found)
+            if name in config.skip_duplicates:
+                await _check_key(db, config, name)
         except SchemaError as e:
             plan.problems.append(e)
     return plan
@@ -108,7 +112,13 @@ async def prepare_tables(db, config: Config, types: DeclaredTypes) -> dict[str, 
     if plan.problems:
         raise plan.problems[0]
     for statement in plan.statements:
-        await db.runOperation(statement.sql)
+        try:
+            await db.runOperation(statement.sql)
+        except psycopg2.Error as e:
+            if e.pgcode is None:  # the connection, not the statement: start-up tries again
+                raise
+            raise SchemaError(f"{config.path}: table {statement.table!r}: {statement.sql} failed: "
+                              f"{str(e).strip()}") from None
         statement.log_done()
     for name in plan.created:
         plan.tables[name] = _describe(config, name, await _read(db, config, name))
@@ -130,11 +140,37 @@ async def _plan_declared(db, config: Config, declared: TableDecl, types: Declare
         if mismatches:
             plan.problems.append(Mismatch(config, declared.name, mismatches))
     for column in declared.columns:
-        if not column.indexed:
-            continue
-        index = index_name(declared.name, column.name)
-        if found is None or not await catalog.has_relation_beside(db, declared.name, index):
-            plan.statements.append(Statement(create_index_sql(declared, column), declared.name, index))
+        if column.unique:
+            await _plan_unique_index(db, config, declared, column, found, plan)
+        elif column.indexed:
+            index = index_name(declared.name, column.name)
+            if found is None or not await catalog.has_relation_beside(db, declared.name, index):
+                plan.statements.append(Statement(create_index_sql(declared, column), declared.name, index))
+
+
+async def _plan_unique_index(db, config: Config, declared: TableDecl, column, found, plan: TablesPlan):
+    """A unique column needs a unique index on it alone: one that exists will do (a primary key,
+    say), else Attolytics makes <table>_<column>_key."""
+    index = index_name(declared.name, column.name, "key")
+    if found is not None and frozenset([column.name]) in await catalog.unique_keys(db, declared.name):
+        return
+    if found is not None and await catalog.has_relation_beside(db, declared.name, index):
+        plan.problems.append(SchemaError(
+            f"{config.path}: table {declared.name!r}: {index} exists but is not a unique index on "
+            f"({column.name}) alone, which skipping duplicates needs"))
+        return
+    plan.statements.append(Statement(create_index_sql(declared, column), declared.name, index))
+
+
+async def _check_key(db, config: Config, name: str) -> None:
+    """A user-made table that skips duplicates needs a unique index or primary key on exactly
+    the columns skip_duplicates names."""
+    key = config.skip_duplicates[name]
+    if frozenset(key) not in await catalog.unique_keys(db, name):
+        raise SchemaError(
+            f"{config.path}: table {name!r}: skip_duplicates ({', '.join(key)}) needs a unique index "
+            f"or primary key on exactly these columns, and the table has none; make one, such as "
+            f"CREATE UNIQUE INDEX ON {name} ({', '.join(key)})")
 
 
 async def _read(db, config: Config, name: str):
@@ -166,10 +202,25 @@ def _describe(config: Config, name: str, found: list) -> Table:
                 f"cannot be filled from JSON; give it a default or change its type"
             )
         else:
-            header = declared_columns[column.name].header if declared_columns else None
+            decl = declared_columns.get(column.name) if declared_columns else None
             columns.append(Column(column.name, column.sql_type, column_type, column.not_null,
-                                  column.has_default, header))
-    return Table(name, columns, fixed)
+                                  column.has_default, decl and decl.header, decl and decl.source,
+                                  bool(decl and decl.anonymize)))
+    key = _key(config, name, declared)
+    fillable = {c.name for c in columns if c.request_key is None}
+    for column in key:
+        if column not in fillable:
+            problem = "which events cannot fill" if column in fixed else "which the table does not have"
+            raise SchemaError(f"{config.path}: table {name!r}: skip_duplicates names column "
+                              f"{column!r}, {problem}")
+    return Table(name, columns, fixed, key)
+
+
+def _key(config: Config, name: str, declared: TableDecl | None) -> tuple[str, ...]:
+    """The columns that identify an event of the table: its unique column, or skip_duplicates."""
+    if declared is not None:
+        return tuple(c.name for c in declared.columns if c.unique)
+    return config.skip_duplicates.get(name, ())
 
 
 def _users_of(config: Config, table: str) -> str:

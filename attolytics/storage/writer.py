@@ -16,10 +16,10 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 
 from attolytics.config import WriterSettings
-from attolytics.errors import DatabaseUnavailable, RowsRefused, WriterBusy
 from attolytics.logs import logger
+from attolytics.outcomes import DatabaseUnavailable, RowsRefused, WriterBusy
 from attolytics.shutdown import Shutdown
-from attolytics.storage.table import Table
+from attolytics.storage.inserts import Batch
 
 log = logger(__name__)
 
@@ -73,8 +73,9 @@ class Writer:
         self._delayed = None
         self._idle_waiters: list[Deferred] = []
 
-    def insert(self, batches: list[tuple[Table, list[tuple]]], size: int = 0) -> Deferred:
-        """Queue one request's rows; fires with their count after the COMMIT that holds them all.
+    def insert(self, batches: list, size: int = 0) -> Deferred:
+        """Queue one request's rows, [(Table, rows)]; fires with a Stored after the COMMIT that
+        holds them all.
 
         `size` is the request body's length in bytes, for the memory bound. Fails with
         WriterBusy when the queue is full, RowsRefused when PostgreSQL refuses
@@ -155,28 +156,32 @@ class Writer:
                 waiter.callback(None)
 
     async def _write(self, requests: list[_Pending]) -> list:
-        """Write the requests; return for each its row count or the exception to answer with."""
+        """Write the requests; return for each what was stored, or the exception to answer with."""
+        batch = Batch([pending.batches for pending in requests])
         try:
             # One round trip: the statements of one query string run as one implicit
             # transaction, committed at its end (the connection is in autocommit mode).
-            await self.db.runOperation(*_statements_together(requests), timeout=self.flush_timeout)
+            if batch.reports:
+                stored = await self.db.runQuery(batch.sql, batch.params, timeout=self.flush_timeout)
+            else:
+                stored = await self.db.runOperation(batch.sql, batch.params, timeout=self.flush_timeout)
         except Exception as e:
             if not _is_data_error(e):
                 return [_unavailable(e)] * len(requests)
             if len(requests) == 1:
                 return [_refused(e)]
             return await self._write_isolated(requests)
-        return [pending.rows for pending in requests]
+        return batch.outcomes(stored or ())
 
     async def _write_isolated(self, requests: list[_Pending]) -> list:
         """Write again with a savepoint per request, so only the requests at fault fail."""
         log.debug("a batch of {count} requests failed; writing each on its own", count=len(requests))
-        refused: dict[int, RowsRefused] = {}
+        results: list = [None] * len(requests)
         try:
-            await self.db.runInteraction(_insert_each, requests, refused, timeout=self.flush_timeout)
+            await self.db.runInteraction(_insert_each, requests, results, timeout=self.flush_timeout)
         except Exception as e:
             return [_unavailable(e)] * len(requests)
-        return [refused.get(i, pending.rows) for i, pending in enumerate(requests)]
+        return results
 
 
 class WriterService(Service):
@@ -235,38 +240,20 @@ def _unavailable(error: Exception) -> Exception:
     return DatabaseUnavailable("the database did not confirm the write; the events may or may not be stored")
 
 
-def _merged(requests: list[_Pending]) -> dict:
-    """All rows of the requests, per table, in order: table name -> (Table, rows)."""
-    merged: dict[str, tuple[Table, list]] = {}
-    for pending in requests:
-        for table, rows in pending.batches:
-            merged.setdefault(table.name, (table, []))[1].extend(rows)
-    return merged
-
-
-def _statements_together(requests: list[_Pending]) -> tuple[str, tuple]:
-    """All rows of the requests as one query string of INSERTs, one per table, and its parameters."""
-    statements = [
-        statement
-        for table, rows in _merged(requests).values()
-        for statement in table.insert_statements(rows)
-    ]
-    return "; ".join(sql for sql, _ in statements), tuple(p for _, params in statements for p in params)
-
-
-def _insert_each(cursor, requests: list[_Pending], refused: dict) -> Deferred:
+def _insert_each(cursor, requests: list[_Pending], results: list) -> Deferred:
+    """Write each request within a savepoint of its own; set in `results` what became of it."""
     async def run():
         for index, pending in enumerate(requests):
+            batch = Batch([pending.batches])
             await cursor.execute("SAVEPOINT attolytics_request")
             try:
-                for table, rows in pending.batches:
-                    for sql, params in table.insert_statements(rows):
-                        await cursor.execute(sql, params)
+                await cursor.execute(batch.sql, batch.params)
+                results[index] = batch.outcomes(cursor.fetchall() if batch.reports else ())[0]
             except Exception as e:
                 if not _is_data_error(e):
                     raise
                 await cursor.execute("ROLLBACK TO SAVEPOINT attolytics_request")
-                refused[index] = _refused(e)
+                results[index] = _refused(e)
             else:
                 await cursor.execute("RELEASE SAVEPOINT attolytics_request")
 

@@ -8,6 +8,7 @@ created declared tables; the writer is a fake that records what it gets and stor
 
 import json
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyChannel
@@ -16,6 +17,7 @@ from attolytics.config import Config, parse_config
 from attolytics.http.routes import Routes
 from attolytics.http.site import AttolyticsSite
 from attolytics.metrics import Metrics
+from attolytics.outcomes import Stored
 from attolytics.storage.declarations import declared_types
 from attolytics.storage.table import Column, Table
 from support.http import Answer
@@ -36,7 +38,7 @@ class FakeWriter:
     def insert(self, batches, size: int = 0):
         self.inserts.append([(table.name, list(rows)) for table, rows in batches])
         self.sizes.append(size)
-        return succeed(sum(len(rows) for _, rows in batches))
+        return succeed(Stored(sum(len(rows) for _, rows in batches)))
 
     def drain(self):
         return succeed(None)
@@ -67,9 +69,10 @@ def declared_tables(config: Config) -> dict[str, Table]:
     return {
         name: Table(name, [
             Column(column.name, types[name][column.name].ddl, types[name][column.name],
-                   not_null=column.required, has_default=False, header=column.header)
+                   not_null=column.required, has_default=False, header=column.header,
+                   source=column.source, anonymize=column.anonymize)
             for column in config.tables[name].columns
-        ])
+        ], key=tuple(column.name for column in config.tables[name].columns if column.unique))
         for name in config.table_names()
     }
 
@@ -80,17 +83,20 @@ class InMemoryService:
     With `ready=False` the routes are never served, as before start-up has checked the tables.
     """
 
-    def __init__(self, config_text: str, ready: bool = True):
+    def __init__(self, config_text: str, ready: bool = True, peer: str = "192.168.1.1"):
         self.config = parse_config(config_text, "test.conf.yaml")
         self.metrics = Metrics()
+        # The site's clock: requests arrive at its time (received_at), which a test may set.
         self.clock = Clock()
+        self.peer = peer
         self.writer = FakeWriter()
         self.routes = Routes(self.config, self.metrics)
         if ready:
             self.tables = declared_tables(self.config)
             self.routes.serve(self.tables, self.writer)
         self.site = AttolyticsSite(self.routes.resource(), self.config.max_body_bytes,
-                                   self.config.request_timeout, self.routes.early_headers, self.metrics)
+                                   self.config.request_timeout, self.routes.early_headers, self.metrics,
+                                   reactor=self.clock)
 
     def request(self, method: str, path: str, body: bytes | None = None, headers=()) -> Answer:
         """One request, answered before this returns; `headers` are (name, value) pairs or a
@@ -98,7 +104,8 @@ class InMemoryService:
         pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
         if body is not None and not any(name.lower() == "content-length" for name, _ in pairs):
             pairs.append(("Content-Length", str(len(body))))
-        channel = DummyChannel()
+        address = IPv6Address("TCP", self.peer, 12344) if ":" in self.peer else IPv4Address("TCP", self.peer, 12344)
+        channel = DummyChannel(address)
         channel.site = channel.factory = self.site
         channel.callLater = self.clock.callLater
         request = self.site.requestFactory(channel, True)

@@ -12,8 +12,10 @@
 (function (global) {
   "use strict";
 
-  // Filled in by the service as it serves this file: its max_body_bytes.
+  // Filled in by the service as it serves this file: its max_body_bytes, and for each app the
+  // event types whose table has a uuid id column: {app: {event type: column}}.
   var MAX_BODY_BYTES = __MAX_BODY_BYTES__;
+  var EVENT_IDS = __EVENT_IDS__;
   // Browsers allow 64 KiB of beacon and keepalive bodies in flight at once; stay under it.
   var KEEPALIVE_BYTES = 60000;
   // A batch this size survives the page being closed while it is sent (keepalive).

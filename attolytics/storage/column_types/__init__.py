@@ -7,10 +7,10 @@ from attolytics.storage.column_types.base import ColumnType, Converter, Rejected
 from attolytics.storage.column_types.documents import Json
 from attolytics.storage.column_types.moments import Date, Timestamp
 from attolytics.storage.column_types.numbers import Boolean, Floating, Integer, Numeric
-from attolytics.storage.column_types.strings import Text, Uuid
+from attolytics.storage.column_types.strings import Inet, Text, Uuid
 
-__all__ = ["ColumnType", "Converter", "Rejected", "TYPE_ALIASES", "Text", "describe", "for_catalog",
-           "for_declaration"]
+__all__ = ["ColumnType", "Converter", "Inet", "Rejected", "TYPE_ALIASES", "Text", "Timestamp", "Uuid",
+           "describe", "for_catalog", "for_declaration"]
 
 # Short names a configuration may use, and the PostgreSQL type each one means. `timestamp`
 # here has a time zone; the type without one must be spelled out.
@@ -42,6 +42,7 @@ _TYPNAMES = {
     "json": "json",
     "jsonb": "jsonb",
     "uuid": "uuid",
+    "inet": "inet",
 }
 
 _TYPE_SYNTAX = re.compile(r"([a-z][a-z0-9 ]*?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?", re.ASCII)
@@ -77,6 +78,8 @@ def for_catalog(typname: str, typmod: int) -> ColumnType | None:
         return Json(binary=typname == "jsonb")
     if typname == "uuid":
         return Uuid()
+    if typname == "inet":
+        return Inet()
     return None
 
 

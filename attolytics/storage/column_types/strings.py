@@ -1,5 +1,6 @@
-"""Strings: text, varchar(n), char(n), and uuid."""
+"""Strings: text, varchar(n), char(n), uuid, and inet (an IP address)."""
 
+import ipaddress
 import re
 import uuid
 from typing import Any
@@ -75,3 +76,24 @@ class Uuid(ColumnType):
         return {"type": "string",
                 "pattern": f"^(?:{_UUID_SCHEMA_DIGITS}|\\{{{_UUID_SCHEMA_DIGITS}\\}})$",
                 "description": "32 hex digits, hyphens as in the standard form or none, braces optional."}
+
+
+class Inet(ColumnType):
+    """inet: an IPv4 or IPv6 address, with a network prefix or without."""
+
+    typname = "inet"
+    ddl = "inet"
+
+    @staticmethod
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise Rejected(f"expected an IP address string (inet), got {describe(value)}")
+        if "%" in value:  # a zone (fe80::1%eth0), which Python reads and PostgreSQL does not
+            raise Rejected(f"{value[:60]!r} is not an IP address PostgreSQL stores (no zone)")
+        try:
+            return str(ipaddress.ip_interface(value)) if "/" in value else str(ipaddress.ip_address(value))
+        except ValueError:
+            raise Rejected(f"{value[:60]!r} is not an IP address") from None
+
+    def json_schema(self) -> dict:
+        return {"type": "string", "description": "An IPv4 or IPv6 address, optionally with a /prefix."}

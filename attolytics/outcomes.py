@@ -1,5 +1,17 @@
-"""What both sides of the service must name: a refused event, refused rows, a busy writer, an
-unreachable database. The storage side raises them; the HTTP side turns them into answers."""
+"""How a request's events end, as both sides of the service name it: stored (with how many were
+duplicates), or refused (an event, the rows), or not written (a busy writer, no database). The
+storage side gives them; the HTTP side turns them into answers."""
+
+from typing import NamedTuple
+
+
+class Stored(NamedTuple):
+    """A request's events, committed: how many were inserted, and how many were skipped as
+    stored already (None when none of its tables skips duplicates), also by table name."""
+
+    inserted: int
+    duplicates: int | None = None
+    duplicates_by_table: dict | None = None
 
 
 class EventRejected(ValueError):

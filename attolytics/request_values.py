@@ -1,0 +1,7 @@
+"""The values a request gives the columns filled from it, named as both sides name them: each
+header under its lower-case name, and these keys for what the service fills (header names are
+tokens, which never hold a colon)."""
+
+RECEIVED_AT = ":received_at"  # when the request arrived, a UTC datetime
+CLIENT_IP = ":client_ip"  # the client's address, as text; None when unknown
+CLIENT_NETWORK = ":client_network"  # the same with its host part zeroed

@@ -1,0 +1,173 @@
+"""How the rows of several requests become one round trip of SQL, and what became of each request.
+
+Every table gets one INSERT per set of columns its rows leave to their DEFAULT, its rows
+travelling as one JSON parameter that PostgreSQL expands and casts with each column type's own
+input function. A table that skips duplicates inserts with ON CONFLICT DO NOTHING and says which
+of its rows it stored; a key repeated within the batch is sent once.
+"""
+
+from decimal import Decimal
+
+import orjson
+
+from attolytics.outcomes import Stored
+from attolytics.storage.identifiers import quote_name, quote_table
+from attolytics.storage.table import DEFAULT, Table
+
+_MAX_CACHED_STATEMENTS = 64
+# The column of a row's position among its statement's rows; quoted, so no column is called so.
+_POSITION = '"attolytics#row"'
+
+
+class Batch:
+    """The rows of `requests` (each a list of (Table, rows)) as SQL: `sql` and `params`, and
+    `reports`, true when the SQL's result says which rows were stored (see outcomes())."""
+
+    def __init__(self, requests: list[list[tuple[Table, list[tuple]]]]):
+        self._rows = [sum(len(rows) for _, rows in batches) for batches in requests]
+        # Per request: table name -> events skipped as duplicates; None for a request that
+        # writes to no table that skips them.
+        self._duplicates: list[dict | None] = [None] * len(requests)
+        # Per statement that reports: its table, and per row its request and whether it counts
+        # as stored whatever the result says (a key with a NULL cannot conflict).
+        self._keyed: list[tuple[str, list[int], list[bool]]] = []
+        plain, keyed, params, keyed_params = [], [], [], []
+        for table, owned in _merged(requests).items():
+            if table.key:
+                owned = self._distinct(table, owned)
+            for defaulted, group in _by_defaulted(table, owned).items():
+                rows = [row for _, row in group]
+                if table.key and not set(defaulted) & set(table.key_positions):
+                    keyed.append(_keyed_statement(table, defaulted, len(keyed)))
+                    keyed_params.append(_rows_json(rows))
+                    sure = [any(row[i] is None for i in table.key_positions) for row in rows]
+                    self._keyed.append((table.name, [owner for owner, _ in group], sure))
+                else:
+                    plain.append(_statement(table, defaulted))
+                    params.append(_rows_json(rows))
+        if keyed:
+            plain.append(_reporting(keyed))
+        self.sql = "; ".join(plain)
+        self.params = tuple(params + keyed_params)
+        self.reports = bool(keyed)
+
+    def outcomes(self, stored_rows=()) -> list[Stored]:
+        """What became of each request, given the SQL's result when it reports: (statement,
+        position) of each row its keyed statements stored."""
+        duplicates = [None if d is None else dict(d) for d in self._duplicates]
+        stored = {(statement, position) for statement, position in stored_rows}
+        for statement, (table, owners, sure) in enumerate(self._keyed):
+            for position, (owner, kept) in enumerate(zip(owners, sure), start=1):
+                if not kept and (statement, position) not in stored:
+                    duplicates[owner][table] = duplicates[owner].get(table, 0) + 1
+        return [Stored(rows, None) if d is None else Stored(rows - sum(d.values()), sum(d.values()), d)
+                for rows, d in zip(self._rows, duplicates)]
+
+    def _distinct(self, table: Table, owned: list) -> list:
+        """The rows whose key was not seen earlier in the batch; the others count as duplicates.
+        A key with a NULL or a DEFAULT in it identifies nothing, so its row is kept."""
+        seen, kept = set(), []
+        for owner, row in owned:
+            counts = self._duplicates[owner]
+            if counts is None:
+                counts = self._duplicates[owner] = {}
+            key = tuple(row[i] for i in table.key_positions)
+            if any(part is None or part is DEFAULT for part in key):
+                kept.append((owner, row))
+            elif key in seen:
+                counts[table.name] = counts.get(table.name, 0) + 1
+            else:
+                seen.add(key)
+                kept.append((owner, row))
+        return kept
+
+
+def _merged(requests) -> dict:
+    """All rows of the requests, per table, in order: Table -> [(request number, row)]."""
+    merged: dict[Table, list] = {}
+    for owner, batches in enumerate(requests):
+        for table, rows in batches:
+            merged.setdefault(table, []).extend((owner, row) for row in rows)
+    return merged
+
+
+def _by_defaulted(table: Table, owned: list) -> dict:
+    """The rows grouped by the positions of the columns they leave to their DEFAULT."""
+    if not table.defaultable:
+        return {(): owned}
+    groups: dict[tuple, list] = {}
+    for owner, row in owned:
+        defaulted = tuple(i for i in table.defaultable if row[i] is DEFAULT)
+        groups.setdefault(defaulted, []).append((owner, row))
+    return groups
+
+
+def _name(name: str) -> str:
+    """A quoted identifier for a statement with placeholders: psycopg2 reads % as one, even
+    inside a quoted identifier."""
+    return quote_name(name).replace("%", "%%")
+
+
+def _present(table: Table, defaulted: tuple) -> tuple[str, str]:
+    """The column list, and the casts of the JSON array `r` to those columns, of a statement."""
+    present = [(i, c) for i, c in enumerate(table.ordered) if i not in defaulted]
+    names = ", ".join(_name(c.name) for _, c in present)
+    values = ", ".join(f"(r->>{i})::pg_catalog.{_name(c.type.typname)} AS {_name(c.name)}"
+                       for i, c in present)
+    return names, values
+
+
+def _cached(table: Table, key: tuple, make) -> str:
+    cache = table.sql_cache
+    statement = cache.get(key)
+    if statement is None:
+        if len(cache) >= _MAX_CACHED_STATEMENTS:
+            cache.clear()  # clients choose which defaults they use: bound it
+        statement = cache[key] = make()
+    return statement
+
+
+def _statement(table: Table, defaulted: tuple) -> str:
+    """INSERT the rows of one JSON parameter."""
+    def make():
+        names, values = _present(table, defaulted)
+        return (f"INSERT INTO {quote_table(table.name).replace('%', '%%')} ({names}) SELECT {values} "
+                f"FROM json_array_elements(%s::json) AS r")
+    return _cached(table, ("plain", defaulted), make)
+
+
+def _keyed_statement(table: Table, defaulted: tuple, number: int) -> tuple[str, str]:
+    """Two CTEs, s<number> (the rows, numbered) and i<number> (the INSERT skipping rows whose key
+    is stored already, returning the key of each row it stored); and the SELECT of the position
+    of each stored row."""
+    def make():
+        names, values = _present(table, defaulted)
+        key = ", ".join(_name(name) for name in table.key)
+        rows, inserted = f"s{number}", f"i{number}"
+        ctes = (f"{rows} AS (SELECT {_POSITION}, {values} "
+                f"FROM json_array_elements(%s::json) WITH ORDINALITY AS a(r, {_POSITION})), "
+                f"{inserted} AS (INSERT INTO {quote_table(table.name).replace('%', '%%')} ({names}) "
+                f"SELECT {names} FROM {rows} ON CONFLICT ({key}) DO NOTHING RETURNING {key})")
+        join = f"SELECT {number}, {rows}.{_POSITION} FROM {rows} JOIN {inserted} USING ({key})"
+        return ctes, join
+    return _cached(table, ("keyed", defaulted, number), make)
+
+
+def _reporting(keyed: list[tuple[str, str]]) -> str:
+    """One statement of all keyed inserts, whose result is (statement, position) per stored row."""
+    ctes = ", ".join(cte for cte, _ in keyed)
+    return f"WITH {ctes} " + " UNION ALL ".join(join for _, join in keyed)
+
+
+def _rows_json(rows: list[tuple]) -> str:
+    # orjson writes datetimes and dates in ISO 8601 itself, with the offset when there is one.
+    return orjson.dumps(rows, default=_json_value).decode()
+
+
+def _json_value(value):
+    """Text for the values orjson cannot write itself; PostgreSQL reads each with its type's input."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if value is DEFAULT:
+        return None
+    raise TypeError(f"cannot send {type(value).__name__} to PostgreSQL")
