@@ -25,6 +25,14 @@ class Metrics:
             "attolytics_events_duplicate", "Events skipped because their id is stored already.",
             ["app", "table"], registry=self.registry,
         )
+        self.events_kept_rejected = Counter(
+            "attolytics_events_kept_rejected", "Events of refused requests kept in the rejected_events table.",
+            ["app"], registry=self.registry,
+        )
+        self.rejected_dropped = Counter(
+            "attolytics_rejected_events_dropped", "Events of refused requests that could not be kept.",
+            ["app"], registry=self.registry,
+        )
         self.events_rejected = Counter(
             "attolytics_events_rejected", "Events of requests that were refused.", ["app", "reason"],
             registry=self.registry,

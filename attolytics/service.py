@@ -78,10 +78,10 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
         def locate():
             return succeed(config.database.url)
     writer = WriterService(reactor, config.writer, shutdown, metrics.writer_batch_rows.observe,
-                           make=writer_factory)
+                           make=writer_factory, keep_refused=config.rejected_events is not None)
 
     def ready(pool, tables) -> None:
-        routes.serve(tables, writer.start_writing(pool))
+        routes.serve(tables, writer.start_writing(pool), writer.refused_writer)
 
     def listening(port) -> None:
         # twistd starts services before the reactor runs; a stop request that follows READY at

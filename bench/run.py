@@ -28,7 +28,9 @@ import psycopg2
 HERE = Path(__file__).resolve().parent
 SEED_EVENT = {"timestamp": 1554130213, "event_type": "game_end", "score": 42}
 SHAPES = (1, 10, 100)
-MODES = ("null", "per-event", "attolytics")
+MODES = ("null", "per-event", "attolytics", "attolytics-ids")
+# The table each mode writes to.
+TABLES = {"per-event": "game_events", "attolytics": "game_events", "attolytics-ids": "game_events_ids"}
 ROUTE = "/apps/bench/events/game_events"
 
 
@@ -44,9 +46,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def body_file(directory: Path, events: int) -> Path:
-    path = directory / f"body-{events}.json"
-    path.write_text(json.dumps({"secret_key": "bench-key", "events": [SEED_EVENT] * events}))
+def body_file(directory: Path, events: int, ids: bool = False) -> Path:
+    """A request body of `events` events; with `ids`, each has an id that post.lua makes new."""
+    path = directory / f"body-{events}{'-ids' if ids else ''}.json"
+    event = {"id": "%ID%", **SEED_EVENT} if ids else SEED_EVENT
+    path.write_text(json.dumps({"secret_key": "bench-key", "events": [event] * events}))
     return path
 
 
@@ -104,7 +108,8 @@ def _milliseconds(text: str) -> float:
 def run_wrk(port: int, body: Path, seconds: int, connections: int, rate_per_connection: float = 0,
             limit_per_thread: int = 0) -> dict:
     """Run wrk against the server; return requests, 200s, requests/s, p50 and p99 in ms."""
-    env = dict(os.environ, ATTOLYTICS_BENCH_LIMITED="1" if limit_per_thread else "0")
+    env = dict(os.environ, ATTOLYTICS_BENCH_LIMITED="1" if limit_per_thread else "0",
+               ATTOLYTICS_BENCH_IDS="1" if body.name.endswith("-ids.json") else "0")
     command = [
         "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s",
         "-s", str(HERE / "post.lua"), f"http://127.0.0.1:{port}{ROUTE}",
@@ -128,36 +133,38 @@ def run_wrk(port: int, body: Path, seconds: int, connections: int, rate_per_conn
     }
 
 
-def stored_rows(db_url: str) -> int:
+def stored_rows(db_url: str, table: str = "game_events") -> int:
     with psycopg2.connect(db_url) as connection, connection.cursor() as cur:
-        cur.execute("select count(*) from game_events")
+        cur.execute(f"select count(*) from {table}")
         return cur.fetchone()[0]
 
 
-def truncate(db_url: str) -> None:
+def truncate(db_url: str, table: str = "game_events") -> None:
     with psycopg2.connect(db_url) as connection, connection.cursor() as cur:
-        cur.execute("truncate game_events")
+        cur.execute(f"truncate {table}")
 
 
-def wait_until_stored(db_url: str, at_least: int, seconds: float = 30) -> int:
+def wait_until_stored(db_url: str, at_least: int, seconds: float = 30, table: str = "game_events") -> int:
     """Rows in the table once the writes in flight when wrk stopped have landed."""
     deadline = time.monotonic() + seconds
-    count = stored_rows(db_url)
+    count = stored_rows(db_url, table)
     while count < at_least and time.monotonic() < deadline:
         time.sleep(0.2)
-        count = stored_rows(db_url)
+        count = stored_rows(db_url, table)
     return count
 
 
 def measure(server: Server, db_url: str, bodies: dict, args) -> dict:
     results = {}
+    table = TABLES.get(server.mode)
     for events in SHAPES:
-        if server.mode != "null":
-            truncate(db_url)
-        r = run_wrk(server.port, bodies[events], args.duration, args.connections)
+        if table:
+            truncate(db_url, table)
+        body = bodies[events, server.mode == "attolytics-ids"]
+        r = run_wrk(server.port, body, args.duration, args.connections)
         r["events_per_s"] = r["rps"] * events
-        if server.mode != "null":
-            r["stored"] = wait_until_stored(db_url, r["ok"] * events)
+        if table:
+            r["stored"] = wait_until_stored(db_url, r["ok"] * events, table=table)
             r["acknowledged"] = r["ok"] * events
         results[events] = r
         say(f"  {server.mode:>10}  {events:>3} events/request: {r['events_per_s']:>10,.0f} events/s"
@@ -171,7 +178,7 @@ def paced_latency(server: Server, bodies: dict, maximum: dict, args) -> dict:
     results = {}
     for events in SHAPES:
         rate = maximum[events]["rps"] / 2
-        r = run_wrk(server.port, bodies[events], args.duration, args.connections,
+        r = run_wrk(server.port, bodies[events, False], args.duration, args.connections,
                     rate_per_connection=rate / args.connections)
         results[events] = r
         say(f"  half rate {events:>3} events/request: {r['rps'] * events:>10,.0f} events/s"
@@ -185,7 +192,7 @@ def memory_growth(server: Server, db_url: str, bodies: dict, rate: float, args) 
     before = server.rss_mib()
     # wrk stops sending at the limit but runs out its duration: size that to the measured rate.
     seconds = max(10, int(2 * 10_000 / rate) + 5)
-    r = run_wrk(server.port, bodies[100], seconds, args.connections, limit_per_thread=10_000)
+    r = run_wrk(server.port, bodies[100, False], seconds, args.connections, limit_per_thread=10_000)
     stored = wait_until_stored(db_url, r["ok"] * 100)
     after = server.rss_mib()
     return before, after, stored
@@ -207,7 +214,7 @@ def main() -> None:
         os.chmod(tmp, 0o755)  # the embedded server may run as another user
         pg = EmbeddedPostgres(str(tmp / "pgdata"))
         db_url = pg.start()
-        bodies = {events: body_file(tmp, events) for events in SHAPES}
+        bodies = {(events, ids): body_file(tmp, events, ids) for events in SHAPES for ids in (False, True)}
         say(f"wrk: 1 thread, {args.connections} connections, {args.duration} s a run; "
             f"{os.cpu_count()} cores; body = one game event repeated")
         try:
@@ -236,12 +243,23 @@ def report(results: dict, paced: dict, before: float, after: float) -> None:
         "| vs null | vs per-event | p50 ms | p99 ms | p99 ms at half rate | stored / acknowledged |")
     say("|---|---|---|---|---|---|---|---|---|---|")
     for events in SHAPES:
-        null, per_event, ours = (results[m][events] for m in MODES)
+        null, per_event, ours = (results[m][events] for m in MODES[:3])
         say(f"| {events} | {null['events_per_s']:,.0f} | {per_event['events_per_s']:,.0f} "
             f"| {ours['events_per_s']:,.0f} | {ours['events_per_s'] / null['events_per_s']:.2f} "
             f"| {ours['events_per_s'] / per_event['events_per_s']:.1f} | {ours['p50']:.2f} "
             f"| {ours['p99']:.2f} | {paced[events]['p99']:.2f} "
             f"| {ours['stored']:,} / {ours['acknowledged']:,} |")
+    say()
+    say("With a unique uuid id on every event (a fresh id each, made by wrk):")
+    say()
+    say("| events/request | attolytics ev/s | with ids ev/s | with ids vs without | p99 ms with ids "
+        "| stored / acknowledged |")
+    say("|---|---|---|---|---|---|")
+    for events in SHAPES:
+        ours, ids = results["attolytics"][events], results["attolytics-ids"][events]
+        say(f"| {events} | {ours['events_per_s']:,.0f} | {ids['events_per_s']:,.0f} "
+            f"| {ids['events_per_s'] / ours['events_per_s']:.2f} | {ids['p99']:.2f} "
+            f"| {ids['stored']:,} / {ids['acknowledged']:,} |")
     say()
     say("targets: 10 events/request >= 0.80 x null: "
         f"{results['attolytics'][10]['events_per_s'] / results['null'][10]['events_per_s']:.2f}; "

@@ -5,6 +5,7 @@
 - attolytics: the service as shipped (group commit).
 - per-event: the same service, but one INSERT per event and one transaction per request.
 - null: the same web stack (Site, body limit, Klein); parses the JSON and answers 200.
+- attolytics-ids: the service as shipped, on a table whose events carry a unique uuid id.
 """
 
 import argparse
@@ -34,6 +35,7 @@ from attolytics.outcomes import Stored  # noqa: E402
 from attolytics.service import attolytics_service  # noqa: E402
 
 CONFIG_PATH = Path(__file__).with_name("bench.conf.yaml")
+IDS_CONFIG_PATH = Path(__file__).with_name("bench-ids.conf.yaml")
 
 
 class PerEventWriter:
@@ -82,7 +84,7 @@ class NullAPI:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=["attolytics", "per-event", "null"], required=True)
+    parser.add_argument("--mode", choices=["attolytics", "attolytics-ids", "per-event", "null"], required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db-url")
     args = parser.parse_args()
@@ -92,7 +94,8 @@ def main() -> None:
         [FilteringLogObserver(textFileLogObserver(sys.stderr), [warnings_only])]
     )
     set_verbosity(-1)
-    config = parse_config(CONFIG_PATH.read_text(), str(CONFIG_PATH))
+    path = IDS_CONFIG_PATH if args.mode == "attolytics-ids" else CONFIG_PATH
+    config = parse_config(path.read_text(), str(path))
     if args.mode == "null":
         site = AttolyticsSite(NullAPI().app.resource(), config.max_body_bytes, config.request_timeout)
         reactor.listenTCP(args.port, site, interface="127.0.0.1")

@@ -2,9 +2,13 @@
 records events, and they arrive in PostgreSQL."""
 
 import gzip
+import json
 import os
+import re
 import shutil
 import tempfile
+import time
+import uuid
 
 import psycopg2
 import pytest
@@ -17,6 +21,7 @@ from twisted.web.static import Data
 
 from support.configs import GAME_CONFIG, SECRET, START
 from support.metrics import scrape, value
+from support.postgres import query
 from support.waiting import sleep, wait_for
 
 pytestmark = pytest.mark.browser
@@ -26,6 +31,27 @@ ROUTE = "/apps/{app}/events"
 # The game_events app, allowing only pages of another site than the tests' pages.
 FOREIGN_ONLY = GAME_CONFIG.replace(
     "    event_types:", "    access_control_allow_origin: https://elsewhere.example\n    event_types:")
+# The game_events table with an event id (a uuid column that skips duplicates), and a table
+# whose columns are no event id: a uuid not unique, a unique column not a uuid.
+IDS_CONFIG = f"""
+tables:
+  game_events:
+    columns:
+      - {{name: id, type: uuid, unique: true}}
+      - {{name: timestamp, type: i64, required: true}}
+      - {{name: event_type, type: string, required: true}}
+      - {{name: score, type: i64}}
+  visits:
+    columns:
+      - {{name: ref, type: uuid}}
+      - {{name: code, type: text, unique: true}}
+apps:
+  - app_id: mygame
+    app_secret_key: {SECRET}
+    event_types:
+      - event_type_id: game_events
+      - event_type_id: visits
+"""
 
 
 def _browser_paths():
@@ -126,6 +152,19 @@ async def requests_answered(running, status: str) -> float:
     return value(await scrape(running.client), "attolytics_requests_total", route=ROUTE, status=status)
 
 
+def ids(sql):
+    """(timestamp, event type, id) of every row, in the order of their timestamps."""
+    return sql("select timestamp, event_type, id::text from game_events order by timestamp")
+
+
+def uuid7_ms(text: str) -> int:
+    """The Unix milliseconds of a UUIDv7, after checking it is one, in its canonical form."""
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", text), text
+    value = uuid.UUID(text)
+    assert (value.version, value.variant) == (7, uuid.RFC_4122), text
+    return value.int >> 80
+
+
 def stored(sql, count):
     async def condition():
         """the rows arrive in PostgreSQL"""
@@ -166,6 +205,18 @@ async def test_script_is_gzipped_when_the_browser_accepts_it(game, accept, gzipp
     else:
         assert "content-encoding" not in answer.headers
         assert answer.body == plain.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_script_is_served_with_the_event_id_columns(start):
+    running = await start(IDS_CONFIG)
+    assert running.fatal == []
+    answer = await running.client.request("GET", "/attolytics.js")
+    [written] = re.findall(rb"var EVENT_IDS = (.*);", answer.body)
+    assert json.loads(written) == {"mygame": {"game_events": "id"}}
+    assert b"__EVENT_IDS__" not in answer.body
+    plain = await start(GAME_CONFIG)
+    assert b"var EVENT_IDS = {};" in (await plain.client.request("GET", "/attolytics.js")).body
 
 
 @pytest_twisted.ensureDeferred
@@ -448,3 +499,157 @@ async def test_a_beacon_from_a_page_the_app_does_not_allow_is_refused(start, pag
     await wait_for(refused)
     assert await requests_answered(running, "204") == 0, "a beacon needs no preflight"
     assert rows(sql) == []
+
+
+# Event ids: a uuid `unique` column
+
+
+@pytest_twisted.ensureDeferred
+async def test_tracked_events_get_uuid7_ids_in_order_and_an_id_the_page_set_is_kept(
+        start, pages, browser, sql):
+    running = await start(IDS_CONFIG)
+    own = str(uuid.uuid4())
+    page = pages.add("ids", page_with(running.client.base_url, f"""
+        var own = {{timestamp: 0, event_type: "own id", id: "{own}"}};
+        attolytics.track("game_events", own);
+        var plain = {{timestamp: 1, event_type: "tracked"}};
+        attolytics.track("game_events", plain);
+        for (var i = 2; i <= 30; i++) {{
+          attolytics.track("game_events", {{timestamp: i, event_type: "tracked"}});
+        }}
+        attolytics.track("game_events", {{timestamp: 31, event_type: "no id", id: null}});
+        attolytics.track("game_events", {{timestamp: 32, event_type: "undefined", id: undefined}});
+        attolytics.track("visits", {{code: "a"}});
+        window.untouched = own.id === "{own}" && !("id" in plain);
+        attolytics.flush();""", interval=100))
+    before = time.time() * 1000
+    await in_browser(browser.get, page)
+    after = time.time() * 1000
+    await wait_for(stored(sql, 33))
+    assert await in_browser(browser.execute_script, "return window.untouched") is True, \
+        "the page's own objects are not changed"
+    found = ids(sql)
+    assert found[0] == (0, "own id", own), "an id the page set is kept as it is"
+    assert found[31] == (31, "no id", None), "an id the page set to null stays null"
+    made = [id for _, _, id in found[1:31] + found[32:]]
+    assert len(set(made)) == 31
+    assert made == sorted(made), "ids increase in the order the page tracked"
+    for id in made:
+        assert before - 1000 <= uuid7_ms(id) <= after + 1000
+    assert sql("select ref, code from visits") == [(None, "a")], "visits has no event id"
+
+
+@pytest_twisted.ensureDeferred
+async def test_ids_increase_within_a_millisecond_and_when_the_clock_goes_back(start, pages, browser):
+    running = await start(IDS_CONFIG)
+    # Read as each event is tracked: nothing is sent before the script's task ends.
+    page = pages.add("clock", page_with_client(running.client.base_url, """
+        var made = [];
+        function track(n) {
+          for (var i = 0; i < n; i++) {
+            client.track("game_events", {timestamp: i, event_type: "x"});
+            made.push(client.queue[client.queue.length - 1].event.id);
+          }
+        }
+        var realNow = Date.now;
+        Date.now = function () { return 1700000000000; };
+        track(5000);  // more than the 4096 a 12-bit counter holds
+        Date.now = function () { return 1699999999000; };
+        track(10);
+        Date.now = function () { return 1700000001000; };
+        track(10);
+        Date.now = realNow;
+        window.made = made;""", interval=60000))
+    await in_browser(browser.get, page)
+    made = await in_browser(browser.execute_script, "return window.made")
+    assert len(made) == 5020 and len(set(made)) == 5020
+    assert made == sorted(made), "each id is greater than the one before"
+    stamps = [uuid7_ms(id) for id in made]
+    assert stamps[0] == 1700000000000
+    assert 1700000000001 <= stamps[4999] <= 1700000000002, "a used-up counter borrows the next millisecond"
+    assert stamps[5000:5010] == [stamps[4999]] * 10, "the clock going back does not take the ids back"
+    assert stamps[5010:] == [1700000001000] * 10
+    counters = [uuid.UUID(id).int >> 64 & 0xfff for id in made[5010:]]
+    assert counters[0] < 2048 and counters == list(range(counters[0], counters[0] + 10))
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_crypto_random_values_events_go_without_an_id(start, pages, browser, sql):
+    running = await start(IDS_CONFIG)
+    page = pages.add("nocrypto", page_with(running.client.base_url, """
+        delete Crypto.prototype.getRandomValues;  // as in a browser without it
+        attolytics.track("game_events", {timestamp: 1, event_type: "no id"});
+        attolytics.flush();""", interval=100))
+    await in_browser(browser.get, page)
+    await wait_for(stored(sql, 1))
+    assert ids(sql) == [(1, "no id", None)]
+
+
+# A page script: record each POST the client makes, its body, status and answer, in window.posts.
+RECORD_POSTS = """
+    window.posts = [];
+    var realFetch = window.fetch;
+    window.fetch = function (url, init) {
+      var post = {body: init.body};
+      posts.push(post);
+      return realFetch.apply(this, arguments).then(function (response) {
+        post.status = response.status;
+        response.clone().text().then(function (text) { post.answer = text; });
+        return response;
+      });
+    };
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batch_answered_503_of_unknown_outcome_and_resent_is_stored_once(
+        start, database_url, pages, browser, sql):
+    # The writer gives up on PostgreSQL after 1 s, answering 503 "may or may not be stored".
+    running = await start(IDS_CONFIG + "writer: {flush_timeout: 1}\n")
+    assert running.fatal == []
+
+    def waiting_inserts():
+        # From a connection of its own: pg_stat_activity stays as it was within a transaction.
+        return query(database_url, "select query from pg_stat_activity where datname = "
+                                   "current_database() and wait_event_type = 'Lock'")
+
+    # The table locked: the batch's INSERT reaches PostgreSQL and waits there.
+    sql("begin")
+    try:
+        sql("lock table game_events in access exclusive mode")
+        page = pages.add("unknown", page_with_client(running.client.base_url, RECORD_POSTS + """
+            client.track("game_events", {timestamp: 1, event_type: "start"});
+            client.track("game_events", {timestamp: 2, event_type: "level", score: 3});
+            client.track("game_events", {timestamp: 3, event_type: "end", score: 42});
+            client.flush();"""))
+        await in_browser(browser.get, page)
+
+        async def refused():
+            """the service answers 503"""
+            return await requests_answered(running, "503") >= 1
+        await wait_for(refused)
+        [(waiting,)] = waiting_inserts()
+        assert 'INSERT INTO "game_events"' in waiting, waiting
+    finally:
+        sql("commit")
+    # The lock gone, the INSERT the service gave up on commits: the 503 was of unknown outcome.
+    await wait_for(lambda: len(ids(sql)) == 3, what="the first send's rows are committed")
+    assert await requests_answered(running, "200") == 0, "the resend waits for Retry-After"
+
+    async def resent():
+        """the client sends the batch again after Retry-After (5 s)"""
+        return await requests_answered(running, "200") >= 1
+    await wait_for(resent, seconds=30)
+    await sleep(0.3)
+    posts = await in_browser(browser.execute_script, "return window.posts")
+    assert posts[0]["status"] == 503  # the writer's timeout, while its INSERT was waiting
+    assert posts[-1]["status"] == 200
+    assert json.loads(posts[-1]["answer"]) == {"inserted": 0, "duplicates": 3}
+    assert all(post["body"] == posts[0]["body"] for post in posts), "sent again unchanged"
+    assert await page_errors(browser) == [], "events stored already count as stored"
+    sent = [event["id"] for event in json.loads(posts[0]["body"])["events"]]
+    assert sql("select id::text, count(*) from game_events group by id order by id") == [
+        (id, 1) for id in sorted(sent)]
+    assert [row[:2] for row in ids(sql)] == [(1, "start"), (2, "level"), (3, "end")]
+    metrics = await scrape(running.client)
+    assert value(metrics, "attolytics_events_duplicate_total", app="mygame", table="game_events") == 3

@@ -11,6 +11,7 @@ from attolytics.config.model import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
+    REJECTED_EVENT_COLUMNS,
     ColumnDecl,
     Config,
     ConfigError,
@@ -21,7 +22,7 @@ from attolytics.config.model import (
 from attolytics.config.yaml_tree import Node, describe, read_yaml
 
 _TOP_LEVEL_KEYS = {"listen", "database", "database_url", "apps", "tables", "max_body_bytes", "writer",
-                   "request_timeout", "shutdown_timeout", "trusted_proxies"}
+                   "request_timeout", "shutdown_timeout", "trusted_proxies", "rejected_events"}
 
 
 def load_config(path: str) -> Config:
@@ -43,6 +44,7 @@ def parse_config(text: str, source: str) -> Config:
     """
     keys = read_yaml(text, source).mapping(_TOP_LEVEL_KEYS, {"apps"})
     tables = _tables(keys["tables"]) if "tables" in keys else {}
+    rejected = _rejected_events(keys["rejected_events"], tables) if "rejected_events" in keys else None
     if "database_url" in keys:
         if "database" in keys:
             raise keys["database_url"].error("give either database_url or a database section, not both")
@@ -50,6 +52,11 @@ def parse_config(text: str, source: str) -> Config:
     else:
         database = _database(keys.get("database"))
     apps, skip_duplicates = parse_apps(keys["apps"], tables)
+    if rejected is not None:
+        for app in apps.values():
+            if rejected in app.event_types.values():
+                raise keys["rejected_events"].error(
+                    f"app {app.app_id!r} writes its events to {rejected!r}; refused events need a table of their own")
     return Config(
         path=source,
         database=database,
@@ -57,6 +64,7 @@ def parse_config(text: str, source: str) -> Config:
         tables=tables,
         skip_duplicates=skip_duplicates,
         trusted_proxies=_networks(keys["trusted_proxies"]) if "trusted_proxies" in keys else (),
+        rejected_events=rejected,
         listen=keys["listen"].string() if "listen" in keys else DEFAULT_LISTEN,
         max_body_bytes=(
             keys["max_body_bytes"].positive_int() if "max_body_bytes" in keys else DEFAULT_MAX_BODY_BYTES
@@ -69,6 +77,18 @@ def parse_config(text: str, source: str) -> Config:
             keys["shutdown_timeout"].seconds() if "shutdown_timeout" in keys else DEFAULT_SHUTDOWN_TIMEOUT
         ),
     )
+
+
+def _rejected_events(node: Node, tables: dict[str, TableDecl]) -> str:
+    """The table that keeps refused events: declared (added to `tables`) with its fixed columns."""
+    name = node.string()
+    if name in tables:
+        raise node.error(f"{name!r} is declared under tables; the table of refused events has columns "
+                         f"of its own: name a table that is not declared")
+    tables[name] = TableDecl(name=name, columns=tuple(
+        ColumnDecl(column, type_name, source=source, key=f"rejected_events ({column})")
+        for column, type_name, source in REJECTED_EVENT_COLUMNS))
+    return name
 
 
 def _networks(node: Node) -> tuple:

@@ -45,6 +45,20 @@ class TableDecl:
     columns: tuple[ColumnDecl, ...]
 
 
+# The columns of the table that keeps refused events: (name, type, filled by the service).
+REJECTED_EVENT_COLUMNS = (
+    ("received_at", "timestamptz", "received_at"),
+    ("app", "text", None),
+    ("event_type", "text", None),
+    ("status", "integer", None),
+    ("error", "text", None),
+    ("field", "text", None),
+    ("event_index", "integer", None),
+    ("at_fault", "boolean", None),
+    ("event", "jsonb", None),
+)
+
+
 @dataclass(frozen=True)
 class App:
     """One client application: its keys and the event types it may send."""
@@ -105,6 +119,8 @@ class Config:
     skip_duplicates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # The proxies whose X-Forwarded-For is believed: addresses and networks.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    # The table that keeps the events of refused requests (declared in `tables` too); None: off.
+    rejected_events: str | None = None
 
     def table_names(self) -> list[str]:
         """Every table the service writes to or declares, each once, in a stable order."""

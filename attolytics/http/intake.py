@@ -15,6 +15,7 @@ from attolytics.http.answers import ApiError, set_headers, unavailable, write_er
 from attolytics.http.auth import authenticated_events, bearer_token
 from attolytics.http.body import check_content_type, decoded_body, parse_json
 from attolytics.http.client_address import client_address, network_of
+from attolytics.http.refused import KEPT_STATUSES, NOT_JSON, carries_the_key, refused_rows
 from attolytics.logs import logger
 from attolytics.outcomes import DatabaseUnavailable, EventRejected, RowsRefused, Stored, WriterBusy
 from attolytics.request_values import CLIENT_IP, CLIENT_NETWORK, RECEIVED_AT
@@ -38,13 +39,21 @@ class Intake:
         self.metrics = metrics
         self.tables = None
         self.writer = None
+        # The table of refused events and the writer that keeps them apart from the events
+        # stored, so that a failure to keep them never holds up the others.
+        self.refused_table = None
+        self.refused_writer = None
         # Per app, the request values its tables take: header names, received_at, ...
         self._request_keys: dict[str, frozenset] = {}
 
-    def serve(self, tables, writer) -> None:
-        """Start storing events: `tables` maps table name to Table, `writer` stores rows."""
+    def serve(self, tables, writer, refused_writer=None) -> None:
+        """Start storing events: `tables` maps table name to Table, `writer` stores rows, and
+        `refused_writer` the events of refused requests (with rejected_events configured)."""
         self.tables = tables
         self.writer = writer
+        if self.config.rejected_events is not None:
+            self.refused_table = tables[self.config.rejected_events]
+            self.refused_writer = refused_writer
         # Only what an app's tables take from the request is worked out for its requests.
         self._request_keys = {
             app.app_id: frozenset().union(*(tables[t].request_keys for t in app.event_types.values()))
@@ -72,11 +81,13 @@ class Intake:
         `event_type_id` is None on the `_t` route. A plain function rather than a coroutine: on
         the hot path, every Deferred counts.
         """
+        seen = _Seen(event_type_id)
         try:
-            app = self._app_for(request, app_id, event_type_id)
+            seen.app = app = self._app_for(request, app_id, event_type_id)
             check_content_type(request)
-            raw = decoded_body(request, self.config.max_body_bytes)
-            body = parse_json(raw)
+            seen.raw = request.content.getvalue()
+            seen.raw = raw = decoded_body(request, self.config.max_body_bytes)
+            seen.body = body = parse_json(raw)
             if isinstance(body, dict) and isinstance(body.get("events"), list):
                 request.events_received = len(body["events"])
             batches = self._rows(request, app, body, event_type_id)
@@ -88,10 +99,11 @@ class Intake:
                 raise unavailable("too many events are waiting to be written; retry later") from None
         except ApiError as e:
             self._count_rejected(app_id, request.events_received, e.status)
+            self._keep(request, seen, e, fault_known=True)
             return write_error(request, e)
         stored.addCallbacks(
             self._stored, self._insert_failed,
-            callbackArgs=(request, app_id, batches), errbackArgs=(request, app_id),
+            callbackArgs=(request, app_id, batches), errbackArgs=(request, app_id, seen),
         )
         # Klein cancels the answer when the client goes away; that must not reach `stored`,
         # whose rows are already on their way into a transaction.
@@ -149,11 +161,13 @@ class Intake:
             body["duplicates"] = stored.duplicates
         return write_json(request, 200, body)
 
-    def _insert_failed(self, failure, request, app_id: str) -> bytes:
+    def _insert_failed(self, failure, request, app_id: str, seen) -> bytes:
         """The JSON answer for rows the writer could not store."""
         error = failure.value
         if isinstance(error, RowsRefused):
             answer = ApiError(409 if error.unique_violation else 400, error.message)
+            # PostgreSQL does not say which event of the request was at fault.
+            self._keep(request, seen, answer, fault_known=False)
         elif isinstance(error, DatabaseUnavailable):
             answer = unavailable(f"{error}; retry later")
         else:
@@ -161,6 +175,25 @@ class Intake:
             answer = unavailable("the database could not store the events; retry later")
         self._count_rejected(app_id, request.events_received, answer.status)
         return write_error(request, answer)
+
+    def _keep(self, request, seen, error: ApiError, fault_known: bool) -> None:
+        """Keep the events of a refused request in the table of refused events, when there is one,
+        the body was read and the request carried the app's key; its answer does not wait."""
+        table, app = self.refused_table, seen.app
+        if (table is None or app is None or seen.raw is None or error.status not in KEPT_STATUSES
+                or not carries_the_key(request, app, seen.body)):
+            return
+        try:
+            values = self._request_values(request, table.request_keys)
+            rows = refused_rows(table, values, app.app_id, seen.event_type_id, seen.body, seen.raw,
+                                error, fault_known)
+            kept = self.refused_writer.insert([(table, rows)], len(seen.raw))
+        except (EventRejected, RecursionError, WriterBusy):
+            self.metrics.child(self.metrics.rejected_dropped, app.app_id).inc(request.events_received or 1)
+            return
+        kept.addCallbacks(
+            lambda _: self.metrics.child(self.metrics.events_kept_rejected, app.app_id).inc(len(rows)),
+            lambda _: self.metrics.child(self.metrics.rejected_dropped, app.app_id).inc(len(rows)))
 
     def _count_rejected(self, app_id: str, events: int, status: int) -> None:
         if events and app_id in self.config.apps:
@@ -179,6 +212,18 @@ class Intake:
             values[CLIENT_IP] = address
             values[CLIENT_NETWORK] = network_of(address)
         return values
+
+
+class _Seen:
+    """What is known of a POST when it is refused: its app, its body as read, and its JSON."""
+
+    __slots__ = ("event_type_id", "app", "raw", "body")
+
+    def __init__(self, event_type_id: str | None):
+        self.event_type_id = event_type_id
+        self.app = None
+        self.raw = None
+        self.body = NOT_JSON
 
 
 def _routing_key(app: App, event, index: int) -> str:

@@ -34,9 +34,10 @@ class Routes:
         # event_ids: app -> event type -> the uuid column the browser client fills (BrowserClient).
         self._browser_client = BrowserClient(config.max_body_bytes, event_ids)
 
-    def serve(self, tables, writer) -> None:
-        """Start serving: `tables` maps table name to Table, `writer` stores rows."""
-        self.intake.serve(tables, writer)
+    def serve(self, tables, writer, refused_writer=None) -> None:
+        """Start serving: `tables` maps table name to Table, `writer` stores rows, and
+        `refused_writer` the events of refused requests."""
+        self.intake.serve(tables, writer, refused_writer)
         self._openapi = json.dumps(openapi.document(self.config, tables)).encode()
 
     @property

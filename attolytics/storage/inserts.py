@@ -2,11 +2,15 @@
 
 Every table gets one INSERT per set of columns its rows leave to their DEFAULT, its rows
 travelling as one JSON parameter that PostgreSQL expands and casts with each column type's own
-input function. A table that skips duplicates inserts with ON CONFLICT DO NOTHING and says which
-of its rows it stored; a key repeated within the batch is sent once.
+input function. A key repeated within the batch is sent once. Rows of a table that skips
+duplicates first go in as any others (ON CONFLICT costs PostgreSQL about twice the work per row,
+and a resent event is rare); when its unique index refuses one, `skipping_sql` inserts with ON
+CONFLICT DO NOTHING instead and says which of the rows it stored.
 """
 
 from decimal import Decimal
+from itertools import chain
+from operator import itemgetter
 
 import orjson
 
@@ -20,8 +24,9 @@ _POSITION = '"attolytics#row"'
 
 
 class Batch:
-    """The rows of `requests` (each a list of (Table, rows)) as SQL: `sql` and `params`, and
-    `reports`, true when the SQL's result says which rows were stored (see outcomes())."""
+    """The rows of `requests` (each a list of (Table, rows)) as SQL: `sql` and `params`, and,
+    when a table skips duplicates (`skips`), `skipping_sql` and `skipping_params`, whose result
+    says which rows were stored (see outcomes())."""
 
     def __init__(self, requests: list[list[tuple[Table, list[tuple]]]]):
         self._rows = [sum(len(rows) for _, rows in batches) for batches in requests]
@@ -31,75 +36,96 @@ class Batch:
         # Per statement that reports: its table, and per row its request and whether it counts
         # as stored whatever the result says (a key with a NULL cannot conflict).
         self._keyed: list[tuple[str, list[int], list[bool]]] = []
-        plain, keyed, params, keyed_params = [], [], [], []
-        for table, owned in _merged(requests).items():
+        plain, params = [], []  # every statement, as sent first
+        others, others_params = [], []  # those of tables that do not skip duplicates
+        keyed, keyed_params = [], []  # those that do, for skipping_sql
+        for table, chunks in _merged(requests).items():
             if table.key:
-                owned = self._distinct(table, owned)
-            for defaulted, group in _by_defaulted(table, owned).items():
-                rows = [row for _, row in group]
+                chunks = self._distinct(table, chunks)
+            for defaulted, group in _by_defaulted(table, chunks).items():
+                rows = group[0][1] if len(group) == 1 else list(chain.from_iterable(rs for _, rs in group))
+                statement, param = _statement(table, defaulted), _rows_json(rows)
+                plain.append(statement)
+                params.append(param)
                 if table.key and not set(defaulted) & set(table.key_positions):
                     keyed.append(_keyed_statement(table, defaulted, len(keyed)))
-                    keyed_params.append(_rows_json(rows))
-                    sure = [any(row[i] is None for i in table.key_positions) for row in rows]
-                    self._keyed.append((table.name, [owner for owner, _ in group], sure))
+                    keyed_params.append(param)
+                    sure = [None in key for key in map(_key_of(table), rows)]
+                    owners = [owner for owner, rs in group for _ in rs]
+                    self._keyed.append((table.name, owners, sure))
                 else:
-                    plain.append(_statement(table, defaulted))
-                    params.append(_rows_json(rows))
-        if keyed:
-            plain.append(_reporting(keyed))
+                    others.append(statement)
+                    others_params.append(param)
         self.sql = "; ".join(plain)
-        self.params = tuple(params + keyed_params)
-        self.reports = bool(keyed)
+        self.params = tuple(params)
+        self.skips = bool(keyed)
+        if keyed:
+            self.skipping_sql = "; ".join(others + [_reporting(keyed)])
+            self.skipping_params = tuple(others_params + keyed_params)
 
-    def outcomes(self, stored_rows=()) -> list[Stored]:
-        """What became of each request, given the SQL's result when it reports: (statement,
-        position) of each row its keyed statements stored."""
+    def outcomes(self, stored_rows=None) -> list[Stored]:
+        """What became of each request: once `sql` ran, with no result; once `skipping_sql` ran,
+        given its result, (statement, position) of each row its keyed statements stored."""
         duplicates = [None if d is None else dict(d) for d in self._duplicates]
+        if stored_rows is None:  # every row sent was stored
+            return self._stored(duplicates)
         stored = {(statement, position) for statement, position in stored_rows}
         for statement, (table, owners, sure) in enumerate(self._keyed):
             for position, (owner, kept) in enumerate(zip(owners, sure), start=1):
                 if not kept and (statement, position) not in stored:
                     duplicates[owner][table] = duplicates[owner].get(table, 0) + 1
+        return self._stored(duplicates)
+
+    def _stored(self, duplicates: list) -> list[Stored]:
         return [Stored(rows, None) if d is None else Stored(rows - sum(d.values()), sum(d.values()), d)
                 for rows, d in zip(self._rows, duplicates)]
 
-    def _distinct(self, table: Table, owned: list) -> list:
-        """The rows whose key was not seen earlier in the batch; the others count as duplicates.
-        A key with a NULL or a DEFAULT in it identifies nothing, so its row is kept."""
+    def _distinct(self, table: Table, chunks: list) -> list:
+        """The chunks without the rows whose key was seen earlier in the batch, which count as
+        duplicates. A key with a NULL or a DEFAULT in it identifies nothing, so its row is kept."""
         seen, kept = set(), []
-        for owner, row in owned:
+        key_of = _key_of(table)
+        for owner, rows in chunks:
             counts = self._duplicates[owner]
             if counts is None:
                 counts = self._duplicates[owner] = {}
-            key = tuple(row[i] for i in table.key_positions)
-            if any(part is None or part is DEFAULT for part in key):
-                kept.append((owner, row))
-            elif key in seen:
-                counts[table.name] = counts.get(table.name, 0) + 1
-            else:
-                seen.add(key)
-                kept.append((owner, row))
+            fresh = []
+            for row in rows:
+                key = key_of(row)
+                if key not in seen or None in key or DEFAULT in key:
+                    seen.add(key)
+                    fresh.append(row)
+                else:
+                    counts[table.name] = counts.get(table.name, 0) + 1
+            kept.append((owner, fresh))
         return kept
 
 
+def _key_of(table: Table):
+    """A function from a row of `table` to its key, a tuple of the key's values."""
+    return itemgetter(*table.key_positions) if len(table.key_positions) > 1 else (
+        lambda row, position=table.key_positions[0]: (row[position],))
+
+
 def _merged(requests) -> dict:
-    """All rows of the requests, per table, in order: Table -> [(request number, row)]."""
+    """All rows of the requests, per table, in order: Table -> [(request number, rows)]."""
     merged: dict[Table, list] = {}
     for owner, batches in enumerate(requests):
         for table, rows in batches:
-            merged.setdefault(table, []).extend((owner, row) for row in rows)
+            merged.setdefault(table, []).append((owner, rows))
     return merged
 
 
-def _by_defaulted(table: Table, owned: list) -> dict:
-    """The rows grouped by the positions of the columns they leave to their DEFAULT."""
+def _by_defaulted(table: Table, chunks: list) -> dict:
+    """The chunks split by the positions of the columns their rows leave to their DEFAULT."""
     if not table.defaultable:
-        return {(): owned}
-    groups: dict[tuple, list] = {}
-    for owner, row in owned:
-        defaulted = tuple(i for i in table.defaultable if row[i] is DEFAULT)
-        groups.setdefault(defaulted, []).append((owner, row))
-    return groups
+        return {(): chunks}
+    groups: dict[tuple, dict] = {}
+    for owner, rows in chunks:
+        for row in rows:
+            defaulted = tuple(i for i in table.defaultable if row[i] is DEFAULT)
+            groups.setdefault(defaulted, {}).setdefault(owner, []).append(row)
+    return {defaulted: list(by_owner.items()) for defaulted, by_owner in groups.items()}
 
 
 def _name(name: str) -> str:

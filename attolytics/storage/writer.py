@@ -20,6 +20,7 @@ from attolytics.logs import logger
 from attolytics.outcomes import DatabaseUnavailable, RowsRefused, WriterBusy
 from attolytics.shutdown import Shutdown
 from attolytics.storage.inserts import Batch
+from attolytics.storage.pool import QueryTimeout
 
 log = logger(__name__)
 
@@ -161,17 +162,22 @@ class Writer:
         try:
             # One round trip: the statements of one query string run as one implicit
             # transaction, committed at its end (the connection is in autocommit mode).
-            if batch.reports:
-                stored = await self.db.runQuery(batch.sql, batch.params, timeout=self.flush_timeout)
-            else:
-                stored = await self.db.runOperation(batch.sql, batch.params, timeout=self.flush_timeout)
+            try:
+                await self.db.runOperation(batch.sql, batch.params, timeout=self.flush_timeout)
+                return batch.outcomes()
+            except psycopg2.errors.UniqueViolation:
+                if not batch.skips:
+                    raise
+            # An event stored already, most likely: the same rows again, skipping those.
+            stored = await self.db.runQuery(batch.skipping_sql, batch.skipping_params,
+                                            timeout=self.flush_timeout)
+            return batch.outcomes(stored)
         except Exception as e:
             if not _is_data_error(e):
                 return [_unavailable(e)] * len(requests)
             if len(requests) == 1:
                 return [_refused(e)]
             return await self._write_isolated(requests)
-        return batch.outcomes(stored or ())
 
     async def _write_isolated(self, requests: list[_Pending]) -> list:
         """Write again with a savepoint per request, so only the requests at fault fail."""
@@ -185,11 +191,15 @@ class Writer:
 
 
 class WriterService(Service):
-    """Owns the writer: made once the database is ready; at shutdown, what is queued is written
-    before the pool closes, within the shutdown's deadline."""
+    """Owns the writers: made once the database is ready; at shutdown, what is queued is written
+    before the pool closes, within the shutdown's deadline.
+
+    `writer` stores events; `refused_writer`, made with `keep_refused`, keeps the events of
+    refused requests in transactions of their own, so that they never hold up the others.
+    """
 
     def __init__(self, reactor, settings: WriterSettings, shutdown: Shutdown, batch_observer=None,
-                 make=Writer):
+                 make=Writer, keep_refused: bool = False):
         self.reactor = reactor
         self.settings = settings
         self.shutdown = shutdown
@@ -197,11 +207,15 @@ class WriterService(Service):
         # Builds the writer from (pool, reactor, settings, batch_observer); the benchmark swaps
         # in its baselines.
         self.make = make
+        self.keep_refused = keep_refused
         self.writer = None
+        self.refused_writer = None
 
     def start_writing(self, pool):
-        """Make the writer that writes through `pool`, and return it."""
+        """Make the writers that write through `pool`; return the one that stores events."""
         self.writer = self.make(pool, self.reactor, self.settings, self.batch_observer)
+        if self.keep_refused:
+            self.refused_writer = Writer(pool, self.reactor, self.settings)
         return self.writer
 
     def stopService(self):
@@ -212,6 +226,8 @@ class WriterService(Service):
         if self.writer is not None and not await self.shutdown.within(self.writer.drain()):
             log.warn("stopping with {rows} rows not written; their requests get 503",
                      rows=self.writer.queued_rows)
+        if self.refused_writer is not None and not await self.shutdown.within(self.refused_writer.drain()):
+            log.warn("stopping with {rows} refused events not kept", rows=self.refused_writer.queued_rows)
 
 
 def _answer(pending: _Pending, result) -> None:
@@ -232,6 +248,8 @@ def _refused(error: Exception) -> RowsRefused:
 
 
 def _unavailable(error: Exception) -> Exception:
+    if isinstance(error, QueryTimeout):  # the statement reached PostgreSQL, which may commit it
+        return DatabaseUnavailable(f"{error}; the events may or may not be stored")
     if isinstance(error, DatabaseUnavailable):
         return error
     log.warn("writing a batch failed: {error}", error=str(error).strip() or repr(error))
@@ -247,8 +265,12 @@ def _insert_each(cursor, requests: list[_Pending], results: list) -> Deferred:
             batch = Batch([pending.batches])
             await cursor.execute("SAVEPOINT attolytics_request")
             try:
-                await cursor.execute(batch.sql, batch.params)
-                results[index] = batch.outcomes(cursor.fetchall() if batch.reports else ())[0]
+                if batch.skips:
+                    await cursor.execute(batch.skipping_sql, batch.skipping_params)
+                    results[index] = batch.outcomes(cursor.fetchall())[0]
+                else:
+                    await cursor.execute(batch.sql, batch.params)
+                    results[index] = batch.outcomes()[0]
             except Exception as e:
                 if not _is_data_error(e):
                     raise

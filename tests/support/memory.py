@@ -8,7 +8,7 @@ created declared tables; the writer is a fake that records what it gets and stor
 
 import json
 
-from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyChannel
@@ -84,6 +84,7 @@ class InMemoryService:
     """
 
     def __init__(self, config_text: str, ready: bool = True, peer: str = "192.168.1.1"):
+        """`peer`: the address requests come from, or "unix" for a unix socket."""
         self.config = parse_config(config_text, "test.conf.yaml")
         self.metrics = Metrics()
         # The site's clock: requests arrive at its time (received_at), which a test may set.
@@ -104,7 +105,7 @@ class InMemoryService:
         pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
         if body is not None and not any(name.lower() == "content-length" for name, _ in pairs):
             pairs.append(("Content-Length", str(len(body))))
-        address = IPv6Address("TCP", self.peer, 12344) if ":" in self.peer else IPv4Address("TCP", self.peer, 12344)
+        address = _peer_address(self.peer)
         channel = DummyChannel(address)
         channel.site = channel.factory = self.site
         channel.callLater = self.clock.callLater
@@ -121,16 +122,23 @@ class InMemoryService:
 
     def post(self, path: str, document, headers=None) -> Answer:
         """POST `document` as JSON, with Content-Type application/json unless given, as the
-        HTTP client's send() does."""
-        headers = dict(headers or {})
-        if not any(name.lower() == "content-type" for name in headers):
-            headers["Content-Type"] = "application/json"
-        return self.request("POST", path, json.dumps(document).encode(), headers)
+        HTTP client's send() does; `headers` is a dict or (name, value) pairs, repeats kept."""
+        pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+        if not any(name.lower() == "content-type" for name, _ in pairs):
+            pairs.append(("Content-Type", "application/json"))
+        return self.request("POST", path, json.dumps(document).encode(), pairs)
 
     def post_events(self, app_id: str, event_type: str, events, secret: str, headers=None) -> Answer:
         """POST events to the typed route."""
         return self.post(f"/apps/{app_id}/events/{event_type}",
                          {"secret_key": secret, "events": events}, headers)
+
+
+def _peer_address(peer: str):
+    """The address a connection from `peer` has: an IP address, or "unix" for a unix socket."""
+    if peer == "unix":
+        return UNIXAddress(b"/run/attolytics.sock")
+    return IPv6Address("TCP", peer, 12344) if ":" in peer else IPv4Address("TCP", peer, 12344)
 
 
 def parse_answer(data: bytes) -> Answer:

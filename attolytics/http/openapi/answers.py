@@ -137,7 +137,13 @@ COMPONENT_SCHEMAS = {
     },
     "Inserted": {
         "type": "object",
-        "properties": {"inserted": {"type": "integer", "minimum": 0}},
+        "properties": {
+            "inserted": {"type": "integer", "minimum": 0, "description": "Events stored."},
+            "duplicates": {"type": "integer", "minimum": 0,
+                           "description": "Events skipped because an event with their id is stored "
+                                          "already; present when the request wrote to a table that "
+                                          "skips duplicates."},
+        },
         "required": ["inserted"],
         "additionalProperties": False,
     },

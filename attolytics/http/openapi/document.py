@@ -210,22 +210,29 @@ def _event_schema(table, type_id: str | None = None) -> dict:
         properties["_t"] = {"const": type_id, "description": "The event type."}
         required.append("_t")
     for column in table.columns.values():
-        if column.header is not None:
+        if column.request_key is not None:  # filled from a header or by the service
             continue
-        properties[column.name] = _column_schema(column)
+        properties[column.name] = _column_schema(column, column.name in table.key)
         if column.not_null and not column.has_default:
             required.append(column.name)
     title = table.name if type_id is None else f"{type_id} (table {table.name})"
     schema = {"type": "object", "title": title, "properties": properties, "additionalProperties": False}
+    filled = [f"{c.name} ({c.source}{', anonymized' if c.anonymize else ''})"
+              for c in table.columns.values() if c.source is not None]
+    if filled:
+        schema["description"] = f"Filled by the service, never by the event: {', '.join(filled)}."
     if required:
         schema["required"] = required
     return schema
 
 
-def _column_schema(column) -> dict:
+def _column_schema(column, is_key: bool = False) -> dict:
     """What a column takes from JSON, null included when the column allows NULL."""
     schema = column.type.json_schema()
     note = schema.pop("description", None)
+    if is_key:
+        note = " ".join(filter(None, [note, "The event's id: an event whose id is stored already is "
+                                            "skipped and counted in `duplicates`."]))
     if column.has_default:
         note = " ".join(filter(None, [note, "Left out, the column gets its default."]))
     if not column.not_null:

@@ -8,6 +8,8 @@
  * keepalive) or left (navigator.sendBeacon, else fetch with keepalive). A 503 is retried after
  * its Retry-After; a failed connection after a growing pause. No request is larger than the
  * service's body limit, and a batch the service refuses for one event is sent again without it.
+ * An event of a type whose table has a uuid `unique` column gets a new UUIDv7 there when tracked
+ * (unless the page gave one), so that a batch sent again is stored once.
  */
 (function (global) {
   "use strict";
@@ -82,6 +84,51 @@
     return Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, ms));
   }
 
+  // The milliseconds and counter of the last id made: ids made in the same millisecond count up
+  // in the 12 bits after the version, so the ids of one page increase in the order tracked.
+  var lastIdMs = -Infinity;
+  var idCounter = 0;
+
+  // A new UUID version 7 (RFC 9562), lower-case: 48 bits of Unix milliseconds, big-endian (time
+  // order keeps the table's index compact), the version, a 12-bit counter, the variant, and 62
+  // random bits. Undefined without crypto.getRandomValues: an id from Math.random could repeat,
+  // and a repeated id drops an event as a duplicate, so the event goes without one instead.
+  function uuid7() {
+    var crypto = global.crypto;
+    if (!crypto || typeof crypto.getRandomValues !== "function") {
+      return undefined;
+    }
+    var bytes = crypto.getRandomValues(new Uint8Array(16));
+    var ms = Date.now();
+    if (ms > lastIdMs) {
+      lastIdMs = ms;
+      // A random start below the half leaves room to count up within the millisecond.
+      idCounter = ((bytes[6] & 0x07) << 8) | bytes[7];
+    } else if (idCounter < 0xfff) {
+      idCounter += 1; // the same millisecond, or the clock went back: go on from the last id
+    } else {
+      lastIdMs += 1; // the counter is used up: borrow the next millisecond (RFC 9562, 6.2)
+      idCounter = 0;
+    }
+    var hex = ("00000000000" + lastIdMs.toString(16)).slice(-12);
+    bytes[6] = 0x70 | (idCounter >> 8); // version 7
+    bytes[7] = idCounter & 0xff;
+    bytes[8] = 0x80 | (bytes[8] & 0x3f); // variant 10
+    for (var i = 6; i < 16; i++) {
+      hex += (bytes[i] < 16 ? "0" : "") + bytes[i].toString(16);
+    }
+    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" +
+           hex.slice(16, 20) + "-" + hex.slice(20);
+  }
+
+  // The column the service takes as the event's id for this app and event type, if any.
+  function idColumn(app, type) {
+    var own = Object.prototype.hasOwnProperty;
+    var types = own.call(EVENT_IDS, app) ? EVENT_IDS[app] : null;
+    var column = types && own.call(types, type) ? types[type] : null;
+    return typeof column === "string" ? column : null;
+  }
+
   function numberOption(value, fallback, low, high, name) {
     if (value == null || value === "") {
       return fallback;
@@ -101,6 +148,7 @@
     if (!base) {
       throw new Error("attolytics: cannot tell where the service is; give `url` (or data-url)");
     }
+    this.app = String(options.app);
     this.endpoint = String(base).replace(/\/+$/, "") + "/apps/" + encodeURIComponent(options.app) +
                     "/events";
     this.prefix = '{"secret_key":' + JSON.stringify(String(options.key)) + ',"events":[';
@@ -151,6 +199,15 @@
     for (var key in properties) {
       if (Object.prototype.hasOwnProperty.call(properties, key)) {
         event[key] = properties[key];
+      }
+    }
+    // The id is given once, here: every send of this event (again after a 503, in a smaller
+    // batch, from localStorage by the next page) carries it, and the service stores it once.
+    var column = idColumn(this.app, type);
+    if (column !== null && event[column] === undefined) {
+      var id = uuid7();
+      if (id !== undefined) {
+        event[column] = id;
       }
     }
     event._t = type;
@@ -522,8 +579,10 @@
     var error = answer && typeof answer.error === "string" ? answer.error : "status " + status;
     var index = answer && typeof answer.event === "number" ? answer.event : -1;
     if (status === 200) {
-      if (answer && answer.inserted !== batch.items.length) {
-        this.report(clientError("the service answered 200 but stored " + answer.inserted + " of " +
+      // Events whose id was stored already (an earlier send arrived) count as stored.
+      var kept = answer ? answer.inserted + (answer.duplicates || 0) : batch.items.length;
+      if (kept !== batch.items.length) {
+        this.report(clientError("the service answered 200 but stored " + kept + " of " +
                                 batch.items.length + " events", 200, events, {answer: answer}));
       }
     } else if (status === 503) {

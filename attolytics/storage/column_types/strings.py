@@ -56,6 +56,8 @@ _UUID_DIGITS = "[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}
 # none, braces optional. uuid.UUID alone would also take signs and underscores.
 _UUID = re.compile(r"\{?" + _UUID_DIGITS + r"\}?", re.ASCII | re.IGNORECASE)
 _UUID_SCHEMA_DIGITS = _UUID_DIGITS.replace("[0-9a-f]", "[0-9a-fA-F]")
+# The canonical spelling, which needs no rewriting: the usual case, made cheap.
+_CANONICAL_UUID = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII).fullmatch
 
 
 class Uuid(ColumnType):
@@ -66,6 +68,8 @@ class Uuid(ColumnType):
 
     @staticmethod
     def convert(value: Any) -> str:
+        if type(value) is str and _CANONICAL_UUID(value):
+            return value
         if not isinstance(value, str):
             raise Rejected(f"expected a UUID string, got {describe(value)}")
         if not _UUID.fullmatch(value) or value.startswith("{") != value.endswith("}"):

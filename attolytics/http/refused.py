@@ -1,0 +1,75 @@
+"""Refused events kept: the rows a refused request leaves in the table of refused events, when it
+carried the app's key (no one fills that table anonymously)."""
+
+import re
+
+from attolytics.config import App
+from attolytics.http.answers import ApiError
+from attolytics.http.auth import bearer_token, known_key
+
+# The refusals whose events are kept: the events were read and could be looked at again.
+KEPT_STATUSES = frozenset({400, 404, 409, 413})
+# What jsonb cannot hold, in a string or a key: NUL, and a surrogate not in a pair.
+_NOT_JSONB = re.compile("[\x00\ud800-\udfff]")
+
+
+def carries_the_key(request, app: App, body) -> bool:
+    """Whether the request's key is the app's: every key it sent (in the body, as a Bearer token)
+    is right, and it sent one."""
+    try:
+        bearer = bearer_token(request)
+    except ApiError:
+        return False
+    given = [bearer] if bearer else []
+    if isinstance(body, dict) and isinstance(body.get("secret_key"), str) and body["secret_key"]:
+        given.append(body["secret_key"].encode("utf-8", errors="surrogatepass"))
+    return bool(given) and all(known_key(key, app.secret_keys) for key in given)
+
+
+# Stands for the body of a request that could not be read as JSON.
+NOT_JSON = object()
+
+
+def refused_events(body, raw: bytes) -> tuple[list | None, object]:
+    """The request's events as sent (None when there is no list of them), and, when there is
+    none, what stands for the whole request: its JSON without the key, or its text."""
+    if body is NOT_JSON:
+        return None, raw.decode("utf-8", errors="replace")
+    if isinstance(body, dict) and isinstance(body.get("events"), list):
+        return body["events"], None
+    if isinstance(body, dict):
+        return None, {key: value for key, value in body.items() if key != "secret_key"}
+    return None, body
+
+
+def refused_rows(table, values: dict, app_id: str, event_type_id: str | None, body, raw: bytes,
+                 error: ApiError, fault_known: bool) -> list[tuple]:
+    """The rows of the table of refused events for a refused request: one per event, the one at
+    fault marked with its field; or one for the whole body. `fault_known` is False when
+    PostgreSQL refused the rows without saying which event was at fault."""
+    events, whole = refused_events(body, raw)
+    index = error.body.get("event")
+    described = {"app": app_id, "status": error.status, "error": clean(error.body["error"])}
+    if events is None:
+        return [table.row({**described, "event_type": clean(event_type_id), "at_fault": True,
+                           "field": clean(error.body.get("field")), "event": clean(whole)}, 0, values)]
+    rows = []
+    for position, event in enumerate(events):
+        at_fault = (position == index) if index is not None else (False if fault_known else None)
+        type_id = event_type_id if event_type_id is not None else (
+            event.get("_t") if isinstance(event, dict) and isinstance(event.get("_t"), str) else None)
+        rows.append(table.row({**described, "event_type": clean(type_id), "event_index": position,
+                               "at_fault": at_fault, "field": clean(error.body.get("field")) if at_fault else None,
+                               "event": clean(event)}, position, values))
+    return rows
+
+
+def clean(value):
+    """A JSON value jsonb can hold: NUL and unpaired surrogates replaced with U+FFFD."""
+    if isinstance(value, str):
+        return _NOT_JSONB.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [clean(item) for item in value]
+    if isinstance(value, dict):
+        return {clean(key): clean(item) for key, item in value.items()}
+    return value
