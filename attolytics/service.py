@@ -80,8 +80,8 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
     writer = WriterService(reactor, config.writer, shutdown, metrics.writer_batch_rows.observe,
                            make=writer_factory, keep_refused=config.rejected_events is not None)
 
-    def ready(pool, tables) -> None:
-        routes.serve(tables, writer.start_writing(pool), writer.refused_writer)
+    def ready(pool, tables, refused_pool) -> None:
+        routes.serve(tables, writer.start_writing(pool, refused_pool), writer.refused_writer)
 
     def listening(port) -> None:
         # twistd starts services before the reactor runs; a stop request that follows READY at

@@ -4,6 +4,8 @@ every event of the request, the one at fault marked; the client's answer unchang
 import gzip
 import json
 
+import psycopg2
+
 import pytest
 import pytest_twisted
 from twisted.internet.defer import ensureDeferred
@@ -165,6 +167,42 @@ async def test_an_unwritable_table_of_refused_events_changes_no_answer_and_count
 
 async def _equals(awaitable, expected) -> bool:
     return await awaitable == expected
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_key_of_any_app_is_kept(keeping, sql):
+    body = ('{"secret_key": "%s", "events": [{"player": "%s", "score": NaN}]}' % (SECRET, SECRET)).encode()
+    answer = await post(keeping, "/apps/game/events/scores", body, {"Authorization": f"Bearer {SECRET}"})
+    assert answer.status == 400  # NaN: not JSON, kept as its text
+    shapeless = await post(keeping, "/apps/game/events/scores", json.dumps(
+        [{"secret_key": SECRET, "note": f"my key is {SECRET}"}]).encode(), {"Authorization": f"Bearer {SECRET}"})
+    assert shapeless.status == 400
+    await wait_kept(sql, 2)
+    kept_text = sql("select event::text from refused order by received_at")
+    assert all(SECRET not in text for (text,) in kept_text), kept_text
+    assert kept_text[0][0] == json.dumps(
+        '{"secret_key": "[secret key]", "events": [{"player": "[secret key]", "score": NaN}]}')
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_locked_table_of_refused_events_holds_up_no_stored_event(start, sql, database_url):
+    sql("create table orders (number int primary key)")
+    running = await start(KEEPING + "writer: {connections: 2, flush_timeout: 3}\n")
+    assert running.fatal == []
+    locker = psycopg2.connect(database_url)
+    try:
+        with locker.cursor() as cur:
+            cur.execute("lock table refused in access exclusive mode")
+        bad = document([{"player": "ann", "score": "x"}])
+        for _ in range(4):
+            assert (await post(running, "/apps/game/events/scores", bad)).status == 400
+        # The four refusals wait for the lock on a connection of their own: stored events go on.
+        stored = await post(running, "/apps/game/events/scores", document([{"player": "bob", "score": 1}]))
+        assert (stored.status, stored.json()) == (200, {"inserted": 1})
+    finally:
+        locker.rollback()
+        locker.close()
+    await wait_kept(sql, 4)
 
 
 @pytest_twisted.ensureDeferred

@@ -59,8 +59,10 @@ def test_received_at_is_when_the_request_arrived_on_the_sites_clock():
     ("192.168.1.1", ["198.51.100.9", "10.9.9.9"], "198.51.100.9", "198.51.100.0"),  # two headers
     ("192.168.1.1", ["10.1.1.1, 10.2.2.2"], "10.1.1.1", "10.1.1.0"),  # every hop trusted
     ("192.168.1.1", [], "192.168.1.1", "192.168.1.0"),  # nothing forwarded
-    # A hop that is not an address: nothing beyond it is believed.
-    ("192.168.1.1", ["198.51.100.9, unknown, 10.3.3.3"], "10.3.3.3", "10.3.3.0"),
+    # A hop that is not an address: who sent it cannot be known. Empty hops are no hops.
+    ("192.168.1.1", ["198.51.100.9, unknown, 10.3.3.3"], None, None),
+    ("192.168.1.1", ["198.51.100.9, "], "198.51.100.9", "198.51.100.0"),
+    ("192.168.1.1", ["198.51.100.9,,10.3.3.3"], "198.51.100.9", "198.51.100.0"),
     ("192.168.1.1", ["198.51.100.9:4711"], "198.51.100.9", "198.51.100.0"),
     ("192.168.1.1", ["[2001:db8::7]:443"], "2001:db8::7", "2001:db8::"),
     # IPv6: the last 80 bits are zeroed; an IPv4-mapped address is IPv4.
@@ -72,6 +74,13 @@ def test_received_at_is_when_the_request_arrived_on_the_sites_clock():
 def test_the_client_address_behind_trusted_proxies(peer, forwarded, ip, net):
     row = filled(visit(InMemoryService(VISITS, peer=peer), forwarded))
     assert (row["ip"], row["net"]) == (ip, net)
+
+
+def test_a_trusted_proxy_may_be_written_as_an_ipv4_mapped_address():
+    config = VISITS.replace('trusted_proxies: [10.0.0.0/8, 192.168.1.1, "fd00::/8"]',
+                            'trusted_proxies: ["::ffff:203.0.113.0/120"]')
+    row = filled(visit(InMemoryService(config, peer="203.0.113.5"), ["198.51.100.1"]))
+    assert row["ip"] == "198.51.100.1"
 
 
 def test_without_trusted_proxies_the_peer_is_the_client():

@@ -97,9 +97,13 @@ def _networks(node: Node) -> tuple:
     for item in node.items():
         text = item.string()
         try:
-            networks.append(ipaddress.ip_network(text, strict=False))
+            network = ipaddress.ip_network(text, strict=False)
         except ValueError:
             raise item.error(f"{text!r} is not an IP address or network, such as 10.0.0.0/8") from None
+        mapped = network.version == 6 and network.network_address.ipv4_mapped
+        if mapped and network.prefixlen >= 96:  # ::ffff:10.0.0.1 is 10.0.0.1, as peers are read
+            network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+        networks.append(network)
     return tuple(networks)
 
 

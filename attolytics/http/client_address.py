@@ -19,11 +19,10 @@ def client_address(request, trusted_proxies) -> str | None:
     if host is not None and not _trusted(client, trusted_proxies):
         return str(client) if client is not None else None
     for hop in reversed(_forwarded_for(request)):
-        address = _address(hop)
-        if address is None:  # not an address: nothing beyond it can be believed
-            break
-        client = address
-        if not _trusted(address, trusted_proxies):
+        client = _address(hop)
+        if client is None:  # not an address: who sent it cannot be known
+            return None
+        if not _trusted(client, trusted_proxies):
             break
     return str(client) if client is not None else None
 
@@ -39,7 +38,8 @@ def network_of(address: str | None) -> str | None:
 def _forwarded_for(request) -> list[str]:
     """The hops of every X-Forwarded-For header, in order (the nearest proxy's last)."""
     values = request.requestHeaders.getRawHeaders(b"x-forwarded-for") or []
-    return [hop.strip() for value in values for hop in value.decode("latin-1").split(",")]
+    hops = (hop.strip() for value in values for hop in value.decode("latin-1").split(","))
+    return [hop for hop in hops if hop]  # "a, b," from a careless proxy names a and b
 
 
 def _address(text: str):

@@ -15,7 +15,7 @@ from attolytics.http.answers import ApiError, set_headers, unavailable, write_er
 from attolytics.http.auth import authenticated_events, bearer_token
 from attolytics.http.body import check_content_type, decoded_body, parse_json
 from attolytics.http.client_address import client_address, network_of
-from attolytics.http.refused import KEPT_STATUSES, NOT_JSON, carries_the_key, refused_rows
+from attolytics.http.refused import KEPT_STATUSES, NOT_JSON, Redactor, carries_the_key, refused_rows
 from attolytics.logs import logger
 from attolytics.outcomes import DatabaseUnavailable, EventRejected, RowsRefused, Stored, WriterBusy
 from attolytics.request_values import CLIENT_IP, CLIENT_NETWORK, RECEIVED_AT
@@ -54,6 +54,7 @@ class Intake:
         if self.config.rejected_events is not None:
             self.refused_table = tables[self.config.rejected_events]
             self.refused_writer = refused_writer
+            self._redactor = Redactor(self.config.apps.values())
         # Only what an app's tables take from the request is worked out for its requests.
         self._request_keys = {
             app.app_id: frozenset().union(*(tables[t].request_keys for t in app.event_types.values()))
@@ -144,7 +145,7 @@ class Intake:
         except EventRejected as e:
             raise ApiError(e.status, e.message, event=e.index, field=e.field) from None
         except RecursionError:
-            raise ApiError(400, "an event is nested too deeply") from None
+            raise ApiError(400, "an event is nested too deeply", event=index) from None
         return list(batches.values())
 
     def _stored(self, stored: Stored, request, app_id: str, batches) -> bytes:
@@ -186,7 +187,7 @@ class Intake:
         try:
             values = self._request_values(request, table.request_keys)
             rows = refused_rows(table, values, app.app_id, seen.event_type_id, seen.body, seen.raw,
-                                error, fault_known)
+                                error, fault_known, self._redactor)
             kept = self.refused_writer.insert([(table, rows)], len(seen.raw))
         except (EventRejected, RecursionError, WriterBusy):
             self.metrics.child(self.metrics.rejected_dropped, app.app_id).inc(request.events_received or 1)

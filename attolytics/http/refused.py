@@ -11,6 +11,37 @@ from attolytics.http.auth import bearer_token, known_key
 KEPT_STATUSES = frozenset({400, 404, 409, 413})
 # What jsonb cannot hold, in a string or a key: NUL, and a surrogate not in a pair.
 _NOT_JSONB = re.compile("[\x00\ud800-\udfff]")
+# A secret_key member in text that is not JSON, and what stands for a key in what is kept.
+_KEY_MEMBER = re.compile(r'("secret_key"\s*:\s*)"(?:[^"\\]|\\.)*"?')
+REDACTED = "[secret key]"
+# A key shorter than this is not looked for inside kept text: it would mangle what it matches
+# (and it is no secret anyway).
+_MIN_REDACTED_KEY = 8
+
+
+class Redactor:
+    """Takes every key of every app out of what is kept of a refused request."""
+
+    def __init__(self, apps):
+        keys = {key.decode("utf-8", errors="replace") for app in apps for key in app.secret_keys}
+        long_keys = sorted((key for key in keys if len(key) >= _MIN_REDACTED_KEY), key=len, reverse=True)
+        self._keys = keys
+        self._pattern = re.compile("|".join(map(re.escape, long_keys))) if long_keys else None
+
+    def text(self, text: str) -> str:
+        """`text` with secret_key members and every key in it replaced."""
+        text = _KEY_MEMBER.sub(lambda m: f'{m.group(1)}"{REDACTED}"', text)
+        return self._pattern.sub(REDACTED, text) if self._pattern else text
+
+    def json(self, value):
+        """A JSON value with secret_key members and every key in its strings replaced."""
+        if isinstance(value, str):
+            return REDACTED if value in self._keys else self.text(value)
+        if isinstance(value, list):
+            return [self.json(item) for item in value]
+        if isinstance(value, dict):
+            return {key: REDACTED if key == "secret_key" else self.json(item) for key, item in value.items()}
+        return value
 
 
 def carries_the_key(request, app: App, body) -> bool:
@@ -30,24 +61,25 @@ def carries_the_key(request, app: App, body) -> bool:
 NOT_JSON = object()
 
 
-def refused_events(body, raw: bytes) -> tuple[list | None, object]:
+def refused_events(body, raw: bytes, redactor: Redactor) -> tuple[list | None, object]:
     """The request's events as sent (None when there is no list of them), and, when there is
-    none, what stands for the whole request: its JSON without the key, or its text."""
+    none, what stands for the whole request: its JSON without the key, or its text; every key
+    of every app taken out."""
     if body is NOT_JSON:
-        return None, raw.decode("utf-8", errors="replace")
+        return None, redactor.text(raw.decode("utf-8", errors="replace"))
     if isinstance(body, dict) and isinstance(body.get("events"), list):
-        return body["events"], None
+        return redactor.json(body["events"]), None
     if isinstance(body, dict):
-        return None, {key: value for key, value in body.items() if key != "secret_key"}
-    return None, body
+        return None, redactor.json({key: value for key, value in body.items() if key != "secret_key"})
+    return None, redactor.json(body)
 
 
 def refused_rows(table, values: dict, app_id: str, event_type_id: str | None, body, raw: bytes,
-                 error: ApiError, fault_known: bool) -> list[tuple]:
+                 error: ApiError, fault_known: bool, redactor: Redactor) -> list[tuple]:
     """The rows of the table of refused events for a refused request: one per event, the one at
     fault marked with its field; or one for the whole body. `fault_known` is False when
     PostgreSQL refused the rows without saying which event was at fault."""
-    events, whole = refused_events(body, raw)
+    events, whole = refused_events(body, raw, redactor)
     index = error.body.get("event")
     described = {"app": app_id, "status": error.status, "error": clean(error.body["error"])}
     if events is None:

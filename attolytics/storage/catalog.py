@@ -40,14 +40,17 @@ SELECT EXISTS (
 )
 """
 
-# The column sets of a table's unique indexes that ON CONFLICT can name: on columns, not
-# expressions, for every row (no WHERE), checked at once (not deferrable), usable.
+# The key column sets (INCLUDE columns left out) of a table's unique indexes that ON CONFLICT
+# can name: on columns, not expressions, for every row (no WHERE), checked at once (not
+# deferrable), usable, and with NULLs distinct (a NULL id must never conflict; the column is
+# read as JSON since PostgreSQL before 15 has none).
 _UNIQUE_KEYS_SQL = """
-SELECT array(SELECT a.attname FROM unnest(i.indkey) AS k
+SELECT array(SELECT a.attname FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) AS k
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k)
 FROM pg_index i
 WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indimmediate AND i.indisvalid
   AND i.indpred IS NULL AND i.indexprs IS NULL
+  AND NOT coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false)
 """
 
 _INSERTABLE_KINDS = {"r", "p"}  # ordinary and partitioned tables

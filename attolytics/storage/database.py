@@ -16,8 +16,11 @@ log = logger(__name__)
 
 
 class DatabaseService(Service):
-    """Connects once started; `on_ready(pool, tables)` is called when the tables are ready to
-    write to, `on_fatal(message)` when start-up cannot go on (a table that does not fit).
+    """Connects once started; `on_ready(pool, tables, refused_pool)` is called when the tables are
+    ready to write to, `on_fatal(message)` when start-up cannot go on (a table that does not fit).
+
+    With rejected_events, refused events get a pool of their own (one connection), so that a
+    table of refused events that is locked or slow never takes a connection stored events need.
 
     A shutdown abandons a start-up still under way as soon as it begins; the pool closes when
     this service's turn to stop comes.
@@ -34,6 +37,7 @@ class DatabaseService(Service):
         self.on_ready = on_ready
         self.on_fatal = on_fatal
         self.pool = None
+        self.refused_pool = None
         # Fires once start-up has ended: ready, given up (on_fatal), or abandoned.
         self.starting = None
         shutdown.on_begin(self._abandon_start)
@@ -53,11 +57,16 @@ class DatabaseService(Service):
         backoff = Backoff()
         while not self.shutdown.begun:
             pool = ConnectionPool(url, self.reactor, size=self.config.writer.connections)
+            refused_pool = ConnectionPool(url, self.reactor, size=1) if self.config.rejected_events else None
             try:
                 await pool.connect()
                 tables = await prepare_tables(pool, self.config, self.types)
+                if refused_pool is not None:
+                    await refused_pool.connect()
             except Exception as e:
                 pool.close()
+                if refused_pool is not None:
+                    refused_pool.close()
                 if self.shutdown.begun:
                     return  # abandoned: what failed does not matter any more
                 if isinstance(e, SchemaError):
@@ -70,9 +79,11 @@ class DatabaseService(Service):
                 continue
             if self.shutdown.begun:  # a connect or query that cancelling could not stop
                 pool.close()
+                if refused_pool is not None:
+                    refused_pool.close()
                 return
-            self.pool = pool
-            self.on_ready(pool, tables)
+            self.pool, self.refused_pool = pool, refused_pool
+            self.on_ready(pool, tables, refused_pool)
             log.info("ready: {count} tables checked", count=len(tables))
             return
 
@@ -88,6 +99,7 @@ class DatabaseService(Service):
 
     def stopService(self):
         super().stopService()
-        if self.pool is not None:
-            self.pool.close()
+        for pool in (self.pool, self.refused_pool):
+            if pool is not None:
+                pool.close()
         return succeed(None)

@@ -19,14 +19,12 @@ from attolytics.storage.identifiers import quote_name, quote_table
 from attolytics.storage.table import DEFAULT, Table
 
 _MAX_CACHED_STATEMENTS = 64
-# The column of a row's position among its statement's rows; quoted, so no column is called so.
-_POSITION = '"attolytics#row"'
 
 
 class Batch:
     """The rows of `requests` (each a list of (Table, rows)) as SQL: `sql` and `params`, and,
-    when a table skips duplicates (`skips`), `skipping_sql` and `skipping_params`, whose result
-    says which rows were stored (see outcomes())."""
+    when a table skips duplicates (`skips`), `skipping_sql`, which takes the same params and
+    whose result says which rows were stored (see outcomes())."""
 
     def __init__(self, requests: list[list[tuple[Table, list[tuple]]]]):
         self._rows = [sum(len(rows) for _, rows in batches) for batches in requests]
@@ -37,31 +35,32 @@ class Batch:
         # as stored whatever the result says (a key with a NULL cannot conflict).
         self._keyed: list[tuple[str, list[int], list[bool]]] = []
         plain, params = [], []  # every statement, as sent first
-        others, others_params = [], []  # those of tables that do not skip duplicates
-        keyed, keyed_params = [], []  # those that do, for skipping_sql
+        # skipping_sql: every insert as a CTE of one statement, in the same order (foreign keys
+        # are checked at its end), and the rows each keyed one stored.
+        entries, reports = [], []
         for table, chunks in _merged(requests).items():
             if table.key:
                 chunks = self._distinct(table, chunks)
             for defaulted, group in _by_defaulted(table, chunks).items():
                 rows = group[0][1] if len(group) == 1 else list(chain.from_iterable(rs for _, rs in group))
-                statement, param = _statement(table, defaulted), _rows_json(rows)
+                statement = _statement(table, defaulted)
                 plain.append(statement)
-                params.append(param)
+                params.append(_rows_json(rows))
                 if table.key and not set(defaulted) & set(table.key_positions):
-                    keyed.append(_keyed_statement(table, defaulted, len(keyed)))
-                    keyed_params.append(param)
+                    ctes, report = _keyed_statement(table, defaulted, len(self._keyed))
+                    entries.append(ctes)
+                    reports.append(report)
                     sure = [None in key for key in map(_key_of(table), rows)]
                     owners = [owner for owner, rs in group for _ in rs]
                     self._keyed.append((table.name, owners, sure))
                 else:
-                    others.append(statement)
-                    others_params.append(param)
+                    entries.append(f"p{len(entries)} AS ({statement})")
         self.sql = "; ".join(plain)
         self.params = tuple(params)
-        self.skips = bool(keyed)
-        if keyed:
-            self.skipping_sql = "; ".join(others + [_reporting(keyed)])
-            self.skipping_params = tuple(others_params + keyed_params)
+        self.skips = bool(reports)
+        if reports:
+            self.skipping_sql = f"WITH {', '.join(entries)} {' UNION ALL '.join(reports)}"
+
 
     def outcomes(self, stored_rows=None) -> list[Stored]:
         """What became of each request: once `sql` ran, with no result; once `skipping_sql` ran,
@@ -163,26 +162,32 @@ def _statement(table: Table, defaulted: tuple) -> str:
 
 
 def _keyed_statement(table: Table, defaulted: tuple, number: int) -> tuple[str, str]:
-    """Two CTEs, s<number> (the rows, numbered) and i<number> (the INSERT skipping rows whose key
-    is stored already, returning the key of each row it stored); and the SELECT of the position
-    of each stored row."""
+    """Two CTEs, s<number> (the rows, numbered) and i<number> (the INSERT, in that order,
+    skipping rows whose key is stored already, returning the key of each row it stored); and the
+    SELECT of the position of each stored row. Of rows PostgreSQL takes for equal (char padding,
+    jsonb key order, ...), the first is the one stored and reported."""
     def make():
         names, values = _present(table, defaulted)
         key = ", ".join(_name(name) for name in table.key)
+        position = _position(table)
         rows, inserted = f"s{number}", f"i{number}"
-        ctes = (f"{rows} AS (SELECT {_POSITION}, {values} "
-                f"FROM json_array_elements(%s::json) WITH ORDINALITY AS a(r, {_POSITION})), "
+        ctes = (f"{rows} AS (SELECT {position}, {values} "
+                f"FROM json_array_elements(%s::json) WITH ORDINALITY AS a(r, {position})), "
                 f"{inserted} AS (INSERT INTO {quote_table(table.name).replace('%', '%%')} ({names}) "
-                f"SELECT {names} FROM {rows} ON CONFLICT ({key}) DO NOTHING RETURNING {key})")
-        join = f"SELECT {number}, {rows}.{_POSITION} FROM {rows} JOIN {inserted} USING ({key})"
-        return ctes, join
+                f"SELECT {names} FROM {rows} ORDER BY {position} "
+                f"ON CONFLICT ({key}) DO NOTHING RETURNING {key})")
+        report = (f"(SELECT DISTINCT ON ({key}) {number}, {rows}.{position} FROM {rows} "
+                  f"JOIN {inserted} USING ({key}) ORDER BY {key}, {rows}.{position})")
+        return ctes, report
     return _cached(table, ("keyed", defaulted, number), make)
 
 
-def _reporting(keyed: list[tuple[str, str]]) -> str:
-    """One statement of all keyed inserts, whose result is (statement, position) per stored row."""
-    ctes = ", ".join(cte for cte, _ in keyed)
-    return f"WITH {ctes} " + " UNION ALL ".join(join for _, join in keyed)
+def _position(table: Table) -> str:
+    """The column of a row's position among its statement's rows: a name no column has."""
+    name = "attolytics#row"
+    while name in table.columns:
+        name += "#"
+    return _name(name)
 
 
 def _rows_json(rows: list[tuple]) -> str:

@@ -158,8 +158,8 @@ class Writer:
 
     async def _write(self, requests: list[_Pending]) -> list:
         """Write the requests; return for each what was stored, or the exception to answer with."""
-        batch = Batch([pending.batches for pending in requests])
         try:
+            batch = Batch([pending.batches for pending in requests])
             # One round trip: the statements of one query string run as one implicit
             # transaction, committed at its end (the connection is in autocommit mode).
             try:
@@ -169,7 +169,7 @@ class Writer:
                 if not batch.skips:
                     raise
             # An event stored already, most likely: the same rows again, skipping those.
-            stored = await self.db.runQuery(batch.skipping_sql, batch.skipping_params,
+            stored = await self.db.runQuery(batch.skipping_sql, batch.params,
                                             timeout=self.flush_timeout)
             return batch.outcomes(stored)
         except Exception as e:
@@ -211,11 +211,12 @@ class WriterService(Service):
         self.writer = None
         self.refused_writer = None
 
-    def start_writing(self, pool):
-        """Make the writers that write through `pool`; return the one that stores events."""
+    def start_writing(self, pool, refused_pool=None):
+        """Make the writer that writes through `pool`, and the one for refused events through
+        `refused_pool`; return the first."""
         self.writer = self.make(pool, self.reactor, self.settings, self.batch_observer)
         if self.keep_refused:
-            self.refused_writer = Writer(pool, self.reactor, self.settings)
+            self.refused_writer = Writer(refused_pool, self.reactor, self.settings)
         return self.writer
 
     def stopService(self):
@@ -266,7 +267,7 @@ def _insert_each(cursor, requests: list[_Pending], results: list) -> Deferred:
             await cursor.execute("SAVEPOINT attolytics_request")
             try:
                 if batch.skips:
-                    await cursor.execute(batch.skipping_sql, batch.skipping_params)
+                    await cursor.execute(batch.skipping_sql, batch.params)
                     results[index] = batch.outcomes(cursor.fetchall())[0]
                 else:
                     await cursor.execute(batch.sql, batch.params)
