@@ -107,8 +107,10 @@ async def test_indexed_columns_get_stable_indexes_once(start, sql):
     [
         ("create table sessions (ts bigint not null, player varchar(20), level int, user_agent varchar)",
          "column 'ts' is declared timestamp with time zone but is bigint"),
-        ("create table sessions (ts timestamptz not null, level int, user_agent varchar)",
-         "column 'player' (character varying(20)) is missing"),
+        ("create table sessions (player varchar(20), level int, user_agent varchar);"
+         " insert into sessions (player) values ('ann')",
+         "column 'ts' (timestamp with time zone NOT NULL) is missing, and cannot be added to a table "
+         "that has rows without a default"),
         ("create table sessions (ts timestamptz not null, player varchar(20), level int,"
          " user_agent varchar, secret text not null)",
          "column 'secret' (text NOT NULL, no default) is not declared"),

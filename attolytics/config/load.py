@@ -197,7 +197,7 @@ _FLAGS = ("required", "indexed", "unique", "anonymize")
 
 
 def _column(node: Node) -> ColumnDecl:
-    keys = node.mapping({"name", "type", "header", "source", *_FLAGS}, {"name"})
+    keys = node.mapping({"name", "type", "header", "source", "default", *_FLAGS}, {"name"})
     flags = {flag: keys[flag].boolean() if flag in keys else False for flag in _FLAGS}
     header = source = None
     if "header" in keys:
@@ -219,6 +219,17 @@ def _column(node: Node) -> ColumnDecl:
         type_name=keys["type"].string() if "type" in keys else "string",
         header=header,
         source=source,
+        default=_literal(keys["default"]) if "default" in keys else None,
         key=node.path,
         **flags,
     )
+
+
+def _literal(node: Node) -> str:
+    """A column default as SQL literal text: a string as it is, a number or a boolean spelled."""
+    value = node.value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    raise node.error(f"expected a value of the column's type, such as 0 or 'unknown', got {describe(value)}")

@@ -33,6 +33,8 @@ class ColumnDecl:
     source: str | None = None
     # For source client_ip: keep only the network part of the address.
     anonymize: bool = False
+    # The column's DEFAULT, as the text of a literal of its type (checked by PostgreSQL).
+    default: str | None = None
     # Where the column is declared (tables.t.columns[0]), for messages about it.
     key: str = field(default="", compare=False)
 

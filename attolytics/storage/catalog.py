@@ -80,3 +80,9 @@ async def has_relation_beside(db, table: str, name: str) -> bool:
 async def unique_keys(db, table: str) -> list[frozenset[str]]:
     """The column sets of `table` that a unique index or primary key makes an ON CONFLICT target."""
     return [frozenset(columns) for (columns,) in await db.runQuery(_UNIQUE_KEYS_SQL, (quote_table(table),))]
+
+
+async def has_rows(db, table: str) -> bool:
+    """Whether the table holds a row."""
+    rows = await db.runQuery(f"SELECT EXISTS (SELECT 1 FROM {quote_table(table)})")
+    return bool(rows[0][0])

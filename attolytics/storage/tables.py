@@ -8,12 +8,19 @@ nothing; prepare_tables() applies the plan when nothing stands in its way.
 from dataclasses import dataclass, field
 
 import psycopg2
+from twisted.internet.defer import Deferred
 
 from attolytics.config import Config, TableDecl
 from attolytics.logs import logger
 from attolytics.storage import catalog
 from attolytics.storage.column_types import for_catalog
-from attolytics.storage.ddl import create_index_sql, create_table_sql, declared_mismatches
+from attolytics.storage.ddl import (
+    add_column_sql,
+    create_index_sql,
+    create_table_sql,
+    declared_mismatches,
+    missing_columns,
+)
 from attolytics.storage.declarations import DeclaredTypes
 from attolytics.storage.identifiers import index_name
 from attolytics.storage.table import Column, Table
@@ -43,18 +50,22 @@ class Mismatch(SchemaError):
 
 @dataclass
 class Statement:
-    """A DDL statement of the plan: what it makes, for the log once it ran."""
+    """A DDL statement of the plan: what it makes (a table, its index or its new column), for
+    the log once it ran."""
 
     sql: str
     table: str
     index: str | None = None
+    column: str | None = None
 
     def log_done(self) -> None:
         """Log that the statement ran."""
-        if self.index is None:
-            log.info("created table {table}", table=self.table)
-        else:
+        if self.index is not None:
             log.info("created index {index} on {table}", index=self.index, table=self.table)
+        elif self.column is not None:
+            log.info("added column {column} to {table}", column=self.column, table=self.table)
+        else:
+            log.info("created table {table}", table=self.table)
 
 
 @dataclass
@@ -63,9 +74,11 @@ class TablesPlan:
 
     statements: list[Statement] = field(default_factory=list)
     problems: list[SchemaError] = field(default_factory=list)
-    # The tables that exist already, described; the declared tables the statements create.
+    # The tables that exist already, described; the declared tables the statements create, and
+    # those they add columns to.
     tables: dict[str, Table] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
+    altered: list[str] = field(default_factory=list)
 
 
 async def plan_tables(db, config: Config, types: DeclaredTypes) -> TablesPlan:
@@ -85,8 +98,8 @@ async def plan_tables(db, config: Config, types: DeclaredTypes) -> TablesPlan:
             continue
         await _plan_declared(db, config, declared, types, catalogs[declared.name], plan)
     for name in config.table_names():
-        if name in plan.created or name in unreadable:
-            continue  # made from its declaration, which is checked already; or named above
+        if name in plan.created or name in plan.altered or name in unreadable:
+            continue  # made or changed from its declaration, which is checked; or named above
         try:
             found = catalogs[name] if name in catalogs else await _read(db, config, name)
             if found is None:
@@ -111,16 +124,11 @@ async def prepare_tables(db, config: Config, types: DeclaredTypes) -> dict[str, 
     plan = await plan_tables(db, config, types)
     if plan.problems:
         raise plan.problems[0]
-    for statement in plan.statements:
-        try:
-            await db.runOperation(statement.sql)
-        except psycopg2.Error as e:
-            if e.pgcode is None:  # the connection, not the statement: start-up tries again
-                raise
-            raise SchemaError(f"{config.path}: table {statement.table!r}: {statement.sql} failed: "
-                              f"{str(e).strip()}") from None
-        statement.log_done()
-    for name in plan.created:
+    if plan.statements:
+        await db.runInteraction(_apply, config, plan.statements)
+        for statement in plan.statements:
+            statement.log_done()
+    for name in plan.created + plan.altered:
         plan.tables[name] = _describe(config, name, await _read(db, config, name))
     tables = {name: plan.tables[name] for name in config.table_names()}
     for table in tables.values():
@@ -128,15 +136,35 @@ async def prepare_tables(db, config: Config, types: DeclaredTypes) -> dict[str, 
     return tables
 
 
+def _apply(cursor, config: Config, statements: list[Statement]) -> Deferred:
+    """Run the statements in one transaction: all of them, or (SchemaError) none."""
+    async def run():
+        for statement in statements:
+            try:
+                await cursor.execute(statement.sql)
+            except psycopg2.Error as e:
+                if e.pgcode is None:  # the connection, not the statement: start-up tries again
+                    raise
+                raise SchemaError(f"{config.path}: table {statement.table!r}: {statement.sql} failed: "
+                                  f"{str(e).strip()}") from None
+
+    return Deferred.fromCoroutine(run())
+
+
 async def _plan_declared(db, config: Config, declared: TableDecl, types: DeclaredTypes,
                          found, plan: TablesPlan) -> None:
-    """Plan one declared table: create it and its indexes when missing, else check it."""
+    """Plan one declared table: create it and its indexes when missing, else check it and add
+    the columns it lacks."""
     table_types = types[declared.name]
+    for column in declared.columns:
+        if column.default is not None:
+            await _check_default(db, config, declared, column, table_types[column.name], plan)
     if found is None:
         plan.created.append(declared.name)
         plan.statements.append(Statement(create_table_sql(declared, table_types), declared.name))
     else:
         mismatches = declared_mismatches(declared, table_types, found)
+        mismatches += await _plan_new_columns(db, declared, table_types, found, plan)
         if mismatches:
             plan.problems.append(Mismatch(config, declared.name, mismatches))
     for column in declared.columns:
@@ -146,6 +174,35 @@ async def _plan_declared(db, config: Config, declared: TableDecl, types: Declare
             index = index_name(declared.name, column.name)
             if found is None or not await catalog.has_relation_beside(db, declared.name, index):
                 plan.statements.append(Statement(create_index_sql(declared, column), declared.name, index))
+
+
+async def _plan_new_columns(db, declared: TableDecl, table_types, found, plan: TablesPlan) -> list[str]:
+    """Plan ADD COLUMN for the declared columns the table lacks; what cannot be added (NOT NULL
+    without a default, on a table with rows) is a mismatch."""
+    missing = missing_columns(declared, found)
+    refused = [c for c in missing if c.required and c.default is None]
+    if refused and not await catalog.has_rows(db, declared.name):
+        refused = []
+    for column in missing:
+        if column not in refused:
+            plan.statements.append(Statement(add_column_sql(declared, column, table_types[column.name]),
+                                             declared.name, column=column.name))
+    if missing and declared.name not in plan.altered:
+        plan.altered.append(declared.name)
+    return [f"column {c.name!r} ({table_types[c.name].ddl} NOT NULL) is missing, and cannot be added to "
+            f"a table that has rows without a default" for c in refused]
+
+
+async def _check_default(db, config: Config, declared: TableDecl, column, column_type, plan: TablesPlan):
+    """A column's default must be a value of its type: PostgreSQL reads it to tell."""
+    try:
+        await db.runQuery(f"SELECT %s::{column_type.ddl}", (column.default,))
+    except psycopg2.Error as e:
+        if e.pgcode is None:
+            raise
+        plan.problems.append(SchemaError(
+            f"{config.path}: {column.key}.default: {column.default!r} is not a value of type "
+            f"{column_type.ddl}: {(getattr(e.diag, 'message_primary', None) or str(e)).strip()}"))
 
 
 async def _plan_unique_index(db, config: Config, declared: TableDecl, column, found, plan: TablesPlan):
