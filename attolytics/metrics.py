@@ -51,6 +51,14 @@ class Metrics:
             "attolytics_writer_batch_rows", "Rows per transaction written.",
             buckets=(1, 10, 100, 1000, 5000, 20000), registry=self.registry,
         )
+        self.config_reloads = Counter(
+            "attolytics_config_reloads", "Reloads of the configuration (SIGHUP), applied or refused.",
+            ["result"], registry=self.registry,
+        )
+        self.config_loaded = Gauge(
+            "attolytics_config_loaded_timestamp_seconds", "When the configuration in force was loaded.",
+            registry=self.registry,
+        )
         self.database_ready = Gauge(
             "attolytics_database_ready", "1 when the tables are checked and a connection is up.",
             registry=self.registry,

@@ -3,6 +3,8 @@ configured), the database, the writer and the HTTP endpoint. They start in that 
 in the reverse one, each step awaited: stop listening, drain the writer, close the pool, stop the
 embedded PostgreSQL."""
 
+from types import SimpleNamespace
+
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
@@ -14,6 +16,7 @@ from attolytics.http.endpoint import HttpEndpointService
 from attolytics.http.routes import Routes
 from attolytics.http.site import AttolyticsSite
 from attolytics.metrics import Metrics
+from attolytics.reload import Reloader, event_ids
 from attolytics.shutdown import Shutdown
 from attolytics.storage.database import DatabaseService
 from attolytics.storage.declarations import declared_types, uuid_ids
@@ -27,12 +30,19 @@ ANSWER_GRACE_SECONDS = 0.1
 
 class AttolyticsService(MultiService):
     """Starts its children in order; stops them in reverse order, one after the other (where
-    MultiService would stop them all at once), all within the shutdown's deadline."""
+    MultiService would stop them all at once), all within the shutdown's deadline; reloads its
+    configuration on demand."""
 
     def __init__(self, reactor, shutdown: Shutdown):
         super().__init__()
         self.reactor = reactor
         self.shutdown = shutdown
+        self.reloader = None
+
+    def reload(self):
+        """Reload the configuration file (SIGHUP): a Deferred firing with True when the new one
+        is in force, False when it was refused and the old one stays."""
+        return self.reloader.reload()
 
     def startService(self):
         self.shutdown.reset()
@@ -54,9 +64,10 @@ class AttolyticsService(MultiService):
 
 
 def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
-                       writer_factory=Writer) -> AttolyticsService:
+                       writer_factory=Writer, overrides=None) -> AttolyticsService:
     """The service for `config`: `on_fatal(message)` is called when start-up cannot go on;
-    `endpoint` is where to listen (config.listen by default).
+    `endpoint` is where to listen (config.listen by default); `overrides(config)` applies the
+    command line's options to a reloaded file.
 
     Raises ConfigError for a declared column whose type nobody knows.
     """
@@ -65,20 +76,12 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
         endpoint = serverFromString(reactor, config.listen)
     metrics = Metrics()
     shutdown = Shutdown(reactor, config.shutdown_timeout)
-    routes = Routes(config, metrics, _event_ids(config, uuid_ids(config, types)))
+    routes = Routes(config, metrics, event_ids(config, uuid_ids(config, types)))
     site = AttolyticsSite(routes.resource(), config.max_body_bytes, config.request_timeout,
                           routes.early_headers, metrics, reactor)
     service = AttolyticsService(reactor, shutdown)
-    if config.database.url is None:
-        embedded = EmbeddedPostgresService(config.database.embedded_path, shutdown)
-        embedded.setName("embedded")
-        embedded.setServiceParent(service)
-        locate = embedded.url
-    else:
-        def locate():
-            return succeed(config.database.url)
     writer = WriterService(reactor, config.writer, shutdown, metrics.writer_batch_rows.observe,
-                           make=writer_factory, keep_refused=config.rejected_events is not None)
+                           make=writer_factory)
 
     def ready(pool, tables, refused_pool) -> None:
         routes.serve(tables, writer.start_writing(pool, refused_pool), writer.refused_writer)
@@ -88,24 +91,26 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
         # once needs the reactor's signal handling in place.
         reactor.callWhenRunning(systemd.notify, "READY=1")
 
-    children = {
-        "database": DatabaseService(config, types, reactor, shutdown, locate, ready, on_fatal),
-        "writer": writer,
-        "http": HttpEndpointService(endpoint, config.listen, site, shutdown, listening, on_fatal),
-    }
-    for name, child in children.items():
+    locate = _database_location(config, shutdown, service)
+    database = DatabaseService(config, types, reactor, shutdown, locate, ready, on_fatal)
+    http = HttpEndpointService(endpoint, config.listen, site, shutdown, listening, on_fatal)
+    for name, child in (("database", database), ("writer", writer), ("http", http)):
         child.setName(name)
         child.setServiceParent(service)
+    parts = SimpleNamespace(routes=routes, site=site, writer=writer, database=database, metrics=metrics,
+                            shutdown=shutdown)
+    service.reloader = Reloader(config, reactor, parts, overrides)
     metrics.writer_queue_rows.set_function(lambda: writer.writer.queued_rows if writer.writer else 0)
     metrics.database_ready.set_function(lambda: 1 if routes.ready else 0)
     return service
 
 
-def _event_ids(config: Config, ids: dict[str, str]) -> dict:
-    """App id -> event type -> the uuid id column of its table, for the browser client."""
-    found = {}
-    for app in config.apps.values():
-        columns = {type_id: ids[table] for type_id, table in app.event_types.items() if table in ids}
-        if columns:
-            found[app.app_id] = columns
-    return found
+def _database_location(config: Config, shutdown: Shutdown, service: AttolyticsService):
+    """locate() -> a Deferred of the database URL: the configured one, or the embedded server's,
+    whose service is then the first child of `service`."""
+    if config.database.url is not None:
+        return lambda: succeed(config.database.url)
+    embedded = EmbeddedPostgresService(config.database.embedded_path, shutdown)
+    embedded.setName("embedded")
+    embedded.setServiceParent(service)
+    return embedded.url

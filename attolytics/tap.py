@@ -81,19 +81,26 @@ def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     set_verbosity(options["verbosity"])
-    try:
-        config = load_config(options["config"])
-        listen_source = f"{config.path}: listen"
+
+    def overrides(config):
+        """The options given over the file's keys, at start-up and at each reload."""
         if options["listen"]:
             config = replace(config, listen=options["listen"])
-            listen_source = "--listen" if not options["port"] and not options["host"] else "--host/--port"
         if options["db-url"]:
             config = replace(config, database=DatabaseLocation(url=options["db-url"]))
+        return config
+
+    try:
+        config = overrides(load_config(options["config"]))
+        listen_source = f"{options['config']}: listen"
+        if options["listen"]:
+            listen_source = "--listen" if not options["port"] and not options["host"] else "--host/--port"
         endpoint = _endpoint(reactor, config.listen, listen_source)
-        service = attolytics_service(config, reactor, _exit_on_fatal(reactor), endpoint)
+        service = attolytics_service(config, reactor, _exit_on_fatal(reactor), endpoint, overrides=overrides)
     except ConfigError as e:
         sys.exit(f"attolytics: {e}")
     reactor.callWhenRunning(_stop_on_signals, reactor)
+    reactor.callWhenRunning(_reload_on_sighup, reactor, service)
     if options["log-format"] != "json":
         return service
     top = _LoggingTo(JsonLinesObserver(_log_file(getattr(options, "parent", None))))
@@ -144,6 +151,19 @@ def _stop_on_signals(reactor):
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def _reload_on_sighup(reactor, service):
+    """SIGHUP (systemctl reload) reloads the configuration file."""
+
+    def reload():
+        service.reload().addErrback(lambda failure: log.failure("reload failed", failure=failure))
+
+    def handler(signum, frame):
+        log.info("received SIGHUP, reloading the configuration")
+        reactor.callFromThread(reload)
+
+    signal.signal(signal.SIGHUP, handler)
 
 
 def _exit_on_fatal(reactor):

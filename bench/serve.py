@@ -49,6 +49,9 @@ class PerEventWriter:
     def connected(self) -> bool:
         return bool(self.db.connected)
 
+    def configure(self, settings) -> None:
+        pass
+
     def insert(self, batches, size: int = 0) -> Deferred:
         def interaction(cursor):
             async def run():

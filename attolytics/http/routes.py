@@ -22,16 +22,22 @@ log = logger(__name__)
 
 
 class Routes:
-    """The Klein application; `serve()` gives it the tables and the writer once the database is up."""
+    """The Klein application; `serve()` gives it the tables and the writer once the database is
+    up, `configure()` a configuration reloaded."""
 
     app = Klein()
 
     def __init__(self, config: Config, metrics, event_ids: dict | None = None):
-        self.config = config
         self.metrics = metrics
         self.intake = Intake(config, metrics)
         self._openapi = None
-        # event_ids: app -> event type -> the uuid column the browser client fills (BrowserClient).
+        self.configure(config, event_ids)
+
+    def configure(self, config: Config, event_ids: dict | None = None) -> None:
+        """Serve with this configuration from the next request on; `event_ids` maps app -> event
+        type -> the uuid column the browser client fills (BrowserClient)."""
+        self.config = config
+        self.intake.config = config
         self._browser_client = BrowserClient(config.max_body_bytes, event_ids)
 
     def serve(self, tables, writer, refused_writer=None) -> None:

@@ -57,12 +57,18 @@ class AttolyticsSite(Site):
             reactor=reactor,
         )
         self.receive_timeout = receive_timeout
+        self._early_headers = early_headers
         self.in_flight = InFlight()
         self.metrics = metrics
         # Never parse bodies as HTML forms: the API takes JSON, and twisted.web's form detection
         # parses Content-Type with the email package, a fifth of the time of a small request.
         # (Site's parsePOSTFormSubmission argument, set the way that works with older Twisted.)
         self._parsePOSTFormSubmission = False
+
+    def limit(self, max_body_bytes: int, receive_timeout: float) -> None:
+        """Take requests that arrive from now on with this body limit and deadline."""
+        self.requestFactory = request_factory(max_body_bytes, receive_timeout, self._early_headers)
+        self.receive_timeout = self.timeOut = receive_timeout
 
     def log(self, request):
         """Count and log one line per finished request, with fields for log shippers."""

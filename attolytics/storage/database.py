@@ -36,6 +36,7 @@ class DatabaseService(Service):
         self.locate = locate
         self.on_ready = on_ready
         self.on_fatal = on_fatal
+        self.url = None
         self.pool = None
         self.refused_pool = None
         # Fires once start-up has ended: ready, given up (on_fatal), or abandoned.
@@ -49,7 +50,7 @@ class DatabaseService(Service):
 
     async def _connect(self) -> None:
         try:
-            url = await self.locate()
+            self.url = url = await self.locate()
         except Exception as e:  # the embedded server did not start, or start-up was abandoned
             if not self.shutdown.begun:
                 self.on_fatal(str(e))
@@ -86,6 +87,25 @@ class DatabaseService(Service):
             self.on_ready(pool, tables, refused_pool)
             log.info("ready: {count} tables checked", count=len(tables))
             return
+
+    async def prepare(self, config: Config, types: DeclaredTypes):
+        """Make the tables of a reloaded configuration ready: (tables, refused_pool), or None
+        while start-up is still under way (it goes on with this configuration). Raises
+        SchemaError, having changed nothing, when the database does not fit it."""
+        if self.pool is None:
+            self.config, self.types = config, types
+            return None
+        tables = await prepare_tables(self.pool, config, types)
+        if config.rejected_events and self.refused_pool is None:
+            refused_pool = ConnectionPool(self.url, self.reactor, size=1)
+            try:
+                await refused_pool.connect()
+            except BaseException:
+                refused_pool.close()
+                raise
+            self.refused_pool = refused_pool
+        self.config, self.types = config, types
+        return tables, self.refused_pool
 
     def _abandon_start(self) -> None:
         if self.starting is not None and not self.starting.called:

@@ -59,11 +59,7 @@ class Writer:
     def __init__(self, db, reactor, settings: WriterSettings = WriterSettings(), batch_observer=None):
         self.db = db
         self.reactor = reactor
-        self.max_queued_rows = settings.max_queued_rows
-        self.max_rows_per_flush = settings.max_batch_rows
-        self.flush_delay = settings.max_delay_ms / 1000
-        # A flush without an answer for this long is given up: its requests get 503 (outcome unknown).
-        self.flush_timeout = settings.flush_timeout
+        self.configure(settings)
         # Called with the row count of each transaction, for the metrics.
         self.batch_observer = batch_observer
         self.queued_rows = 0  # rows accepted and not yet answered, in the queue or in flight
@@ -73,6 +69,14 @@ class Writer:
         self._flushing = 0
         self._delayed = None
         self._idle_waiters: list[Deferred] = []
+
+    def configure(self, settings: WriterSettings) -> None:
+        """Write with these settings from now on (the connection count is the pool's)."""
+        self.max_queued_rows = settings.max_queued_rows
+        self.max_rows_per_flush = settings.max_batch_rows
+        self.flush_delay = settings.max_delay_ms / 1000
+        # A flush without an answer for this long is given up: its requests get 503 (outcome unknown).
+        self.flush_timeout = settings.flush_timeout
 
     def insert(self, batches: list, size: int = 0) -> Deferred:
         """Queue one request's rows, [(Table, rows)]; fires with a Stored after the COMMIT that
@@ -194,12 +198,12 @@ class WriterService(Service):
     """Owns the writers: made once the database is ready; at shutdown, what is queued is written
     before the pool closes, within the shutdown's deadline.
 
-    `writer` stores events; `refused_writer`, made with `keep_refused`, keeps the events of
+    `writer` stores events; `refused_writer`, given a pool of its own, keeps the events of
     refused requests in transactions of their own, so that they never hold up the others.
     """
 
     def __init__(self, reactor, settings: WriterSettings, shutdown: Shutdown, batch_observer=None,
-                 make=Writer, keep_refused: bool = False):
+                 make=Writer):
         self.reactor = reactor
         self.settings = settings
         self.shutdown = shutdown
@@ -207,17 +211,27 @@ class WriterService(Service):
         # Builds the writer from (pool, reactor, settings, batch_observer); the benchmark swaps
         # in its baselines.
         self.make = make
-        self.keep_refused = keep_refused
         self.writer = None
         self.refused_writer = None
 
     def start_writing(self, pool, refused_pool=None):
         """Make the writer that writes through `pool`, and the one for refused events through
-        `refused_pool`; return the first."""
+        `refused_pool` (with one); return the first."""
         self.writer = self.make(pool, self.reactor, self.settings, self.batch_observer)
-        if self.keep_refused:
-            self.refused_writer = Writer(refused_pool, self.reactor, self.settings)
+        self.keep_refused(refused_pool)
         return self.writer
+
+    def keep_refused(self, refused_pool) -> None:
+        """Keep refused events through `refused_pool` from now on (none: no refused events kept)."""
+        if refused_pool is not None and (self.refused_writer is None or self.refused_writer.db is not refused_pool):
+            self.refused_writer = Writer(refused_pool, self.reactor, self.settings)
+
+    def configure(self, settings: WriterSettings) -> None:
+        """Write with these settings from now on (the connection count stays the pool's)."""
+        self.settings = settings
+        for writer in (self.writer, self.refused_writer):
+            if writer is not None:
+                writer.configure(settings)
 
     def stopService(self):
         super().stopService()

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from twisted.internet import reactor
 
-from attolytics.config import DatabaseLocation, parse_config
+from attolytics.config import DatabaseLocation, load_config, parse_config
 from attolytics.service import attolytics_service
 from support.http import Client
 
@@ -32,15 +32,22 @@ class Running:
         return self.service.stopService()
 
 
-async def start_service(config_text: str, database_url: str, wait: bool = True) -> Running:
+async def start_service(config_text: str, database_url: str, wait: bool = True, path=None) -> Running:
     """Start the real service on an ephemeral port with this configuration and database.
 
-    With `wait`, return once start-up has ended (ready, or a fatal error recorded).
+    With `wait`, return once start-up has ended (ready, or a fatal error recorded). With `path`,
+    the configuration is written there and read from there, as at each reload.
     """
-    config = parse_config(config_text, "test.conf.yaml")
-    config = replace(config, listen="tcp:0:interface=127.0.0.1", database=DatabaseLocation(url=database_url))
+    def overrides(config):
+        return replace(config, listen="tcp:0:interface=127.0.0.1", database=DatabaseLocation(url=database_url))
+
+    if path is not None:
+        path.write_text(config_text)
+        config = overrides(load_config(str(path)))
+    else:
+        config = overrides(parse_config(config_text, "test.conf.yaml"))
     fatal = []
-    service = attolytics_service(config, reactor, on_fatal=fatal.append)
+    service = attolytics_service(config, reactor, on_fatal=fatal.append, overrides=overrides)
     service.startService()  # a TCP endpoint listens at once, so the port is known now
     if wait:
         await service.getServiceNamed("database").starting
