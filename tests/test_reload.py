@@ -47,7 +47,7 @@ async def test_a_new_app_key_event_type_and_column_apply_at_once(start, sql, con
     running = await start(game(tables=("scores",)), path=config_file)
     assert (await post(running, "scores", [{"player": "ann"}])).status == 200
     config_file.write_text(game(keys=(SECRET, NEW_KEY), tables=("scores", "clicks"), columns=["{name: level, type: i32}"],
-                                apps=f"  shop:\n    secret_key: shop-key\n    tables: [clicks]\n"))
+                                apps="  shop:\n    secret_key: shop-key\n    tables: [clicks]\n"))
     assert await running.service.reload() is True
     assert (await post(running, "scores", [{"player": "bob", "level": 3}], key=NEW_KEY)).status == 200
     assert (await post(running, "scores", [{"player": "cy"}], key=SECRET)).status == 200  # still listed
