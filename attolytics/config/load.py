@@ -2,21 +2,18 @@
 
 import ipaddress
 import os
-import re
 
 from attolytics.config.apps import parse_apps
+from attolytics.config.tables import parse_tables, rejected_events_table
 from attolytics.config.model import (
     DEFAULT_EMBEDDED_PATH,
     DEFAULT_LISTEN,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
-    REJECTED_EVENT_COLUMNS,
-    ColumnDecl,
     Config,
     ConfigError,
     DatabaseLocation,
-    TableDecl,
     WriterSettings,
 )
 from attolytics.config.yaml_tree import Node, describe, read_yaml
@@ -43,8 +40,8 @@ def parse_config(text: str, source: str) -> Config:
     Column types are kept as written: storage.declarations says what they mean.
     """
     keys = read_yaml(text, source).mapping(_TOP_LEVEL_KEYS, {"apps"})
-    tables = _tables(keys["tables"]) if "tables" in keys else {}
-    rejected = _rejected_events(keys["rejected_events"], tables) if "rejected_events" in keys else None
+    tables = parse_tables(keys["tables"]) if "tables" in keys else {}
+    rejected = rejected_events_table(keys["rejected_events"], tables) if "rejected_events" in keys else None
     if "database_url" in keys:
         if "database" in keys:
             raise keys["database_url"].error("give either database_url or a database section, not both")
@@ -77,18 +74,6 @@ def parse_config(text: str, source: str) -> Config:
             keys["shutdown_timeout"].seconds() if "shutdown_timeout" in keys else DEFAULT_SHUTDOWN_TIMEOUT
         ),
     )
-
-
-def _rejected_events(node: Node, tables: dict[str, TableDecl]) -> str:
-    """The table that keeps refused events: declared (added to `tables`) with its fixed columns."""
-    name = node.string()
-    if name in tables:
-        raise node.error(f"{name!r} is declared under tables; the table of refused events has columns "
-                         f"of its own: name a table that is not declared")
-    tables[name] = TableDecl(name=name, columns=tuple(
-        ColumnDecl(column, type_name, source=source, key=f"rejected_events ({column})")
-        for column, type_name, source in REJECTED_EVENT_COLUMNS))
-    return name
 
 
 def _networks(node: Node) -> tuple:
@@ -164,72 +149,3 @@ def _url_from_keys(keys: dict[str, Node]) -> str:
             raise keys["port"].error(f"expected a port number, got {port}")
         params["port"] = str(port)
     return make_dsn(**params)
-
-
-def _tables(node: Node) -> dict[str, TableDecl]:
-    if not isinstance(node.value, dict):
-        raise node.error(f"expected a mapping from table name to table, got {describe(node.value)}")
-    tables = {}
-    for name, value in node.value.items():
-        table_node = node.child(name, value)
-        if not isinstance(name, str) or not name:
-            raise table_node.error("a table name must be a non-empty string")
-        keys = table_node.mapping({"columns"}, {"columns"})
-        items = keys["columns"].items()
-        columns = [_column(item) for item in items]
-        if not columns:
-            raise keys["columns"].error("a table needs at least one column")
-        seen = set()
-        for column, item in zip(columns, items):
-            if column.name in seen:
-                raise item.error(f"column {column.name!r} is declared twice")
-            seen.add(column.name)
-        unique = [item for column, item in zip(columns, items) if column.unique]
-        if len(unique) > 1:
-            raise unique[1].error("one column of a table may be unique: the event's id")
-        tables[name] = TableDecl(name=name, columns=tuple(columns))
-    return tables
-
-
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", re.ASCII)
-SOURCES = ("received_at", "client_ip")
-_FLAGS = ("required", "indexed", "unique", "anonymize")
-
-
-def _column(node: Node) -> ColumnDecl:
-    keys = node.mapping({"name", "type", "header", "source", "default", *_FLAGS}, {"name"})
-    flags = {flag: keys[flag].boolean() if flag in keys else False for flag in _FLAGS}
-    header = source = None
-    if "header" in keys:
-        header = keys["header"].string()
-        if not _HEADER_NAME.fullmatch(header):
-            raise keys["header"].error(f"{header!r} is not an HTTP header name")
-    if "source" in keys:
-        source = keys["source"].string()
-        if source not in SOURCES:
-            raise keys["source"].error(f"expected one of {', '.join(SOURCES)}, got {source!r}")
-        if header is not None:
-            raise keys["source"].error("a column is filled from a header or by the service, not both")
-    if flags["anonymize"] and source != "client_ip":
-        raise keys["anonymize"].error("only a column with source: client_ip can be anonymized")
-    if flags["unique"] and (header or source):
-        raise keys["unique"].error("an event's id comes from the event, not from a header or the service")
-    return ColumnDecl(
-        name=keys["name"].string(),
-        type_name=keys["type"].string() if "type" in keys else "string",
-        header=header,
-        source=source,
-        default=_literal(keys["default"]) if "default" in keys else None,
-        key=node.path,
-        **flags,
-    )
-
-
-def _literal(node: Node) -> str:
-    """A column default as SQL literal text: a string as it is, a number or a boolean spelled."""
-    value = node.value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return str(value)
-    raise node.error(f"expected a value of the column's type, such as 0 or 'unknown', got {describe(value)}")
