@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+import time
 
 import psycopg2
 from twisted.internet.defer import Deferred, succeed
@@ -26,6 +27,15 @@ class _BlockingDatabase:
             return succeed(cur.fetchall())
 
 
+class _WallClock:
+    """Now, as the reactor tells it."""
+
+    @staticmethod
+    def seconds() -> float:
+        """The time in seconds since the epoch."""
+        return time.time()
+
+
 def check(config_path: str, db_url: str | None, out=sys.stdout) -> int:
     """Check and report; the exit status: 0 when start-up would succeed, else 1."""
     try:
@@ -46,7 +56,7 @@ def check(config_path: str, db_url: str | None, out=sys.stdout) -> int:
             out.write(f"problem: cannot connect to PostgreSQL: {str(e).strip()}\n")
             return 1
         # The walk start-up takes, with nothing applied; every query runs synchronously.
-        outcome, failed = Deferred.fromCoroutine(plan_tables(db, config, types)), []
+        outcome, failed = Deferred.fromCoroutine(plan_tables(db, config, types, _WallClock())), []
         outcome.addErrback(failed.append)
         plan = outcome.result
         db.connection.close()
@@ -58,6 +68,8 @@ def check(config_path: str, db_url: str | None, out=sys.stdout) -> int:
         return 1
     for statement in plan.statements:
         out.write(f"would run: {statement.sql};\n")
+    for sql in plan.drops:
+        out.write(f"would run, once started: {sql};\n")
     for problem in plan.problems:
         for line in problem.lines():
             out.write(f"problem: {line}\n")

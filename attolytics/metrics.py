@@ -51,6 +51,14 @@ class Metrics:
             "attolytics_writer_batch_rows", "Rows per transaction written.",
             buckets=(1, 10, 100, 1000, 5000, 20000), registry=self.registry,
         )
+        self._add_upkeep_metrics()
+        self.database_ready = Gauge(
+            "attolytics_database_ready", "1 when the tables are checked and a connection is up.",
+            registry=self.registry,
+        )
+
+    def _add_upkeep_metrics(self) -> None:
+        """The metrics of a service that runs for months: reloads and partitions."""
         self.config_reloads = Counter(
             "attolytics_config_reloads", "Reloads of the configuration (SIGHUP), applied or refused.",
             ["result"], registry=self.registry,
@@ -59,9 +67,13 @@ class Metrics:
             "attolytics_config_loaded_timestamp_seconds", "When the configuration in force was loaded.",
             registry=self.registry,
         )
-        self.database_ready = Gauge(
-            "attolytics_database_ready", "1 when the tables are checked and a connection is up.",
+        self.partitions = Gauge(
+            "attolytics_partitions", "Partitions of a table partitioned by time.", ["table"],
             registry=self.registry,
+        )
+        self.partitions_dropped = Counter(
+            "attolytics_partitions_dropped", "Partitions dropped, with their rows, once older than keep.",
+            ["table"], registry=self.registry,
         )
 
     def child(self, metric, *labels):

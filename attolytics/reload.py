@@ -32,7 +32,8 @@ class Reloader:
     def __init__(self, config: Config, reactor, parts, overrides=None):
         self.config = config
         self.reactor = reactor
-        # routes, site, writer (WriterService), database (DatabaseService), metrics, shutdown
+        # routes, site, writer (WriterService), database (DatabaseService), metrics, shutdown,
+        # maintenance (PartitionMaintenance)
         self.parts = parts
         self.overrides = overrides or (lambda config: config)
         self._lock = DeferredLock()
@@ -84,6 +85,7 @@ class Reloader:
             tables, refused_pool = prepared
             parts.writer.keep_refused(refused_pool)
             parts.routes.serve(tables, parts.writer.writer, parts.writer.refused_writer)
+            parts.maintenance.serve(parts.database.pool, config, types)
         self.config = config
 
     def _refused(self, path: str, problem: str) -> bool:

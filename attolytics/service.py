@@ -21,6 +21,7 @@ from attolytics.shutdown import Shutdown
 from attolytics.storage.database import DatabaseService
 from attolytics.storage.declarations import declared_types, uuid_ids
 from attolytics.storage.embedded import EmbeddedPostgresService
+from attolytics.storage.maintenance import PartitionMaintenance
 from attolytics.storage.writer import Writer, WriterService
 
 # Answers just written sit in socket buffers until the reactor's next turns; they get this long
@@ -64,10 +65,11 @@ class AttolyticsService(MultiService):
 
 
 def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
-                       writer_factory=Writer, overrides=None) -> AttolyticsService:
+                       writer_factory=Writer, overrides=None, clock=None) -> AttolyticsService:
     """The service for `config`: `on_fatal(message)` is called when start-up cannot go on;
     `endpoint` is where to listen (config.listen by default); `overrides(config)` applies the
-    command line's options to a reloaded file.
+    command line's options to a reloaded file; `clock` (the reactor by default) is the time
+    partitions follow.
 
     Raises ConfigError for a declared column whose type nobody knows.
     """
@@ -82,9 +84,12 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
     service = AttolyticsService(reactor, shutdown)
     writer = WriterService(reactor, config.writer, shutdown, metrics.writer_batch_rows.observe,
                            make=writer_factory)
+    maintenance = PartitionMaintenance(clock or reactor, metrics)
+    writer.make_room = maintenance.make_room
 
     def ready(pool, tables, refused_pool) -> None:
         routes.serve(tables, writer.start_writing(pool, refused_pool), writer.refused_writer)
+        maintenance.serve(pool, database.config, database.types)
 
     def listening(port) -> None:
         # twistd starts services before the reactor runs; a stop request that follows READY at
@@ -92,13 +97,14 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
         reactor.callWhenRunning(systemd.notify, "READY=1")
 
     locate = _database_location(config, shutdown, service)
-    database = DatabaseService(config, types, reactor, shutdown, locate, ready, on_fatal)
+    database = DatabaseService(config, types, reactor, shutdown, locate, ready, on_fatal, clock)
     http = HttpEndpointService(endpoint, config.listen, site, shutdown, listening, on_fatal)
-    for name, child in (("database", database), ("writer", writer), ("http", http)):
+    children = (("database", database), ("writer", writer), ("maintenance", maintenance), ("http", http))
+    for name, child in children:
         child.setName(name)
         child.setServiceParent(service)
     parts = SimpleNamespace(routes=routes, site=site, writer=writer, database=database, metrics=metrics,
-                            shutdown=shutdown)
+                            shutdown=shutdown, maintenance=maintenance)
     service.reloader = Reloader(config, reactor, parts, overrides)
     metrics.writer_queue_rows.set_function(lambda: writer.writer.queued_rows if writer.writer else 0)
     metrics.database_ready.set_function(lambda: 1 if routes.ready else 0)

@@ -86,12 +86,14 @@ def start(database_url):
     """start(config_text) starts the service against the test database; stopped after the test.
 
     start(config_text, url=..., wait=False) starts it against another server without waiting;
-    start(config_text, path=...) reads the configuration from that file, as a reload does.
+    start(config_text, path=...) reads the configuration from that file, as a reload does;
+    start(config_text, clock=...) has partitions follow that clock's time.
     """
     started = []
 
-    async def run(config_text: str = GAME_CONFIG, url: str | None = None, wait: bool = True, path=None):
-        running = await start_service(config_text, url or database_url, wait, path)
+    async def run(config_text: str = GAME_CONFIG, url: str | None = None, wait: bool = True, path=None,
+                  clock=None):
+        running = await start_service(config_text, url or database_url, wait, path, clock)
         started.append(running)
         return running
 

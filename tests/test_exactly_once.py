@@ -236,7 +236,7 @@ async def test_requests_of_one_batch_with_the_same_id_store_it_once(database_url
     db = ConnectionPool(database_url, reactor, size=1)
     await db.connect()
     try:
-        tables = await prepare_tables(db, config, declared_types(config))
+        tables = await prepare_tables(db, config, declared_types(config), reactor)
         clicks_table = tables["clicks"]
         writer = Writer(db, reactor, WriterSettings(max_delay_ms=50, max_batch_rows=100))
         shared = str(uuid.uuid4())

@@ -35,7 +35,7 @@ def db_and_table(database_url, sql):
     db = ConnectionPool(database_url, reactor, size=1)
     pytest_twisted.blockon(ensureDeferred(db.connect()))
     config = parse_config(CONFIG, "w.yaml")
-    tables = pytest_twisted.blockon(ensureDeferred(prepare_tables(db, config, declared_types(config))))
+    tables = pytest_twisted.blockon(ensureDeferred(prepare_tables(db, config, declared_types(config), reactor)))
     sql("alter table hits add constraint positive check (n >= 0)")
     yield db, tables["hits"]
     db.close()

@@ -15,6 +15,7 @@ from attolytics.config.model import (
     Config,
     ConfigError,
     DatabaseLocation,
+    PartitionDecl,
     TableDecl,
     WriterSettings,
 )
@@ -22,5 +23,5 @@ from attolytics.config.model import (
 __all__ = [
     "DEFAULT_EMBEDDED_PATH", "DEFAULT_LISTEN", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT", "App", "ColumnDecl", "Config", "ConfigError", "DatabaseLocation",
-    "TableDecl", "WriterSettings", "load_config", "parse_config",
+    "PartitionDecl", "TableDecl", "WriterSettings", "load_config", "parse_config",
 ]

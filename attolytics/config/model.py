@@ -40,11 +40,26 @@ class ColumnDecl:
 
 
 @dataclass(frozen=True)
+class PartitionDecl:
+    """How a declared table is split into partitions by time, and how many are kept."""
+
+    column: str
+    interval: str  # "day", "week" or "month"
+    # Intervals after the current one that have their partitions made in advance.
+    ahead: int
+    # Intervals of data kept, the current one included: older partitions are dropped.
+    keep: int
+    # Where it is declared, for messages: "tables.events.partition".
+    key: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
 class TableDecl:
     """A table declared under `tables:`, created at start-up when missing."""
 
     name: str
     columns: tuple[ColumnDecl, ...]
+    partition: PartitionDecl | None = None
 
 
 # The columns of the table that keeps refused events: (name, type, filled by the service).

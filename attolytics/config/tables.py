@@ -2,7 +2,7 @@
 
 import re
 
-from attolytics.config.model import REJECTED_EVENT_COLUMNS, ColumnDecl, TableDecl
+from attolytics.config.model import REJECTED_EVENT_COLUMNS, ColumnDecl, PartitionDecl, TableDecl
 from attolytics.config.yaml_tree import Node, describe
 
 
@@ -15,7 +15,7 @@ def parse_tables(node: Node) -> dict[str, TableDecl]:
         table_node = node.child(name, value)
         if not isinstance(name, str) or not name:
             raise table_node.error("a table name must be a non-empty string")
-        keys = table_node.mapping({"columns"}, {"columns"})
+        keys = table_node.mapping({"columns", "partition"}, {"columns"})
         items = keys["columns"].items()
         columns = [_column(item) for item in items]
         if not columns:
@@ -28,7 +28,8 @@ def parse_tables(node: Node) -> dict[str, TableDecl]:
         unique = [item for column, item in zip(columns, items) if column.unique]
         if len(unique) > 1:
             raise unique[1].error("one column of a table may be unique: the event's id")
-        tables[name] = TableDecl(name=name, columns=tuple(columns))
+        partition = _partition(keys["partition"], columns) if "partition" in keys else None
+        tables[name] = TableDecl(name=name, columns=tuple(columns), partition=partition)
     return tables
 
 
@@ -86,3 +87,33 @@ def rejected_events_table(node: Node, tables: dict[str, TableDecl]) -> str:
         ColumnDecl(column, type_name, source=source, key=f"rejected_events ({column})")
         for column, type_name, source in REJECTED_EVENT_COLUMNS))
     return name
+
+
+INTERVALS = ("day", "week", "month")
+
+
+def _partition(node: Node, columns: list[ColumnDecl]) -> PartitionDecl:
+    """partition: {column, interval, ahead, keep}: the column a required timestamp (or filled
+    with received_at; storage checks its type)."""
+    keys = node.mapping({"column", "interval", "ahead", "keep"}, {"column", "interval", "ahead", "keep"})
+    name = keys["column"].string()
+    column = next((c for c in columns if c.name == name), None)
+    if column is None:
+        raise keys["column"].error(f"the table declares no column {name!r}")
+    if not (column.required or column.source == "received_at"):
+        raise keys["column"].error(f"column {name!r} must be required (or filled with received_at): "
+                                   f"every row needs a partition")
+    unique = next((c for c in columns if c.unique and c.name != name), None)
+    if unique is not None and column.source == "received_at":
+        # The id and the partition column together identify an event on a partitioned table.
+        raise keys["column"].error(
+            f"a table partitioned by a column filled with received_at cannot tell a resent event by "
+            f"its {unique.name!r}: a resent event arrives at another time; partition by a time the "
+            f"event carries")
+    interval = keys["interval"].string()
+    if interval not in INTERVALS:
+        raise keys["interval"].error(f"expected one of {', '.join(INTERVALS)}, got {interval!r}")
+    ahead = keys["ahead"].value
+    if type(ahead) is not int or ahead < 0:
+        raise keys["ahead"].error(f"expected a whole number of intervals, 0 or more, got {describe(ahead)}")
+    return PartitionDecl(name, interval, ahead, keys["keep"].positive_int(), key=node.path)

@@ -86,3 +86,54 @@ async def has_rows(db, table: str) -> bool:
     """Whether the table holds a row."""
     rows = await db.runQuery(f"SELECT EXISTS (SELECT 1 FROM {quote_table(table)})")
     return bool(rows[0][0])
+
+
+# How a partitioned table is split: its strategy ("r" range, "l" list, "h" hash) and key columns.
+_PARTITION_KEY_SQL = """
+SELECT p.partstrat, array(SELECT a.attname FROM unnest(p.partattrs::int2[]) AS k
+                          JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = k)
+FROM pg_partitioned_table p
+WHERE p.partrelid = to_regclass(%s)
+"""
+
+# A table's schema, and each of its partitions: schema, name and bounds as PostgreSQL writes them
+# (read in the context of the table, which stays, not of a partition another service may drop).
+_PARTITIONS_SQL = """
+SELECT n.nspname,
+       array(SELECT array[pn.nspname::text, c.relname::text, pg_get_expr(c.relpartbound, i.inhparent)]
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             JOIN pg_namespace pn ON pn.oid = c.relnamespace
+             WHERE i.inhparent = t.oid)
+FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
+WHERE t.oid = to_regclass(%s)
+"""
+
+
+class Partition(NamedTuple):
+    """One partition of a table."""
+
+    schema: str
+    name: str
+    bound: str  # "FOR VALUES FROM ('2026-11-30 00:00:00+00') TO (...)", or "DEFAULT"
+
+
+class Partitions(NamedTuple):
+    """A table's schema and its partitions, as the catalog lists them."""
+
+    schema: str
+    found: list[Partition]
+
+
+async def partition_key(db, table: str) -> tuple[str, list[str]] | None:
+    """How `table` is partitioned: ("range", ["ts"]), say; None for a table that is not."""
+    rows = await db.runQuery(_PARTITION_KEY_SQL, (quote_table(table),))
+    if not rows:
+        return None
+    strategy, columns = rows[0]
+    return {"r": "range", "l": "list", "h": "hash"}.get(strategy, strategy), list(columns)
+
+
+async def partitions(db, table: str) -> Partitions:
+    """The partitions of an existing table."""
+    schema, found = (await db.runQuery(_PARTITIONS_SQL, (quote_table(table),)))[0]
+    return Partitions(schema, [Partition(*row) for row in found])

@@ -27,10 +27,12 @@ class DatabaseService(Service):
     """
 
     def __init__(self, config: Config, types: DeclaredTypes, reactor, shutdown: Shutdown, locate,
-                 on_ready, on_fatal):
+                 on_ready, on_fatal, clock=None):
         self.config = config
         self.types = types
         self.reactor = reactor
+        # Now, for the partitions a table needs; the reactor's time unless a test moves it.
+        self.clock = clock or reactor
         self.shutdown = shutdown
         # locate() -> Deferred of the database URL (the embedded server's, once it runs).
         self.locate = locate
@@ -61,7 +63,7 @@ class DatabaseService(Service):
             refused_pool = ConnectionPool(url, self.reactor, size=1) if self.config.rejected_events else None
             try:
                 await pool.connect()
-                tables = await prepare_tables(pool, self.config, self.types)
+                tables = await prepare_tables(pool, self.config, self.types, self.clock)
                 if refused_pool is not None:
                     await refused_pool.connect()
             except Exception as e:
@@ -95,7 +97,7 @@ class DatabaseService(Service):
         if self.pool is None:
             self.config, self.types = config, types
             return None
-        tables = await prepare_tables(self.pool, config, types)
+        tables = await prepare_tables(self.pool, config, types, self.clock)
         if config.rejected_events and self.refused_pool is None:
             refused_pool = ConnectionPool(self.url, self.reactor, size=1)
             try:

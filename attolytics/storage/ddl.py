@@ -23,7 +23,8 @@ def default_sql(column: ColumnDecl, column_type: ColumnType) -> str:
 def create_table_sql(table: TableDecl, types: Mapping[str, ColumnType]) -> str:
     """The CREATE TABLE IF NOT EXISTS statement for a declared table."""
     columns = ", ".join(column_sql(c, types[c.name]) for c in table.columns)
-    return f"CREATE TABLE IF NOT EXISTS {quote_table(table.name)} ({columns})"
+    partitioned = f" PARTITION BY RANGE ({quote_name(table.partition.column)})" if table.partition else ""
+    return f"CREATE TABLE IF NOT EXISTS {quote_table(table.name)} ({columns}){partitioned}"
 
 
 def add_column_sql(table: TableDecl, column: ColumnDecl, column_type: ColumnType) -> str:
@@ -35,10 +36,20 @@ def add_column_sql(table: TableDecl, column: ColumnDecl, column_type: ColumnType
 def create_index_sql(table: TableDecl, column: ColumnDecl) -> str:
     """The CREATE [UNIQUE] INDEX IF NOT EXISTS statement for an `indexed` or `unique` column."""
     kind, suffix = ("UNIQUE INDEX", "key") if column.unique else ("INDEX", "idx")
+    columns = unique_key(table) if column.unique else (column.name,)
     return (
         f"CREATE {kind} IF NOT EXISTS {quote_name(index_name(table.name, column.name, suffix))} "
-        f"ON {quote_table(table.name)} ({quote_name(column.name)})"
+        f"ON {quote_table(table.name)} ({', '.join(map(quote_name, columns))})"
     )
+
+
+def unique_key(table: TableDecl) -> tuple[str, ...]:
+    """The columns that identify an event of a declared table: its unique column, and on a
+    partitioned table the partition column too (PostgreSQL's unique indexes there must hold it)."""
+    key = tuple(c.name for c in table.columns if c.unique)
+    if key and table.partition is not None and table.partition.column not in key:
+        key += (table.partition.column,)
+    return key
 
 
 def missing_columns(declared: TableDecl, catalog: list[CatalogColumn]) -> list[ColumnDecl]:

@@ -15,10 +15,17 @@ _KNOWN = ("bool, i32, i64, f32, f64, string, timestamp, or a PostgreSQL type suc
 def declared_types(config: Config) -> DeclaredTypes:
     """The type of every declared column; a ConfigError names the file and key of a type nobody
     knows, or of a header that would fill a column that is not a string."""
-    return {
+    types = {
         table.name: {column.name: _column_type(config, column) for column in table.columns}
         for table in config.tables.values()
     }
+    for table in config.tables.values():
+        partition = table.partition
+        if partition is not None and not isinstance(types[table.name][partition.column], Timestamp):
+            raise ConfigError(f"{config.path}: {partition.key}.column: a table is partitioned by a "
+                              f"timestamp column, and {partition.column!r} is "
+                              f"{types[table.name][partition.column].ddl}")
+    return types
 
 
 def _column_type(config: Config, column: ColumnDecl) -> ColumnType:

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 from attolytics.outcomes import EventRejected
 from attolytics.request_values import CLIENT_IP, CLIENT_NETWORK, RECEIVED_AT
 from attolytics.storage.column_types import ColumnType, Rejected, describe
+from attolytics.storage.partitions import AcceptedRange
 
 
 class _Default:
@@ -53,11 +54,12 @@ class Table:
     """Turns events into rows for one table.
 
     `key` names the columns that identify an event, when the table skips duplicates: an event
-    whose key is stored already is not stored again.
+    whose key is stored already is not stored again. A table partitioned by time is `accepted`:
+    (column, the AcceptedRange of the moments it may hold).
     """
 
     def __init__(self, name: str, columns: list[Column], fixed: dict[str, str] | None = None,
-                 key: tuple[str, ...] = ()):
+                 key: tuple[str, ...] = (), accepted: tuple[str, AcceptedRange] | None = None):
         self.name = name
         self.columns = {column.name: column for column in columns}
         # Columns a client may not name, each with the reason: filled by PostgreSQL, or not declared.
@@ -66,12 +68,10 @@ class Table:
         self._body_columns = frozenset(c.name for c in columns if c.request_key is None)
         # The request values (header names, received_at, ...) this table's rows need.
         self.request_keys = frozenset(c.request_key for c in columns if c.request_key is not None)
+        self.accepted = accepted
         # Per column, what row() needs, unpacked once: the hot loop reads no attributes.
-        self._plan = [
-            (c.name if c.request_key is None else None, c.request_key,
-             c.type.convert if c.source is None else None, c.has_default, c.not_null, c)
-            for c in columns
-        ]
+        self._plan = [(c.name if c.request_key is None else None, c.request_key, self._converter(c),
+                       c.has_default, c.not_null, c) for c in columns]
         # Positions of the columns an event may leave to their DEFAULT, and of the key.
         self.defaultable = [i for i, c in enumerate(columns) if c.has_default]
         self.key = key
@@ -117,6 +117,30 @@ class Table:
                 source = f" (from the {column.header} header)" if column.header else ""
                 raise EventRejected(index, column.name, f"{e}{source}") from None
         return tuple(values)
+
+    @property
+    def partition_position(self) -> int | None:
+        """Where a partitioned table's rows hold the moment that picks their partition."""
+        if self.accepted is None:
+            return None
+        return self.ordered.index(self.columns[self.accepted[0]])
+
+    def _converter(self, column: Column):
+        """What turns the event's value into the column's; None for a column the service fills."""
+        if column.source is not None:
+            return None
+        if self.accepted is None or column.name != self.accepted[0]:
+            return column.type.convert
+        convert, refusal = column.type.convert, self.accepted[1].refusal
+
+        def in_range(value):
+            moment = convert(value)
+            problem = refusal(moment)
+            if problem is not None:
+                raise Rejected(problem)
+            return moment
+
+        return in_range
 
     def _refusal(self, key: str) -> str:
         if key in self.fixed:

@@ -6,13 +6,14 @@ nothing; prepare_tables() applies the plan when nothing stands in its way.
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import psycopg2
 from twisted.internet.defer import Deferred
 
 from attolytics.config import Config, TableDecl
 from attolytics.logs import logger
-from attolytics.storage import catalog
+from attolytics.storage import catalog, partitions
 from attolytics.storage.column_types import for_catalog
 from attolytics.storage.ddl import (
     add_column_sql,
@@ -20,12 +21,16 @@ from attolytics.storage.ddl import (
     create_table_sql,
     declared_mismatches,
     missing_columns,
+    unique_key,
 )
 from attolytics.storage.declarations import DeclaredTypes
 from attolytics.storage.identifiers import index_name
 from attolytics.storage.table import Column, Table
 
 log = logger(__name__)
+
+# The advisory lock that services sharing a database take to change its tables, one at a time.
+SCHEMA_LOCK = 0x4174746F6C797400
 
 
 class SchemaError(Exception):
@@ -50,17 +55,21 @@ class Mismatch(SchemaError):
 
 @dataclass
 class Statement:
-    """A DDL statement of the plan: what it makes (a table, its index or its new column), for
-    the log once it ran."""
+    """A DDL statement of the plan: what it makes (a table, its index, its new column or a
+    partition), for the log once it ran."""
 
     sql: str
     table: str
     index: str | None = None
     column: str | None = None
+    partition: str | None = None
 
     def log_done(self) -> None:
         """Log that the statement ran."""
-        if self.index is not None:
+        if self.partition is not None:
+            log.info("created partition {partition} of {table}: {sql}", partition=self.partition,
+                     table=self.table, sql=self.sql)
+        elif self.index is not None:
             log.info("created index {index} on {table}", index=self.index, table=self.table)
         elif self.column is not None:
             log.info("added column {column} to {table}", column=self.column, table=self.table)
@@ -79,15 +88,18 @@ class TablesPlan:
     tables: dict[str, Table] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
     altered: list[str] = field(default_factory=list)
+    # The DROP statements of partitions past `keep`, which the upkeep after start-up runs.
+    drops: list[str] = field(default_factory=list)
 
 
-async def plan_tables(db, config: Config, types: DeclaredTypes) -> TablesPlan:
+async def plan_tables(db, config: Config, types: DeclaredTypes, clock) -> TablesPlan:
     """Check every table against the configuration, changing nothing.
 
     `db` runs queries (runQuery returning a Deferred of rows); `types` are the declared columns'
-    types (storage.declarations).
+    types (storage.declarations); `clock.seconds()` is now, for the partitions a table needs.
     """
     plan = TablesPlan()
+    now = datetime.fromtimestamp(clock.seconds(), timezone.utc)
     catalogs, unreadable = {}, set()
     for declared in config.tables.values():
         try:
@@ -97,6 +109,8 @@ async def plan_tables(db, config: Config, types: DeclaredTypes) -> TablesPlan:
             unreadable.add(declared.name)
             continue
         await _plan_declared(db, config, declared, types, catalogs[declared.name], plan)
+        if declared.partition is not None:
+            await _plan_partitions(db, config, declared, types, catalogs[declared.name], now, plan)
     for name in config.table_names():
         if name in plan.created or name in plan.altered or name in unreadable:
             continue  # made or changed from its declaration, which is checked; or named above
@@ -107,7 +121,7 @@ async def plan_tables(db, config: Config, types: DeclaredTypes) -> TablesPlan:
                     f"{config.path}: table {name!r} ({_users_of(config, name)}) does not exist in the "
                     f"database and is not declared in the tables section"
                 )
-            plan.tables[name] = _describe(config, name, found)
+            plan.tables[name] = _describe(config, name, found, clock)
             if name in config.skip_duplicates:
                 await _check_key(db, config, name)
         except SchemaError as e:
@@ -115,13 +129,13 @@ async def plan_tables(db, config: Config, types: DeclaredTypes) -> TablesPlan:
     return plan
 
 
-async def prepare_tables(db, config: Config, types: DeclaredTypes) -> dict[str, Table]:
+async def prepare_tables(db, config: Config, types: DeclaredTypes, clock) -> dict[str, Table]:
     """Start-up: refuse a database that does not fit (SchemaError, with nothing changed), else
     run the plan's DDL and describe every table the service writes to, by name.
 
-    `db` also runs statements (runOperation).
+    `db` also runs interactions (runInteraction).
     """
-    plan = await plan_tables(db, config, types)
+    plan = await plan_tables(db, config, types, clock)
     if plan.problems:
         raise plan.problems[0]
     if plan.statements:
@@ -129,7 +143,7 @@ async def prepare_tables(db, config: Config, types: DeclaredTypes) -> dict[str, 
         for statement in plan.statements:
             statement.log_done()
     for name in plan.created + plan.altered:
-        plan.tables[name] = _describe(config, name, await _read(db, config, name))
+        plan.tables[name] = _describe(config, name, await _read(db, config, name), clock)
     tables = {name: plan.tables[name] for name in config.table_names()}
     for table in tables.values():
         log.info("table {table}: columns {columns}", table=table.name, columns=", ".join(table.columns))
@@ -137,8 +151,10 @@ async def prepare_tables(db, config: Config, types: DeclaredTypes) -> dict[str, 
 
 
 def _apply(cursor, config: Config, statements: list[Statement]) -> Deferred:
-    """Run the statements in one transaction: all of them, or (SchemaError) none."""
+    """Run the statements in one transaction: all of them, or (SchemaError) none. Services sharing
+    the database take turns: the IF NOT EXISTS of those that wait make their statements no-ops."""
     async def run():
+        await cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         for statement in statements:
             try:
                 await cursor.execute(statement.sql)
@@ -209,14 +225,40 @@ async def _plan_unique_index(db, config: Config, declared: TableDecl, column, fo
     """A unique column needs a unique index on it alone: one that exists will do (a primary key,
     say), else Attolytics makes <table>_<column>_key."""
     index = index_name(declared.name, column.name, "key")
-    if found is not None and frozenset([column.name]) in await catalog.unique_keys(db, declared.name):
+    key = unique_key(declared)
+    if found is not None and frozenset(key) in await catalog.unique_keys(db, declared.name):
         return
     if found is not None and await catalog.has_relation_beside(db, declared.name, index):
         plan.problems.append(SchemaError(
             f"{config.path}: table {declared.name!r}: {index} exists but is not a unique index on "
-            f"({column.name}) alone, which skipping duplicates needs"))
+            f"({', '.join(key)}) alone, which skipping duplicates needs"))
         return
     plan.statements.append(Statement(create_index_sql(declared, column), declared.name, index))
+
+
+async def _plan_partitions(db, config: Config, declared: TableDecl, types: DeclaredTypes, found,
+                           now: datetime, plan: TablesPlan) -> None:
+    """A partitioned table has, from start-up on, the partitions of the current interval and of
+    those `ahead`; an existing one must be partitioned by range on the declared column."""
+    decl = declared.partition
+    schema, found_partitions = declared.name.split(".", 1)[0] if "." in declared.name else None, []
+    if found is not None:
+        key = await catalog.partition_key(db, declared.name)
+        if key != ("range", [decl.column]):
+            how = "is not partitioned" if key is None else f"is partitioned by {key[0]} ({', '.join(key[1])})"
+            plan.problems.append(Mismatch(config, declared.name, [
+                f"it {how}, and is declared partitioned by range ({decl.column}); a table cannot be "
+                f"partitioned once made: rename it, let Attolytics create it, and copy its rows over"]))
+            return
+        schema, found_partitions = await catalog.partitions(db, declared.name)
+        plan.drops += [partitions.drop_sql(p.schema, p.name)
+                       for p in partitions.expired(declared.name, found_partitions, now, decl)]
+    with_zone = types[declared.name][decl.column].with_zone
+    creates, problems = partitions.creations(declared.name, schema, decl, with_zone,
+                                             partitions.wanted_starts(now, decl), found_partitions)
+    if problems:
+        plan.problems.append(Mismatch(config, declared.name, problems))
+    plan.statements += [Statement(sql, declared.name, partition=name) for name, sql in creates]
 
 
 async def _check_key(db, config: Config, name: str) -> None:
@@ -238,7 +280,7 @@ async def _read(db, config: Config, name: str):
         raise SchemaError(f"{config.path}: {name!r} ({_users_of(config, name)}) is not a table") from None
 
 
-def _describe(config: Config, name: str, found: list) -> Table:
+def _describe(config: Config, name: str, found: list, clock) -> Table:
     """The Table that turns events into rows for an existing table; SchemaError for a column
     that cannot be filled from JSON and has no default."""
     declared = config.tables.get(name)
@@ -270,13 +312,19 @@ def _describe(config: Config, name: str, found: list) -> Table:
             problem = "which events cannot fill" if column in fixed else "which the table does not have"
             raise SchemaError(f"{config.path}: table {name!r}: skip_duplicates names column "
                               f"{column!r}, {problem}")
-    return Table(name, columns, fixed, key)
+    accepted = None
+    if declared is not None and declared.partition is not None:
+        column = declared.partition.column
+        with_zone = next(c.type.with_zone for c in columns if c.name == column)
+        accepted = (column, partitions.AcceptedRange(declared.partition, clock, with_zone))
+    return Table(name, columns, fixed, key, accepted)
 
 
 def _key(config: Config, name: str, declared: TableDecl | None) -> tuple[str, ...]:
-    """The columns that identify an event of the table: its unique column, or skip_duplicates."""
+    """The columns that identify an event of the table: its unique column (and partition
+    column), or skip_duplicates."""
     if declared is not None:
-        return tuple(c.name for c in declared.columns if c.unique)
+        return unique_key(declared)
     return config.skip_duplicates.get(name, ())
 
 

@@ -35,6 +35,14 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 _DATA_ERROR_CLASSES = {"22", "23", "54", "P0", "44"}
 
 
+def _is_missing_partition(error: Exception) -> bool:
+    """True when a row fell into no partition of its table (a check violation PostgreSQL raises
+    before any constraint of the table is looked at)."""
+    diag = getattr(error, "diag", None)
+    return (isinstance(error, psycopg2.errors.CheckViolation) and diag is not None
+            and (diag.message_primary or "").startswith("no partition of relation"))
+
+
 def _is_data_error(error: Exception) -> bool:
     """True when `error` belongs to the rows of the statement, not to the connection or server."""
     if isinstance(error, UnicodeEncodeError):  # a character the database's encoding lacks
@@ -62,6 +70,9 @@ class Writer:
         self.configure(settings)
         # Called with the row count of each transaction, for the metrics.
         self.batch_observer = batch_observer
+        # make_room(requests) -> Deferred: makes the partitions the rows of a batch need
+        # (storage.maintenance); without it, rows that fall into no partition are refused.
+        self.make_room = None
         self.queued_rows = 0  # rows accepted and not yet answered, in the queue or in flight
         self.queued_bytes = 0
         self._queue: deque[_Pending] = deque()
@@ -160,7 +171,7 @@ class Writer:
             for waiter in waiters:
                 waiter.callback(None)
 
-    async def _write(self, requests: list[_Pending]) -> list:
+    async def _write(self, requests: list[_Pending], retried: bool = False) -> list:
         """Write the requests; return for each what was stored, or the exception to answer with."""
         try:
             batch = Batch([pending.batches for pending in requests])
@@ -177,11 +188,23 @@ class Writer:
                                             timeout=self.flush_timeout)
             return batch.outcomes(stored)
         except Exception as e:
+            if self.make_room is not None and not retried and _is_missing_partition(e):
+                return await self._write_in_new_partitions(requests)
             if not _is_data_error(e):
                 return [_unavailable(e)] * len(requests)
             if len(requests) == 1:
                 return [_refused(e)]
             return await self._write_isolated(requests)
+
+    async def _write_in_new_partitions(self, requests: list[_Pending]) -> list:
+        """Make the partitions the rows fall into, then write them once more."""
+        try:
+            await self.make_room([pending.batches for pending in requests])
+        except Exception as e:
+            log.warn("a partition the events need could not be made: {error}", error=str(e).strip() or repr(e))
+            unavailable = DatabaseUnavailable("a partition these events need could not be made yet")
+            return [unavailable] * len(requests)
+        return await self._write(requests, retried=True)
 
     async def _write_isolated(self, requests: list[_Pending]) -> list:
         """Write again with a savepoint per request, so only the requests at fault fail."""
@@ -213,11 +236,14 @@ class WriterService(Service):
         self.make = make
         self.writer = None
         self.refused_writer = None
+        # Given to the writer of stored events: see Writer.make_room.
+        self.make_room = None
 
     def start_writing(self, pool, refused_pool=None):
         """Make the writer that writes through `pool`, and the one for refused events through
         `refused_pool` (with one); return the first."""
         self.writer = self.make(pool, self.reactor, self.settings, self.batch_observer)
+        self.writer.make_room = self.make_room
         self.keep_refused(refused_pool)
         return self.writer
 

@@ -32,11 +32,13 @@ class Running:
         return self.service.stopService()
 
 
-async def start_service(config_text: str, database_url: str, wait: bool = True, path=None) -> Running:
+async def start_service(config_text: str, database_url: str, wait: bool = True, path=None,
+                        clock=None) -> Running:
     """Start the real service on an ephemeral port with this configuration and database.
 
     With `wait`, return once start-up has ended (ready, or a fatal error recorded). With `path`,
-    the configuration is written there and read from there, as at each reload.
+    the configuration is written there and read from there, as at each reload. `clock` is the
+    time partitions follow (the reactor's by default).
     """
     def overrides(config):
         return replace(config, listen="tcp:0:interface=127.0.0.1", database=DatabaseLocation(url=database_url))
@@ -47,7 +49,7 @@ async def start_service(config_text: str, database_url: str, wait: bool = True, 
     else:
         config = overrides(parse_config(config_text, "test.conf.yaml"))
     fatal = []
-    service = attolytics_service(config, reactor, on_fatal=fatal.append, overrides=overrides)
+    service = attolytics_service(config, reactor, on_fatal=fatal.append, overrides=overrides, clock=clock)
     service.startService()  # a TCP endpoint listens at once, so the port is known now
     if wait:
         await service.getServiceNamed("database").starting

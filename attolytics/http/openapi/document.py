@@ -212,7 +212,8 @@ def _event_schema(table, type_id: str | None = None) -> dict:
     for column in table.columns.values():
         if column.request_key is not None:  # filled from a header or by the service
             continue
-        properties[column.name] = _column_schema(column, column.name in table.key)
+        partition = table.accepted[1].decl if table.accepted and table.accepted[0] == column.name else None
+        properties[column.name] = _column_schema(column, column.name in table.key and partition is None, partition)
         if column.not_null and not column.has_default:
             required.append(column.name)
     title = table.name if type_id is None else f"{type_id} (table {table.name})"
@@ -226,10 +227,16 @@ def _event_schema(table, type_id: str | None = None) -> dict:
     return schema
 
 
-def _column_schema(column, is_key: bool = False) -> dict:
-    """What a column takes from JSON, null included when the column allows NULL."""
+def _column_schema(column, is_key: bool = False, partition=None) -> dict:
+    """What a column takes from JSON, null included when the column allows NULL; for the column
+    that picks a partition (`partition`, a PartitionDecl), the time range kept."""
     schema = column.type.json_schema()
     note = schema.pop("description", None)
+    if partition is not None:
+        note = " ".join(filter(None, [note, (
+            f"Picks the event's partition: the time must fall within the "
+            f"{_intervals(partition.keep, partition.interval)} kept (UTC, the current one included) or "
+            f"the {_intervals(partition.ahead, partition.interval)} after it; any other is refused with 400.")]))
     if is_key:
         note = " ".join(filter(None, [note, "The event's id: an event whose id is stored already is "
                                             "skipped and counted in `duplicates`."]))
@@ -240,6 +247,10 @@ def _column_schema(column, is_key: bool = False) -> dict:
     schema["description"] = f"{column.sql_type}{'' if column.not_null else ', or null'}." + (
         f" {note}" if note else "")
     return schema
+
+
+def _intervals(count: int, interval: str) -> str:
+    return f"{count} {interval}{'' if count == 1 else 's'}"
 
 
 def _or_null(schema: dict) -> dict:
