@@ -96,7 +96,9 @@ async def test_start_up_makes_the_table_and_the_partitions_ahead(start, sql, tmp
     assert answer.status == 200
     assert sql("select tableoid::regclass::text, name from events order by ts") == [
         ("events_p20261130", "today"), ("events_p20261202", "ahead")]
-    assert value(await scrape(running.client), "attolytics_partitions", table="events") == 3
+    metrics = await scrape(running.client)
+    assert value(metrics, "attolytics_partitions", table="events") == 3
+    assert ("attolytics_partitions_dropped_total", frozenset({("table", "events")})) in metrics
     document = (await running.client.request("GET", "/openapi.json")).json()
     ts = document["components"]["schemas"]["game.events"]["properties"]["ts"]
     assert ts["description"].endswith("Picks the event's partition: the time must fall within the 3 days kept "

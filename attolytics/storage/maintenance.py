@@ -53,6 +53,8 @@ class PartitionMaintenance(TimerService):
                 self.metrics.partitions.remove(name)
             except KeyError:  # never counted
                 pass
+        for name in tables:
+            self.metrics.partitions_dropped.labels(name)  # shown as 0 until the first drop
         self.db, self.tables = db, tables
         return self.run()
 
