@@ -24,6 +24,7 @@ setup(
         "psycopg2-binary>=2.9",
         "pyyaml>=6.0",
         "orjson>=3.9",
+        "msgspec>=0.18",
         "prometheus-client>=0.17",
         "pgserver>=0.1.4",
     ],

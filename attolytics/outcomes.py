@@ -42,3 +42,7 @@ class WriterBusy(Exception):
 
 class DatabaseUnavailable(Exception):
     """No connection to PostgreSQL can serve this request now; the client should retry."""
+
+
+class Undecided(Exception):
+    """The fast path of the checks cannot tell whether events are right: the precise path decides."""

@@ -27,15 +27,21 @@ def authenticated_events(body, app: App, bearer: bytes | None) -> list:
     key = body.get("secret_key")
     if key is not None and not isinstance(key, str):
         raise ApiError(400, "secret_key must be a string")
+    check_key(key, app, bearer)
+    events = body.get("events")
+    if not isinstance(events, list):
+        raise ApiError(400, "events must be a JSON array of event objects")
+    return events
+
+
+def check_key(key: str | None, app: App, bearer: bytes | None) -> None:
+    """401 without a key, 403 with a wrong one: the body's `key` (None or empty when it has
+    none) and the Bearer token, both right when both are given."""
     given = [k for k in (key.encode("utf-8", errors="surrogatepass") if key else None, bearer) if k]
     if not given:
         raise ApiError(401, "secret_key is missing (in the body, or as Authorization: Bearer)")
     if not all(known_key(k, app.secret_keys) for k in given):
         raise ApiError(403, "wrong secret_key")
-    events = body.get("events")
-    if not isinstance(events, list):
-        raise ApiError(400, "events must be a JSON array of event objects")
-    return events
 
 
 def known_key(given: bytes, keys: tuple[bytes, ...]) -> bool:

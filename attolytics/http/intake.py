@@ -12,9 +12,10 @@ from twisted.internet.defer import Deferred
 from attolytics.config import App, Config
 from attolytics.http import cors
 from attolytics.http.answers import ApiError, set_headers, unavailable, write_error, write_json
-from attolytics.http.auth import authenticated_events, bearer_token
+from attolytics.http.auth import authenticated_events, bearer_token, check_key
 from attolytics.http.body import check_content_type, decoded_body, parse_json
 from attolytics.http.client_address import client_address, network_of
+from attolytics.http.fast_body import FastBodies
 from attolytics.http.refused import KEPT_STATUSES, NOT_JSON, Redactor, carries_the_key, refused_rows
 from attolytics.logs import logger
 from attolytics.outcomes import DatabaseUnavailable, EventRejected, RowsRefused, Stored, WriterBusy
@@ -45,12 +46,14 @@ class Intake:
         self.refused_writer = None
         # Per app, the request values its tables take: header names, received_at, ...
         self._request_keys: dict[str, frozenset] = {}
+        self._fast = None  # the fast path's decoders, for the tables in force
 
     def serve(self, tables, writer, refused_writer=None) -> None:
         """Start storing events: `tables` maps table name to Table, `writer` stores rows, and
         `refused_writer` the events of refused requests (with rejected_events configured)."""
         self.tables = tables
         self.writer = writer
+        self._fast = FastBodies(tables)
         if self.config.rejected_events is not None:
             self.refused_table = tables[self.config.rejected_events]
             self.refused_writer = refused_writer
@@ -88,10 +91,14 @@ class Intake:
             check_content_type(request)
             seen.raw = request.content.getvalue()
             seen.raw = raw = decoded_body(request, self.config.max_body_bytes)
-            seen.body = body = parse_json(raw)
-            if isinstance(body, dict) and isinstance(body.get("events"), list):
-                request.events_received = len(body["events"])
-            batches = self._rows(request, app, body, event_type_id)
+            batches = self._fast_rows(request, app, raw, event_type_id)
+            if batches is not None:
+                seen.body = _UNPARSED
+            else:
+                seen.body = body = parse_json(raw)
+                if isinstance(body, dict) and isinstance(body.get("events"), list):
+                    request.events_received = len(body["events"])
+                batches = self._rows(request, app, body, event_type_id)
             if not batches:
                 return write_json(request, 200, {"inserted": 0})
             try:
@@ -126,6 +133,20 @@ class Intake:
         if event_type_id is not None and event_type_id not in app.event_types:
             raise ApiError(404, f"app {app_id!r} has no event type {event_type_id[:100]!r}")
         return app
+
+    def _fast_rows(self, request, app: App, raw: bytes, event_type_id: str | None) -> list | None:
+        """The request's rows by the fast path (http/fast_body.py), once its key is right; None
+        when the precise path must decide."""
+        if self._fast is None:
+            return None
+        needed = self._request_keys.get(app.app_id)
+        fast = self._fast.decode(raw, app, event_type_id,
+                                 self._request_values(request, needed) if needed else None)
+        if fast is None:
+            return None
+        request.events_received = fast.events
+        check_key(fast.secret_key, app, bearer_token(request))
+        return fast.batches
 
     def _rows(self, request, app: App, body, event_type_id: str | None) -> list:
         """The request's rows, [(table, rows)] in first-seen order, once its key is right and
@@ -181,8 +202,11 @@ class Intake:
         """Keep the events of a refused request in the table of refused events, when there is one,
         the body was read and the request carried the app's key; its answer does not wait."""
         table, app = self.refused_table, seen.app
-        if (table is None or app is None or seen.raw is None or error.status not in KEPT_STATUSES
-                or not carries_the_key(request, app, seen.body)):
+        if table is None or app is None or seen.raw is None or error.status not in KEPT_STATUSES:
+            return
+        if seen.body is _UNPARSED:  # the fast path took it; what it took, the precise path parses
+            seen.body = parse_json(seen.raw)
+        if not carries_the_key(request, app, seen.body):
             return
         try:
             values = self._request_values(request, table.request_keys)
@@ -213,6 +237,10 @@ class Intake:
             values[CLIENT_IP] = address
             values[CLIENT_NETWORK] = network_of(address)
         return values
+
+
+# A body the fast path decoded, not parsed into Python objects.
+_UNPARSED = object()
 
 
 class _Seen:

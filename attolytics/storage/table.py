@@ -70,7 +70,7 @@ class Table:
         self.request_keys = frozenset(c.request_key for c in columns if c.request_key is not None)
         self.accepted = accepted
         # Per column, what row() needs, unpacked once: the hot loop reads no attributes.
-        self._plan = [(c.name if c.request_key is None else None, c.request_key, self._converter(c),
+        self._plan = [(c.name if c.request_key is None else None, c.request_key, self.converter(c),
                        c.has_default, c.not_null, c) for c in columns]
         # Positions of the columns an event may leave to their DEFAULT, and of the key.
         self.defaultable = [i for i, c in enumerate(columns) if c.has_default]
@@ -78,6 +78,16 @@ class Table:
         self.key_positions = tuple(self.ordered.index(self.columns[name]) for name in key)
         # The INSERT statements made for this table's rows, kept by storage.inserts.
         self.sql_cache: dict = {}
+        self._shape = None
+
+    @property
+    def shape(self):
+        """How this table's events decode on the fast path (storage.event_shapes.EventShape)."""
+        if self._shape is None:
+            # Imported here: event shapes are made from tables, so that module imports this one.
+            from attolytics.storage.event_shapes import EventShape
+            self._shape = EventShape(self)
+        return self._shape
 
     def row(self, event: Any, index: int, request: Mapping[str, Any] | None = None,
             ignore: str | None = None) -> tuple:
@@ -125,7 +135,7 @@ class Table:
             return None
         return self.ordered.index(self.columns[self.accepted[0]])
 
-    def _converter(self, column: Column):
+    def converter(self, column: Column):
         """What turns the event's value into the column's; None for a column the service fills."""
         if column.source is not None:
             return None

@@ -1,0 +1,182 @@
+"""The fast path of a table's checks: a msgspec Struct that decodes an event in C straight into
+the values its columns take, and the few steps left to Python. What the fast path cannot decide
+raises Undecided, and Table.row, the precise path, decides with its answer and message.
+
+A Struct field is typed exactly as the column's converter rules only where the two agree on
+every JSON value the fast path lets through (booleans, integers in range, strings no longer than
+the column, canonical uuids); every other column takes the value as the precise parser would
+have made it (msgspec's Any, floats as Decimal) and runs the column's own converter on it.
+The caller must keep bodies with a backslash away (no escape: no NUL, no surrogate, no quote
+inside a string) and count keys (duplicate keys collapse), see http/fast_body.py.
+"""
+
+import re
+from operator import itemgetter, methodcaller
+from typing import Annotated, Any, Union
+
+import msgspec
+from msgspec import Meta
+from msgspec.structs import astuple
+
+from attolytics.outcomes import Undecided
+from attolytics.storage.column_types import Boolean, Integer, Rejected, Text, Uuid
+from attolytics.storage.table import DEFAULT, Table
+
+_UUID_CHARACTERS = re.compile("[0-9a-f-]*", re.ASCII).fullmatch
+_UUID_HYPHENS = (8, 13, 18, 23)  # where the canonical spelling has its four hyphens
+
+
+class _Missing:
+    """In a decoded event, a key the event left out."""
+
+    def __repr__(self):
+        return "MISSING"
+
+
+MISSING = _Missing()
+_count_missing = methodcaller("count", MISSING)
+
+
+def exact_type(column) -> Any:
+    """The msgspec type that takes exactly the JSON values the column's converter accepts,
+    giving the same value; None when no such type is known."""
+    column_type = column.type
+    if isinstance(column_type, Boolean):
+        return bool
+    if isinstance(column_type, Integer):
+        return Annotated[int, Meta(ge=column_type.low, le=column_type.high)]
+    if isinstance(column_type, Text):
+        if column_type.max_length is None:
+            return str
+        return Annotated[str, Meta(max_length=column_type.max_length)]
+    if isinstance(column_type, Uuid):  # canonical, which canonical_uuids() checks for a whole batch
+        return Annotated[str, Meta(min_length=36, max_length=36)]
+    return None
+
+
+def canonical_uuids(values: list[str]) -> bool:
+    """Whether every one of these 36-character strings is a uuid spelled canonically (what
+    Uuid.convert returns as it is); other spellings are rewritten, by the precise path."""
+    joined = "".join(values)
+    count = len(values)
+    return (_UUID_CHARACTERS(joined) is not None and joined.count("-") == 4 * count
+            and all(joined[offset::36] == "-" * count for offset in _UUID_HYPHENS))
+
+
+class EventShape:
+    """How one table's events decode on the fast path."""
+
+    def __init__(self, table: Table):
+        self.table = table
+        fields, rename = [], {}
+        self.missing_as = []  # (struct position, what a left-out key becomes)
+        self.converted = []  # (struct position, the column's converter)
+        self.documents = []  # struct positions of values taken as they are (Any): nested keys
+        self.request_slots = []  # (row position, request key, Column) of values from the request
+        self.uuids = []  # itemgetters of the uuid columns' values
+        body_columns = [c for c in table.ordered if c.request_key is None]
+        partition_column = table.accepted[0] if table.accepted else None
+        for position, column in enumerate(body_columns):
+            field_type = exact_type(column)
+            if field_type is None or column.name == partition_column:
+                field_type = Any
+                self.converted.append((position, table.converter(column)))
+                self.documents.append(position)
+            elif not column.not_null:
+                field_type = Union[field_type, None]
+            if isinstance(column.type, Uuid) and field_type is not Any:
+                self.uuids.append(itemgetter(position))
+            name = f"f{position}"
+            rename[name] = column.name
+            if column.not_null and not column.has_default:
+                fields.append((name, field_type))
+            else:
+                fields.append((name, field_type, MISSING))
+                self.missing_as.append((position, DEFAULT if column.has_default else None))
+        for position, column in enumerate(table.ordered):
+            if column.request_key is not None:
+                self.request_slots.append((position, column.request_key, column))
+        self.width = len(body_columns)
+        self._fields, self._rename = fields, rename
+        optional = [position for position, _ in self.missing_as]
+        # What may be MISSING in a row: one value, or a tuple of them.
+        self._optional = itemgetter(*optional) if optional else None
+        self._single_optional = len(optional) == 1
+        self._structs = {}
+
+    def struct(self, tag: str | None = None) -> type:
+        """The Struct of an event of this table; with `tag`, one whose `_t` names that event type."""
+        found = self._structs.get(tag)
+        if found is None:
+            options = {} if tag is None else {"tag_field": "_t", "tag": tag}
+            found = self._structs[tag] = msgspec.defstruct(
+                "Event", self._fields, rename=self._rename, forbid_unknown_fields=True, kw_only=True,
+                **options)
+        return found
+
+    def rows(self, events: list, request: dict | None) -> tuple[list, int]:
+        """The rows of decoded events, and how many keys (nested ones too) the events held."""
+        rows = list(map(astuple, events))
+        missing = self._missing(rows) if self._optional else 0
+        for uuid_of in self.uuids:
+            if not canonical_uuids([value for value in map(uuid_of, rows) if type(value) is str]):
+                raise Undecided
+        keys = len(rows) * self.width - missing
+        if self.documents:
+            keys += sum(_keys_in(row[p]) for row in rows for p in self.documents)
+        if missing or self.converted or self.request_slots:
+            filled = self._request_values(request) if self.request_slots else ()
+            rows = [self._finish(row, filled) for row in rows]
+        return rows, keys
+
+    def _missing(self, rows: list) -> int:
+        """How many keys the events left out, looking only where that may be."""
+        optional = list(map(self._optional, rows))
+        return optional.count(MISSING) if self._single_optional else sum(map(_count_missing, optional))
+
+    def _finish(self, row: tuple, filled) -> tuple:
+        """Left-out keys as their column takes them, converted values, the request's values."""
+        cells = list(row)
+        for position, replacement in self.missing_as:
+            if cells[position] is MISSING:
+                cells[position] = replacement
+        for position, convert in self.converted:
+            value = cells[position]
+            if value is not None and value is not DEFAULT:
+                try:
+                    cells[position] = convert(value)
+                except Rejected:
+                    raise Undecided from None
+        for position, value in filled:
+            cells.insert(position, value)
+        return tuple(cells)
+
+    def _request_values(self, request: dict | None) -> list:
+        """(row position, value) of the columns the request fills, as Table.row fills them."""
+        filled = []
+        for position, key, column in self.request_slots:
+            value = request.get(key, MISSING) if request else MISSING
+            if value is None or value is MISSING:
+                if value is MISSING and column.has_default:
+                    value = DEFAULT
+                elif column.not_null:
+                    raise Undecided
+                else:
+                    value = None
+            elif column.source is None:  # a header: checked as any string
+                try:
+                    value = self.table.converter(column)(value)
+                except Rejected:
+                    raise Undecided from None
+            filled.append((position, value))
+        return filled
+
+
+def _keys_in(value) -> int:
+    """The keys of the objects within a JSON value."""
+    if type(value) is dict:
+        return len(value) + sum(_keys_in(item) for item in value.values())
+    if type(value) is list:
+        return sum(_keys_in(item) for item in value)
+    return 0
+
