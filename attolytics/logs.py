@@ -24,10 +24,20 @@ def logger(namespace: str) -> Logger:
     return Logger(namespace=namespace, observer=_observer)
 
 
+_info_logged = True
+
+
 def set_verbosity(verbosity: int) -> None:
     """0 logs info and up (with one access line per request); below 0 warnings only; above, debug."""
+    global _info_logged
     # The predicate keeps its default in the "" namespace; its defaultLogLevel is read only once.
     _predicate.setLogLevelForNamespace("", _LEVELS[max(-1, min(1, verbosity))])
+    _info_logged = verbosity >= 0
+
+
+def info_logged() -> bool:
+    """Whether info messages are logged: a caller skips building a line that would be dropped."""
+    return _info_logged
 
 
 @implementer(ILogObserver)

@@ -41,6 +41,18 @@ def write_json(request, status: int, body: dict, headers: dict[str, str] | None 
     return data
 
 
+def write_stored(request, inserted: int, duplicates: int | None) -> bytes:
+    """The 200 answer for stored events: the JSON write_json would write, made without it."""
+    if duplicates is None:
+        data = b'{"inserted": %d}' % inserted
+    else:
+        data = b'{"inserted": %d, "duplicates": %d}' % (inserted, duplicates)
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Content-Length", b"%d" % len(data))
+    return data
+
+
 def write_error(request, error: ApiError) -> bytes:
     """The JSON answer for a refusal."""
     return write_json(request, error.status, error.body, error.headers)

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 
 from attolytics.config import App, Config
 from attolytics.http import cors
-from attolytics.http.answers import ApiError, set_headers, unavailable, write_error, write_json
+from attolytics.http.answers import ApiError, set_headers, unavailable, write_error, write_json, write_stored
 from attolytics.http.auth import authenticated_events, bearer_token, check_key
 from attolytics.http.body import check_content_type, decoded_body, parse_json
 from attolytics.http.client_address import client_address, network_of
@@ -178,10 +178,7 @@ class Intake:
             self.metrics.child(self.metrics.events_inserted, app_id, table.name).inc(len(rows) - duplicates)
             if duplicates:
                 self.metrics.child(self.metrics.events_duplicate, app_id, table.name).inc(duplicates)
-        body = {"inserted": stored.inserted}
-        if stored.duplicates is not None:
-            body["duplicates"] = stored.duplicates
-        return write_json(request, 200, body)
+        return write_stored(request, stored.inserted, stored.duplicates)
 
     def _insert_failed(self, failure, request, app_id: str, seen) -> bytes:
         """The JSON answer for rows the writer could not store."""

@@ -5,17 +5,23 @@ import json
 import time
 from io import BytesIO
 
-from twisted.web import http, server
+from twisted.python.failure import Failure
+from twisted.web import http, resource, server
 
 from attolytics.http.route import OTHER, Route, route_of
 
 REFUSED_LINGER_SECONDS = 2.0
 
 
-def _cancel(call) -> None:
-    """Cancel a pending reactor call (a deadline), if it has not run or been cancelled yet."""
-    if call is not None and call.active():
-        call.cancel()
+_date = [0, b""]  # the second, and the Date header written for it
+
+
+def _http_date() -> bytes:
+    """The Date header for now, made once a second."""
+    now = int(time.time())
+    if now != _date[0]:
+        _date[:] = [now, http.datetimeToString(now)]
+    return _date[1]
 
 
 def _too_slow_message(seconds: float) -> str:
@@ -50,24 +56,46 @@ class LimitedRequest(server.Request):
         self.started = time.monotonic()
         site = getattr(channel, "site", None)
         self.received_at = site.reactor.seconds() if site is not None else time.time()
-        self._deadline = channel.callLater(self.receive_timeout, self._too_slow)
         # Kept here: twisted.web drops request.channel once the answer is finished.
+        self._channel = channel
+        if isinstance(channel, JsonErrorsChannel):
+            channel.expect(self)
         self._tracker = getattr(site, "in_flight", None)
         if self._tracker is not None:
             self._tracker.started(self)
+
+    def process(self):
+        # twisted.web's, but with the Date header written once a second, not once a request.
+        self.site = self.channel.site
+        self.setHeader(b"Server", server.version)
+        self.setHeader(b"Date", _http_date())
+        self.prepath = []
+        self.postpath = list(map(server.unquote, self.path[1:].split(b"/")))
+        if self.path == b"*":
+            self._handleStar()
+            return
+        try:
+            found = self.site.getResourceFor(self)
+            if resource._IEncodingResource.providedBy(found):
+                encoder = found.getEncoder(self)
+                if encoder is not None:
+                    self._encoder = encoder
+            self.render(found)
+        except BaseException:
+            self.processingFailed(Failure())
 
     def __repr__(self):
         # twisted.web's own repr decodes the URI as ASCII, and a log line naming a request whose
         # URI is not (a HEAD with a body, say) would fail to format.
         return f"<Request {self.method!r} {self.uri!r}>"
 
-    def _too_slow(self):
-        self._deadline = None
+    def too_slow(self):
+        """Its head and body did not all arrive within receive_timeout of its first line."""
         self._refuse(408, _too_slow_message(self.receive_timeout))
 
-    def _stop_deadline(self):
-        _cancel(self._deadline)
-        self._deadline = None
+    def _all_received(self):
+        if isinstance(self._channel, JsonErrorsChannel):
+            self._channel.received(self)
 
     def finish(self):
         # Answer first: ending may let a waiting shutdown go on and close the connection.
@@ -80,7 +108,7 @@ class LimitedRequest(server.Request):
         return super().connectionLost(reason)
 
     def _ended(self):
-        self._stop_deadline()
+        self._all_received()
         if self._tracker is not None:
             self._tracker.ended(self)
 
@@ -109,7 +137,7 @@ class LimitedRequest(server.Request):
     def requestReceived(self, command, path, version):
         if self.refused:
             return
-        self._stop_deadline()
+        self._all_received()
         self.route = route_of(path)
         super().requestReceived(command, path, version)
 
@@ -158,43 +186,63 @@ def write_json_answer(transport, status: int, message: str, headers: dict[str, s
 
 class JsonErrorsChannel(http.HTTPChannel):
     """An HTTP/1.1 channel whose protocol errors are answered in JSON like every other error,
-    and which gives a client `receive_timeout` seconds to send each request line.
+    and which gives a client `receive_timeout` seconds to send each request line, and then the
+    head and body of that request.
 
-    (The request's own deadline starts once its line is in; the channel's idle timeout alone
-    would let a client send a byte at a time forever.)
+    One deadline a connection, for what it awaits: moving it costs an assignment, and its one
+    timer wakes up at most once a timeout, to look (a timer set and cancelled per request is
+    work the reactor does for every request).
     """
 
-    _line_deadline = None
+    _due = None  # when what is awaited must have arrived; None while a request is answered
+    _receiving = None  # the request whose head and body are awaited; None for a request line
+    _watch = None
 
     def connectionMade(self):
         super().connectionMade()
-        self._await_request_line()
+        self.expect(None)
 
-    def _await_request_line(self):
-        timeout = getattr(self.site, "receive_timeout", None) if hasattr(self, "site") else None
-        if timeout:
-            self._line_deadline = self.callLater(timeout, self._request_line_too_slow)
+    def expect(self, request) -> None:
+        """From now on, await the rest of `request`, or (None) the next request line."""
+        site = getattr(self, "site", None)
+        timeout = request.receive_timeout if request is not None else getattr(site, "receive_timeout", None)
+        if not timeout:
+            return
+        self._receiving = request
+        self._due = site.reactor.seconds() + timeout
+        if self._watch is None:
+            self._watch = self.callLater(timeout, self._look)
 
-    def _request_line_too_slow(self):
-        self._line_deadline = None
-        write_json_answer(self.transport, 408, _too_slow_message(self.site.receive_timeout))
-        self.transport.loseConnection()
+    def received(self, request) -> None:
+        """`request` is all in (or refused): nothing is awaited until it is answered."""
+        if self._receiving is request:
+            self._due = self._receiving = None
 
-    def _cancel_line_deadline(self):
-        _cancel(self._line_deadline)
-        self._line_deadline = None
-
-    def lineReceived(self, line):
-        self._cancel_line_deadline()
-        return super().lineReceived(line)
+    def _look(self):
+        self._watch = None
+        if self._due is None:
+            return
+        left = self._due - self.site.reactor.seconds()
+        if left > 0:
+            self._watch = self.callLater(left, self._look)
+            return
+        request, self._due, self._receiving = self._receiving, None, None
+        if request is not None:
+            request.too_slow()
+        else:
+            write_json_answer(self.transport, 408, _too_slow_message(self.site.receive_timeout))
+            self.transport.loseConnection()
 
     def requestDone(self, request):
         super().requestDone(request)
-        if self.persistent and not self._line_deadline:
-            self._await_request_line()
+        if self.persistent and self._receiving is None:
+            self.expect(None)
 
     def connectionLost(self, reason):
-        self._cancel_line_deadline()
+        self._due = self._receiving = None
+        if self._watch is not None and self._watch.active():
+            self._watch.cancel()
+        self._watch = None
         return super().connectionLost(reason)
 
     def lineLengthExceeded(self, line):

@@ -5,7 +5,10 @@ import json
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
@@ -14,7 +17,7 @@ from attolytics.http import cors, openapi
 from attolytics.http.answers import unavailable, write_error, write_json
 from attolytics.http.browser import BrowserClient
 from attolytics.http.intake import ALLOWED_METHODS, Intake
-from attolytics.http.route import Route
+from attolytics.http.route import OTHER, Route
 from attolytics.logs import logger
 from attolytics.metrics import CONTENT_TYPE
 
@@ -53,7 +56,7 @@ class Routes:
 
     def resource(self):
         """The twisted.web resource that serves these routes."""
-        return _Utf8Urls(self.app.resource())
+        return _Front(self.app.resource(), self)
 
     def early_headers(self, route: Route, origin: bytes | None) -> dict[str, str]:
         """CORS headers for an answer given before the request is routed (an early 413)."""
@@ -134,17 +137,46 @@ class Routes:
     @app.handle_errors(Exception)
     def unexpected(self, request, failure):
         log.failure("unexpected error answering {uri}", failure=failure, uri=request.uri)
-        return write_json(request, 500, {"error": "internal error"})
+        return write_error(request, unavailable("internal error; retry later"))
+
+    def post(self, request, route: Route):
+        """A POST of events, straight to the intake: the routing Klein would do is already done
+        (request.route), and its Deferreds are not needed."""
+        try:
+            answer = self.intake.post(request, route.app_id, route.event_type_id)
+        except Exception:
+            return self.unexpected(request, Failure())
+        if not isinstance(answer, Deferred):
+            return answer
+        answer.addCallbacks(_finish, self._failed, callbackArgs=(request,), errbackArgs=(request,))
+        return NOT_DONE_YET
+
+    def _failed(self, failure, request) -> None:
+        if request.finished or request._disconnected:
+            if not failure.check(CancelledError):
+                log.failure("unexpected error answering {uri}", failure=failure, uri=request.uri)
+            return
+        _finish(self.unexpected(request, failure), request)
 
 
-class _Utf8Urls(Resource):
-    """Answers a URL or Host that is not UTF-8 with a JSON 400; Klein would answer in plain text."""
+def _finish(body: bytes, request) -> None:
+    """Write a whole answer, unless the client is gone."""
+    if not (request.finished or request._disconnected):
+        request.write(body)
+        request.finish()
+
+
+class _Front(Resource):
+    """In front of the Klein resource: a URL or Host that is not UTF-8 gets a JSON 400 (Klein
+    would answer in plain text), and a POST to an event route by a plain path goes straight to
+    the intake."""
 
     isLeaf = True
 
-    def __init__(self, inner):
+    def __init__(self, inner, routes: Routes):
         super().__init__()
         self.inner = inner
+        self.routes = routes
 
     def render(self, request):
         try:
@@ -152,4 +184,13 @@ class _Utf8Urls(Resource):
             (request.getHeader(b"host") or b"").decode("utf-8")
         except UnicodeDecodeError:
             return write_json(request, 400, {"error": "the URL is not valid UTF-8"})
+        route = getattr(request, "route", OTHER)
+        if request.method == b"POST" and route.app_id and _plain(request.path, route):
+            return self.routes.post(request, route)
         return self.inner.render(request)
+
+
+def _plain(path: bytes, route: Route) -> bool:
+    """Whether the route's ids are the path's segments as they are (ASCII, nothing escaped, none
+    empty), so that Klein would route the request to the same endpoint with the same ids."""
+    return (route.event_type_id is None or bool(route.event_type_id)) and path.isascii() and b"%" not in path

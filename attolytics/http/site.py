@@ -6,7 +6,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import Site
 
 from attolytics.http.request import JsonErrorsChannel, request_factory
-from attolytics.logs import logger
+from attolytics.logs import info_logged, logger
 
 # The access log keeps the namespace log shippers already filter its lines on.
 log = logger("attolytics.site")
@@ -53,7 +53,9 @@ class AttolyticsSite(Site):
         super().__init__(
             resource,
             requestFactory=request_factory(max_body_bytes, receive_timeout, early_headers),
-            timeout=receive_timeout,
+            # No idle timer of twisted.web's, which it sets anew after every request: the
+            # channel's own deadline covers an idle connection (JsonErrorsChannel).
+            timeout=None,
             reactor=reactor,
         )
         self.receive_timeout = receive_timeout
@@ -68,7 +70,7 @@ class AttolyticsSite(Site):
     def limit(self, max_body_bytes: int, receive_timeout: float) -> None:
         """Take requests that arrive from now on with this body limit and deadline."""
         self.requestFactory = request_factory(max_body_bytes, receive_timeout, self._early_headers)
-        self.receive_timeout = self.timeOut = receive_timeout
+        self.receive_timeout = receive_timeout
 
     def log(self, request):
         """Count and log one line per finished request, with fields for log shippers."""
@@ -77,6 +79,8 @@ class AttolyticsSite(Site):
         if self.metrics is not None:
             self.metrics.child(self.metrics.requests, route.label, str(request.code)).inc()
             self.metrics.request_seconds.observe(seconds)
+        if not info_logged():
+            return
         address = request.getClientAddress()
         log.info(
             "{client} {method} {path} {status} {bytes} bytes {duration:.1f} ms",

@@ -70,7 +70,7 @@ class EventShape:
         self.table = table
         fields, rename = [], {}
         self.missing_as = []  # (struct position, what a left-out key becomes)
-        self.converted = []  # (struct position, the column's converter)
+        self.converted = []  # (struct position, the column's converter, whether NOT NULL)
         self.documents = []  # struct positions of values taken as they are (Any): nested keys
         self.request_slots = []  # (row position, request key, Column) of values from the request
         self.uuids = []  # itemgetters of the uuid columns' values
@@ -80,7 +80,7 @@ class EventShape:
             field_type = exact_type(column)
             if field_type is None or column.name == partition_column:
                 field_type = Any
-                self.converted.append((position, table.converter(column)))
+                self.converted.append((position, table.converter(column), column.not_null))
                 self.documents.append(position)
             elif not column.not_null:
                 field_type = Union[field_type, None]
@@ -140,9 +140,12 @@ class EventShape:
         for position, replacement in self.missing_as:
             if cells[position] is MISSING:
                 cells[position] = replacement
-        for position, convert in self.converted:
+        for position, convert, not_null in self.converted:
             value = cells[position]
-            if value is not None and value is not DEFAULT:
+            if value is None:
+                if not_null:  # Any lets null through
+                    raise Undecided
+            elif value is not DEFAULT:
                 try:
                     cells[position] = convert(value)
                 except Rejected:
