@@ -1,4 +1,11 @@
-"""Prometheus metrics of one service, served at GET /metrics."""
+"""Prometheus metrics of one service, served at GET /metrics.
+
+With several worker processes (workers.py), prometheus_client's multiprocess mode: each process
+writes its values to files in $PROMETHEUS_MULTIPROC_DIR, and whichever worker answers /metrics
+adds them all up, so the answer is the same from any of them.
+"""
+
+import os
 
 from prometheus_client import (
     CollectorRegistry,
@@ -6,6 +13,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -18,6 +26,10 @@ class Metrics:
         # A registry per service: tests run several services in one process.
         self.registry = CollectorRegistry()
         self._children = {}
+        # prometheus_client reads the variable once, at import: this process writes files.
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # (gauge, function) of the gauges that show a value the service holds (see watch()).
+        self._watched = []
         self.events_inserted = Counter(
             "attolytics_events_inserted", "Events committed.", ["app", "table"], registry=self.registry
         )
@@ -45,7 +57,8 @@ class Metrics:
             registry=self.registry,
         )
         self.writer_queue_rows = Gauge(
-            "attolytics_writer_queue_rows", "Rows accepted and not yet committed.", registry=self.registry
+            "attolytics_writer_queue_rows", "Rows accepted and not yet committed.", registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.writer_batch_rows = Histogram(
             "attolytics_writer_batch_rows", "Rows per transaction written.",
@@ -54,7 +67,7 @@ class Metrics:
         self._add_upkeep_metrics()
         self.database_ready = Gauge(
             "attolytics_database_ready", "1 when the tables are checked and a connection is up.",
-            registry=self.registry,
+            registry=self.registry, multiprocess_mode="livemin",
         )
 
     def _add_upkeep_metrics(self) -> None:
@@ -65,11 +78,11 @@ class Metrics:
         )
         self.config_loaded = Gauge(
             "attolytics_config_loaded_timestamp_seconds", "When the configuration in force was loaded.",
-            registry=self.registry,
+            registry=self.registry, multiprocess_mode="livemin",
         )
         self.partitions = Gauge(
             "attolytics_partitions", "Partitions of a table partitioned by time.", ["table"],
-            registry=self.registry,
+            registry=self.registry, multiprocess_mode="livemax",
         )
         self.partitions_dropped = Counter(
             "attolytics_partitions_dropped", "Partitions dropped, with their rows, once older than keep.",
@@ -84,7 +97,24 @@ class Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def watch(self, gauge, function) -> None:
+        """Let `gauge` show what `function()` says whenever the metrics are read."""
+        if self.multiprocess:  # read from files: refresh() writes the value there
+            self._watched.append((gauge, function))
+        else:
+            gauge.set_function(function)
+
+    def refresh(self) -> None:
+        """Write the watched gauges' values for the other workers to read (multiprocess mode)."""
+        for gauge, function in self._watched:
+            gauge.set(function())
+
     def render(self) -> bytes:
-        """The metrics in Prometheus' text format."""
-        return generate_latest(self.registry)
+        """The metrics in Prometheus' text format: this process's, or every worker's."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        self.refresh()
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
 

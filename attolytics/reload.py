@@ -19,6 +19,7 @@ RESTART_ONLY = {
     "listen": lambda config: config.listen,
     "database": lambda config: config.database,
     "writer.connections": lambda config: config.writer.connections,
+    "workers": lambda config: config.workers,
 }
 
 
@@ -70,7 +71,8 @@ class Reloader:
             if value_of(config) != value_of(self.config):
                 log.warn("{file}: {key} changes only with a restart; it stays as it is", file=path, key=key)
         config = replace(config, listen=self.config.listen, database=self.config.database,
-                         writer=replace(config.writer, connections=self.config.writer.connections))
+                         writer=replace(config.writer, connections=self.config.writer.connections),
+                         workers=self.config.workers)
         return config, declared_types(config)
 
     def _apply(self, config: Config, types, prepared) -> None:

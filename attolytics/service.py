@@ -5,6 +5,7 @@ embedded PostgreSQL."""
 
 from types import SimpleNamespace
 
+from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
@@ -27,6 +28,8 @@ from attolytics.storage.writer import Writer, WriterService
 # Answers just written sit in socket buffers until the reactor's next turns; they get this long
 # before the reactor drops every connection.
 ANSWER_GRACE_SECONDS = 0.1
+# With worker processes, how often each writes the gauges the others read.
+METRICS_REFRESH_SECONDS = 1.0
 
 
 class AttolyticsService(MultiService):
@@ -96,7 +99,7 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
         # once needs the reactor's signal handling in place.
         reactor.callWhenRunning(systemd.notify, "READY=1")
 
-    locate = _database_location(config, shutdown, service)
+    locate = database_location(config, shutdown, service)
     database = DatabaseService(config, types, reactor, shutdown, locate, ready, on_fatal, clock)
     http = HttpEndpointService(endpoint, config.listen, site, shutdown, listening, on_fatal)
     children = (("database", database), ("writer", writer), ("maintenance", maintenance), ("http", http))
@@ -106,12 +109,16 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
     parts = SimpleNamespace(routes=routes, site=site, writer=writer, database=database, metrics=metrics,
                             shutdown=shutdown, maintenance=maintenance)
     service.reloader = Reloader(config, reactor, parts, overrides)
-    metrics.writer_queue_rows.set_function(lambda: writer.writer.queued_rows if writer.writer else 0)
-    metrics.database_ready.set_function(lambda: 1 if routes.ready else 0)
+    metrics.watch(metrics.writer_queue_rows, lambda: writer.writer.queued_rows if writer.writer else 0)
+    metrics.watch(metrics.database_ready, lambda: 1 if routes.ready else 0)
+    if metrics.multiprocess:  # the other workers read these gauges from this one's files
+        refresh = TimerService(METRICS_REFRESH_SECONDS, metrics.refresh)
+        refresh.clock = reactor
+        refresh.setServiceParent(service)
     return service
 
 
-def _database_location(config: Config, shutdown: Shutdown, service: AttolyticsService):
+def database_location(config: Config, shutdown: Shutdown, service: AttolyticsService):
     """locate() -> a Deferred of the database URL: the configured one, or the embedded server's,
     whose service is then the first child of `service`."""
     if config.database.url is not None:

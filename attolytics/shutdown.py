@@ -33,14 +33,14 @@ class Shutdown:
         """The service starts (again): no shutdown has begun."""
         self.deadline = None
 
-    async def within(self, waiting: Deferred) -> bool:
-        """Wait for `waiting` until the deadline; False if time ran out first.
+    async def within(self, waiting: Deferred, extra: float = 0.0) -> bool:
+        """Wait for `waiting` until the deadline (and `extra` seconds); False if time ran out first.
 
         `waiting` is not cancelled when time runs out: pass a shielded() one to keep it going.
         """
         self.begin()
         sleep = Deferred()
-        delay = max(0.0, self.deadline - self.reactor.seconds())
+        delay = max(0.0, self.deadline + extra - self.reactor.seconds())
         call = self.reactor.callLater(delay, sleep.callback, None)
         _, first = await DeferredList([waiting, sleep], fireOnOneCallback=True, consumeErrors=True)
         if call.active():

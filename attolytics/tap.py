@@ -1,21 +1,19 @@
 """The twistd plugin's command line and the factory that builds the service from it."""
 
-import atexit
-import os
-import signal
 import sys
 from dataclasses import replace
 
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import ReactorNotRunning
 from twisted.logger import ILogObserver
 from twisted.python import usage
 from twisted.python.logfile import LogFile
 
 from attolytics.config import ConfigError, DatabaseLocation, load_config
 from attolytics.logs import JsonLinesObserver, logger, set_verbosity
+from attolytics.signals import exit_on_fatal, reload_on_sighup, stop_on_signals
 from attolytics.service import attolytics_service
+from attolytics.workers import workers_service
 
 log = logger(__name__)
 
@@ -35,6 +33,8 @@ class Options(usage.Options):
         ["db-url", None, None, "PostgreSQL connection URL; overrides the config's database."],
         ["db_url", None, None, "Same as --db-url (its older spelling)."],
         ["log-format", None, "text", "text, or json: one JSON object per line, for log shippers."],
+        ["workers", None, None, "Worker processes serving the socket together (default: the config's "
+         "workers key, else 1).", int],
     ]
 
     def __init__(self):
@@ -67,6 +67,8 @@ class Options(usage.Options):
             self["listen"] = tcp_endpoint(self["host"] or "localhost", self["port"] or 8000)
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError("--log-format is text or json")
+        if self["workers"] is not None and self["workers"] < 1:
+            raise usage.UsageError(f"--workers {self['workers']} must be 1 or more")
 
 
 def tcp_endpoint(host: str, port: int) -> str:
@@ -88,6 +90,8 @@ def makeService(options, reactor=None):
             config = replace(config, listen=options["listen"])
         if options["db-url"]:
             config = replace(config, database=DatabaseLocation(url=options["db-url"]))
+        if options["workers"]:
+            config = replace(config, workers=options["workers"])
         return config
 
     try:
@@ -96,16 +100,27 @@ def makeService(options, reactor=None):
         if options["listen"]:
             listen_source = "--listen" if not options["port"] and not options["host"] else "--host/--port"
         endpoint = _endpoint(reactor, config.listen, listen_source)
-        service = attolytics_service(config, reactor, _exit_on_fatal(reactor), endpoint, overrides=overrides)
+        if config.workers > 1:
+            service = workers_service(config, reactor, exit_on_fatal(reactor), endpoint,
+                                      _worker_args(options, config))
+        else:
+            service = attolytics_service(config, reactor, exit_on_fatal(reactor), endpoint, overrides=overrides)
     except ConfigError as e:
         sys.exit(f"attolytics: {e}")
-    reactor.callWhenRunning(_stop_on_signals, reactor)
-    reactor.callWhenRunning(_reload_on_sighup, reactor, service)
+    reactor.callWhenRunning(stop_on_signals, reactor)
+    reactor.callWhenRunning(reload_on_sighup, reactor, service)
     if options["log-format"] != "json":
         return service
     top = _LoggingTo(JsonLinesObserver(_log_file(getattr(options, "parent", None))))
     service.setServiceParent(top)
     return top
+
+
+def _worker_args(options, config) -> list[str]:
+    """What each worker's command line says besides its number (see worker.arguments())."""
+    args = ["--config", options["config"], "--listen", config.listen, "--verbosity", str(options["verbosity"]),
+            "--log-format", options["log-format"], "--log-file", _log_file_name(getattr(options, "parent", None))]
+    return args
 
 
 def _endpoint(reactor, description: str, source: str):
@@ -129,63 +144,15 @@ class _LoggingTo(MultiService):
         return super().setServiceParent(parent)
 
 
-def _log_file(twistd_options):
-    """Where twistd would log: standard output in the foreground, else its --logfile."""
+def _log_file_name(twistd_options) -> str:
+    """Where twistd would log: "-" (standard output) in the foreground, else its --logfile."""
     twistd_options = twistd_options or {}
-    name = twistd_options.get("logfile") or ("-" if twistd_options.get("nodaemon", True) else "twistd.log")
+    return twistd_options.get("logfile") or ("-" if twistd_options.get("nodaemon", True) else "twistd.log")
+
+
+def _log_file(twistd_options):
+    """The file twistd would log to (see _log_file_name())."""
+    name = _log_file_name(twistd_options)
     if name == "-":
         return sys.stdout
     return LogFile.fromFullPath(name)
-
-
-def _stop_on_signals(reactor):
-    """SIGTERM and SIGINT shut down in order and exit 0, as a deploy expects of a clean stop.
-
-    twistd's own handlers re-raise the signal after shutdown, so the process would die of it.
-    These replace them once the reactor runs.
-    """
-
-    def handler(signum, frame):
-        log.info("received {signal}, shutting down", signal=signal.Signals(signum).name)
-        reactor.callFromThread(_stop, reactor)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def _reload_on_sighup(reactor, service):
-    """SIGHUP (systemctl reload) reloads the configuration file."""
-
-    def reload():
-        service.reload().addErrback(lambda failure: log.failure("reload failed", failure=failure))
-
-    def handler(signum, frame):
-        log.info("received SIGHUP, reloading the configuration")
-        reactor.callFromThread(reload)
-
-    signal.signal(signal.SIGHUP, handler)
-
-
-def _exit_on_fatal(reactor):
-    """Stop the reactor and make the process exit with status 1 once twistd has cleaned up."""
-
-    def fatal(message: str) -> None:
-        log.critical("{message}", message=message)
-        atexit.register(_exit_with_failure)
-        reactor.callWhenRunning(_stop, reactor)
-
-    return fatal
-
-
-def _stop(reactor):
-    if reactor.running:
-        try:
-            reactor.stop()
-        except ReactorNotRunning:  # already on its way down
-            pass
-
-
-def _exit_with_failure():
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(1)

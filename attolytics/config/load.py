@@ -19,7 +19,7 @@ from attolytics.config.model import (
 from attolytics.config.yaml_tree import Node, describe, read_yaml
 
 _TOP_LEVEL_KEYS = {"listen", "database", "database_url", "apps", "tables", "max_body_bytes", "writer",
-                   "request_timeout", "shutdown_timeout", "trusted_proxies", "rejected_events"}
+                   "request_timeout", "shutdown_timeout", "trusted_proxies", "rejected_events", "workers"}
 
 
 def load_config(path: str) -> Config:
@@ -73,6 +73,7 @@ def parse_config(text: str, source: str) -> Config:
         shutdown_timeout=(
             keys["shutdown_timeout"].seconds() if "shutdown_timeout" in keys else DEFAULT_SHUTDOWN_TIMEOUT
         ),
+        workers=keys["workers"].positive_int() if "workers" in keys else 1,
     )
 
 

@@ -138,6 +138,8 @@ class Config:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     # The table that keeps the events of refused requests (declared in `tables` too); None: off.
     rejected_events: str | None = None
+    # Processes that serve the listening socket together (workers.py); 1: this process alone.
+    workers: int = 1
 
     def table_names(self) -> list[str]:
         """Every table the service writes to or declares, each once, in a stable order."""

@@ -1,0 +1,215 @@
+"""Several worker processes serving one listening socket (`workers: N`): this process, the one
+twistd starts, opens the socket once (and the embedded PostgreSQL, when there is no database
+configured), starts N workers that adopt the socket (attolytics/worker.py), starts again one
+that dies, passes SIGHUP on to all, and at SIGTERM stops them all and waits for each to drain.
+
+systemd hears from this process alone: READY=1 once every worker serves; RELOADING=1 and READY=1
+around a reload that every worker has finished.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+
+from prometheus_client import multiprocess
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.task import deferLater
+
+from attolytics import systemd
+from attolytics.logs import logger
+from attolytics.service import AttolyticsService, database_location
+from attolytics.shutdown import Shutdown
+from attolytics.worker import LISTENING_FD
+
+log = logger(__name__)
+
+# The worker's end of the pipe it tells its parent READY=1 and RELOADING=1 on.
+NOTIFY_FD = 4
+# How long a worker must have served before its exit counts as a crash to restart, not as a
+# start-up that cannot succeed; and the pauses before starting one again.
+SETTLED_SECONDS = 10.0
+FIRST_RESTART_DELAY, MAX_RESTART_DELAY = 0.5, 10.0
+# Past the shutdown deadline, how long a worker gets to exit before it is killed.
+KILL_GRACE_SECONDS = 5.0
+
+
+class _Worker(ProcessProtocol):
+    """One worker process, as its parent sees it."""
+
+    def __init__(self, processes: "WorkerProcesses", number: int):
+        self.processes = processes
+        self.number = number
+        self.pid = None
+        self.started = processes.reactor.seconds()
+        self.ready = False
+        self.ended = Deferred()
+        self._told = b""
+        self._states: list[Deferred] = []  # waiting for the next READY=1
+
+    def connectionMade(self):
+        self.pid = self.transport.pid
+        self.transport.closeStdin()
+
+    def childDataReceived(self, fd: int, data: bytes):
+        self._told += data
+        *lines, self._told = self._told.split(b"\n")
+        for line in lines:
+            if line == b"READY=1":
+                self.ready = True
+                waiting, self._states = self._states, []
+                for waiter in waiting:
+                    waiter.callback(None)
+                self.processes.worker_ready(self)
+
+    def next_ready(self) -> Deferred:
+        """Fires at the worker's next READY=1 (after a reload), or when it ends."""
+        waiter = Deferred()
+        self._states.append(waiter)
+        return waiter
+
+    def signal(self, name: str) -> None:
+        """Send SIGTERM, SIGHUP or SIGKILL ("TERM", ...), unless it has ended."""
+        if not self.ended.called:
+            self.transport.signalProcess(name)
+
+    def processEnded(self, reason):
+        waiting, self._states = self._states, []
+        for waiter in waiting:
+            waiter.callback(None)
+        self.ended.callback(None)
+        self.processes.worker_ended(self, reason.value)
+
+
+class WorkerProcesses(Service):
+    """Starts, watches and stops the workers once the listening socket is open and the database
+    is known (`locate()` -> Deferred of its URL, or None for the configuration's own)."""
+
+    def __init__(self, config, reactor, count: int, endpoint, locate, worker_args: list[str], shutdown,
+                 on_fatal):
+        self.config = config
+        self.reactor = reactor
+        self.count = count
+        self.endpoint = endpoint
+        self.locate = locate
+        self.worker_args = worker_args
+        self.shutdown = shutdown
+        self.on_fatal = on_fatal
+        self.port = None
+        self.url = None
+        self.workers: dict[int, _Worker] = {}
+        self.stopping = False
+        self._announced = False
+        self._delay = FIRST_RESTART_DELAY
+        self.metrics_dir = None
+
+    def startService(self):
+        super().startService()
+        self.metrics_dir = tempfile.mkdtemp(prefix="attolytics-metrics-")
+        Deferred.fromCoroutine(self._start()).addErrback(self._failed)
+
+    async def _start(self) -> None:
+        self.port = await self.endpoint.listen(Factory())
+        self.port.stopReading()  # the workers accept; this process only holds the socket open
+        log.info("listening on {address} for {count} workers", address=self.port.getHost(), count=self.count)
+        self.url = await self.locate()
+        for number in range(1, self.count + 1):
+            self._spawn(number)
+
+    def _failed(self, failure) -> None:
+        if not self.stopping:
+            self.on_fatal(f"cannot start the workers: {failure.getErrorMessage()}")
+
+    def _spawn(self, number: int) -> None:
+        if self.stopping:
+            return
+        worker = _Worker(self, number)
+        env = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
+        env.update({systemd.PARENT_FD: str(NOTIFY_FD), "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir})
+        command = [sys.executable, "-m", "attolytics.worker", "--number", str(number),
+                   "--family", str(int(self.port.addressFamily)), *self.worker_args]
+        if self.url is not None:
+            command += ["--db-url", self.url]
+        self.reactor.spawnProcess(worker, sys.executable, command, env=env,
+                                  childFDs={0: "w", 1: 1, 2: 2, LISTENING_FD: self.port.fileno(),
+                                            NOTIFY_FD: "r"})
+        self.workers[number] = worker
+        log.info("started worker {number} (pid {pid})", number=number, pid=worker.pid)
+
+    def worker_ready(self, worker: _Worker) -> None:
+        """A worker serves; once all of them do, systemd hears READY=1."""
+        if not self._announced and len(self.workers) == self.count and all(w.ready for w in self.workers.values()):
+            self._announced = True
+            log.info("all {count} workers serve", count=self.count)
+            systemd.notify("READY=1")
+
+    def worker_ended(self, worker: _Worker, reason) -> None:
+        """A worker exited: expected while stopping; else started again, unless it exited with
+        status 1, which a worker does only when its start-up cannot succeed."""
+        multiprocess.mark_process_dead(worker.pid, self.metrics_dir)
+        if self.stopping:
+            return
+        if getattr(reason, "exitCode", None) == 1:  # a start-up that cannot succeed: it said why
+            self.on_fatal(f"worker {worker.number} could not start (exit status 1)")
+            return
+        lived = self.reactor.seconds() - worker.started
+        self._delay = FIRST_RESTART_DELAY if lived >= SETTLED_SECONDS else min(self._delay * 2, MAX_RESTART_DELAY)
+        log.warn("worker {number} (pid {pid}) ended: {reason}; starting it again in {delay:g} s",
+                 number=worker.number, pid=worker.pid, reason=str(reason), delay=self._delay)
+        deferLater(self.reactor, self._delay, self._spawn, worker.number)
+
+    def reload(self) -> Deferred:
+        """Pass SIGHUP on to every worker; fires with True once each has reloaded (or refused)."""
+        systemd.notify("RELOADING=1")
+        workers = list(self.workers.values())
+        waiting = [worker.next_ready() for worker in workers]
+        for worker in workers:
+            worker.signal("HUP")
+
+        def done(_):
+            systemd.notify("READY=1")
+            return True
+
+        return DeferredList(waiting).addCallback(done)
+
+    def stopService(self):
+        super().stopService()
+        self.stopping = True
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        workers = [w for w in self.workers.values() if not w.ended.called]
+        for worker in workers:
+            worker.signal("TERM")
+        ended = DeferredList([w.ended for w in workers])
+        # Each worker keeps its own deadline; past it and a grace, it is killed.
+        if not await self.shutdown.within(ended, extra=KILL_GRACE_SECONDS):
+            for worker in workers:
+                log.warn("worker {number} (pid {pid}) did not stop in time; killing it",
+                         number=worker.number, pid=worker.pid)
+                worker.signal("KILL")
+            await ended
+        if self.port is not None:
+            await self.port.stopListening()
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+
+def workers_service(config, reactor, on_fatal, endpoint, worker_args: list[str]):
+    """The service of the parent process: the embedded PostgreSQL (when no database is
+    configured) and the workers, stopped in reverse order; reload() reloads every worker.
+
+    `worker_args` are the worker command line's own options (worker.arguments()).
+    """
+    shutdown = Shutdown(reactor, config.shutdown_timeout)
+    service = AttolyticsService(reactor, shutdown)
+    locate = database_location(config, shutdown, service)
+    processes = WorkerProcesses(config, reactor, config.workers, endpoint, locate, worker_args, shutdown,
+                                on_fatal)
+    processes.setName("workers")
+    processes.setServiceParent(service)
+    service.reloader = processes
+    return service
