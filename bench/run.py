@@ -28,9 +28,12 @@ import psycopg2
 HERE = Path(__file__).resolve().parent
 SEED_EVENT = {"timestamp": 1554130213, "event_type": "game_end", "score": 42}
 SHAPES = (1, 10, 100)
-MODES = ("null", "per-event", "attolytics", "attolytics-ids")
+MODES = ("null", "per-event", "attolytics", "attolytics-ids", "attolytics-2w")
 # The table each mode writes to.
-TABLES = {"per-event": "game_events", "attolytics": "game_events", "attolytics-ids": "game_events_ids"}
+TABLES = {"per-event": "game_events", "attolytics": "game_events", "attolytics-ids": "game_events_ids",
+          "attolytics-2w": "game_events"}
+# Modes that are serve.py's with other options.
+SERVE_ARGS = {"attolytics-2w": ["--mode", "attolytics", "--workers", "2"]}
 ROUTE = "/apps/bench/events/game_events"
 
 
@@ -61,8 +64,8 @@ class Server:
         self.mode = mode
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "serve.py"), "--mode", mode, "--port", str(self.port),
-             "--db-url", db_url],
+            [sys.executable, str(HERE / "serve.py"), *SERVE_ARGS.get(mode, ["--mode", mode]),
+             "--port", str(self.port), "--db-url", db_url],
         )
         self._wait_ready()
 
@@ -85,16 +88,35 @@ class Server:
             time.sleep(0.2)
         raise SystemExit(f"the {self.mode} server did not become ready")
 
-    def rss_mib(self) -> float:
-        """Resident memory of the server process, in MiB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS")
+    def pids(self) -> list[int]:
+        """The server's process, or its worker processes when it has them."""
+        children = [int(pid) for pid in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+                    .read_text().split()]
+        workers = [pid for pid in children if b"attolytics.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        return workers or [self.process.pid]
+
+    def rss_mib(self) -> list[float]:
+        """Resident memory of each serving process, in MiB."""
+        return [_status_kib(pid, "VmRSS:") / 1024 for pid in self.pids()]
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) the serving processes have used so far."""
+        total = 0
+        for pid in {self.process.pid, *self.pids()}:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime, in clock ticks
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field}")
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -161,14 +183,16 @@ def measure(server: Server, db_url: str, bodies: dict, args) -> dict:
         if table:
             truncate(db_url, table)
         body = bodies[events, server.mode == "attolytics-ids"]
+        cpu = server.cpu_seconds()
         r = run_wrk(server.port, body, args.duration, args.connections)
         r["events_per_s"] = r["rps"] * events
+        r["cpu_us"] = (server.cpu_seconds() - cpu) * 1e6 / max(1, r["requests"] * events)
         if table:
             r["stored"] = wait_until_stored(db_url, r["ok"] * events, table=table)
             r["acknowledged"] = r["ok"] * events
         results[events] = r
         say(f"  {server.mode:>10}  {events:>3} events/request: {r['events_per_s']:>10,.0f} events/s"
-            f"  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms"
+            f"  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  cpu {r['cpu_us']:.1f} us/event"
             + (f"  stored {r['stored']:,} / acknowledged {r['acknowledged']:,}" if "stored" in r else ""))
     return results
 
@@ -187,7 +211,8 @@ def paced_latency(server: Server, bodies: dict, maximum: dict, args) -> dict:
 
 
 def memory_growth(server: Server, db_url: str, bodies: dict, rate: float, args) -> tuple:
-    """RSS before and after 1,000,000 events at 100 events a request (`rate` requests/s)."""
+    """RSS of each serving process before and after 1,000,000 events at 100 events a request
+    (`rate` requests/s)."""
     truncate(db_url)
     before = server.rss_mib()
     # wrk stops sending at the limit but runs out its duration: size that to the measured rate.
@@ -217,56 +242,64 @@ def main() -> None:
         bodies = {(events, ids): body_file(tmp, events, ids) for events in SHAPES for ids in (False, True)}
         say(f"wrk: 1 thread, {args.connections} connections, {args.duration} s a run; "
             f"{os.cpu_count()} cores; body = one game event repeated")
+        results, paced, memory = {}, {}, {}
         try:
-            results = {}
             for mode in MODES:
                 server = Server(mode, db_url)
                 try:
                     results[mode] = measure(server, db_url, bodies, args)
                     if mode == "attolytics":
                         paced = paced_latency(server, bodies, results[mode], args)
-                        before, after, stored = memory_growth(
-                            server, db_url, bodies, results[mode][100]["rps"], args
-                        )
-                        say(f"  resident memory: {before:.1f} MiB before, {after:.1f} MiB after "
-                            f"{stored:,} events stored (growth {after - before:+.1f} MiB)")
+                    if mode in ("attolytics", "attolytics-2w"):
+                        memory[mode] = memory_growth(server, db_url, bodies, results[mode][100]["rps"], args)
+                        before, after, stored = memory[mode]
+                        say(f"  resident memory per process: {_mib(before)} before, {_mib(after)} after "
+                            f"{stored:,} events stored")
                 finally:
                     server.stop()
         finally:
             pg.stop()
-    report(results, paced, before, after)
+    report(results, paced, memory)
 
 
-def report(results: dict, paced: dict, before: float, after: float) -> None:
+def _mib(values: list[float]) -> str:
+    return " / ".join(f"{value:.1f} MiB" for value in values)
+
+
+def report(results: dict, paced: dict, memory: dict) -> None:
     say()
     say("| events/request | null handler ev/s | per-event INSERT ev/s | attolytics ev/s "
-        "| vs null | vs per-event | p50 ms | p99 ms | p99 ms at half rate | stored / acknowledged |")
-    say("|---|---|---|---|---|---|---|---|---|---|")
+        "| vs null | vs per-event | CPU us/event (null / attolytics) | p50 ms | p99 ms "
+        "| p99 ms at half rate | stored / acknowledged |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|")
     for events in SHAPES:
         null, per_event, ours = (results[m][events] for m in MODES[:3])
         say(f"| {events} | {null['events_per_s']:,.0f} | {per_event['events_per_s']:,.0f} "
             f"| {ours['events_per_s']:,.0f} | {ours['events_per_s'] / null['events_per_s']:.2f} "
-            f"| {ours['events_per_s'] / per_event['events_per_s']:.1f} | {ours['p50']:.2f} "
+            f"| {ours['events_per_s'] / per_event['events_per_s']:.1f} "
+            f"| {null['cpu_us']:.1f} / {ours['cpu_us']:.1f} | {ours['p50']:.2f} "
             f"| {ours['p99']:.2f} | {paced[events]['p99']:.2f} "
             f"| {ours['stored']:,} / {ours['acknowledged']:,} |")
     say()
-    say("With a unique uuid id on every event (a fresh id each, made by wrk):")
+    say("With a unique uuid id on every event (a fresh id each, made by wrk), and with 2 workers:")
     say()
-    say("| events/request | attolytics ev/s | with ids ev/s | with ids vs without | p99 ms with ids "
-        "| stored / acknowledged |")
-    say("|---|---|---|---|---|---|")
+    say("| events/request | attolytics ev/s | with ids ev/s | with ids vs without | 2 workers ev/s "
+        "| 2 workers vs 1 | stored / acknowledged (ids; 2 workers) |")
+    say("|---|---|---|---|---|---|---|")
     for events in SHAPES:
-        ours, ids = results["attolytics"][events], results["attolytics-ids"][events]
+        ours, ids, two = (results[m][events] for m in ("attolytics", "attolytics-ids", "attolytics-2w"))
         say(f"| {events} | {ours['events_per_s']:,.0f} | {ids['events_per_s']:,.0f} "
-            f"| {ids['events_per_s'] / ours['events_per_s']:.2f} | {ids['p99']:.2f} "
-            f"| {ids['stored']:,} / {ids['acknowledged']:,} |")
+            f"| {ids['events_per_s'] / ours['events_per_s']:.2f} | {two['events_per_s']:,.0f} "
+            f"| {two['events_per_s'] / ours['events_per_s']:.2f} "
+            f"| {ids['stored']:,} / {ids['acknowledged']:,}; {two['stored']:,} / {two['acknowledged']:,} |")
     say()
-    say("targets: 10 events/request >= 0.80 x null: "
-        f"{results['attolytics'][10]['events_per_s'] / results['null'][10]['events_per_s']:.2f}; "
-        "100 events/request >= 7 x per-event: "
-        f"{results['attolytics'][100]['events_per_s'] / results['per-event'][100]['events_per_s']:.1f}; "
+    ratio = {n: results["attolytics"][n]["events_per_s"] / results["null"][n]["events_per_s"] for n in SHAPES}
+    growth = [after - before for mode in memory for before, after in zip(memory[mode][0], memory[mode][1])]
+    say(f"targets: 10 and 100 events/request >= 0.80 x null: {ratio[10]:.2f}, {ratio[100]:.2f}; "
+        f"2 workers >= 1.4 x 1 at 100 events/request: "
+        f"{results['attolytics-2w'][100]['events_per_s'] / results['attolytics'][100]['events_per_s']:.2f}; "
         f"p99 at half rate <= 25 ms: {max(p['p99'] for p in paced.values()):.1f}; "
-        f"memory growth over 1,000,000 events < 50 MB: {after - before:+.1f} MiB")
+        f"memory growth per process over 1,000,000 events: {', '.join(f'{g:+.1f}' for g in growth)} MiB")
 
 
 if __name__ == "__main__":

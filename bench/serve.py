@@ -6,6 +6,8 @@
 - per-event: the same service, but one INSERT per event and one transaction per request.
 - null: the same web stack (Site, body limit, Klein); parses the JSON and answers 200.
 - attolytics-ids: the service as shipped, on a table whose events carry a unique uuid id.
+
+With --workers N (attolytics mode), N worker processes serve the socket (workers.py).
 """
 
 import argparse
@@ -17,6 +19,7 @@ from pathlib import Path
 from klein import Klein
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -33,6 +36,7 @@ from attolytics.http.site import AttolyticsSite  # noqa: E402
 from attolytics.logs import set_verbosity  # noqa: E402
 from attolytics.outcomes import Stored  # noqa: E402
 from attolytics.service import attolytics_service  # noqa: E402
+from attolytics.workers import workers_service  # noqa: E402
 
 CONFIG_PATH = Path(__file__).with_name("bench.conf.yaml")
 IDS_CONFIG_PATH = Path(__file__).with_name("bench-ids.conf.yaml")
@@ -90,6 +94,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=["attolytics", "attolytics-ids", "per-event", "null"], required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db-url")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (attolytics mode)")
     args = parser.parse_args()
 
     warnings_only = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
@@ -107,9 +112,15 @@ def main() -> None:
             config, listen=f"tcp:{args.port}:interface=127.0.0.1", database=DatabaseLocation(url=args.db_url)
         )
         writer = PerEventWriter if args.mode == "per-event" else None
-        service = attolytics_service(
-            config, reactor, on_fatal=_fatal, **({"writer_factory": writer} if writer else {})
-        )
+        if args.workers > 1:
+            config = replace(config, workers=args.workers)
+            worker_args = ["--config", str(path), "--listen", config.listen, "--verbosity", "-1"]
+            service = workers_service(config, reactor, _fatal, serverFromString(reactor, config.listen),
+                                      worker_args)
+        else:
+            service = attolytics_service(
+                config, reactor, on_fatal=_fatal, **({"writer_factory": writer} if writer else {})
+            )
         service.startService()
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

@@ -78,6 +78,7 @@ class Writer:
         self._queue: deque[_Pending] = deque()
         self._waiting_rows = 0  # rows in the queue, not yet in a flush
         self._flushing = 0
+        self._in_flight_rows = 0  # rows of the flush started last
         self._delayed = None
         self._idle_waiters: list[Deferred] = []
 
@@ -139,8 +140,15 @@ class Writer:
         self._start_flushes()
 
     def _start_flushes(self) -> None:
-        # One flush per connection: while they run, new requests gather for the next one.
+        # One flush per connection: while they run, new requests gather for the next one. A
+        # flush beside one in flight starts only once twice as many rows wait as that one
+        # carries (or a full batch): sent as they come, small batches would keep every
+        # connection busy with less and less each, and a transaction of 100 rows costs
+        # PostgreSQL and this process nearly what one of 1,000 does (bench/: 1 worker, 100
+        # events a request, 1.0 -> 1.2 times the events a second).
         while self._queue and self._flushing < max(1, self.db.connected):
+            if self._flushing and self._waiting_rows < min(2 * self._in_flight_rows, self.max_rows_per_flush):
+                break
             taken, rows, size = [], 0, 0
             while self._queue and (not taken or (
                 rows + self._queue[0].rows <= self.max_rows_per_flush
@@ -152,6 +160,7 @@ class Writer:
                 size += pending.size
             self._waiting_rows -= rows
             self._flushing += 1
+            self._in_flight_rows = rows
             if self.batch_observer is not None:
                 self.batch_observer(rows)
             Deferred.fromCoroutine(self._flush(taken))
