@@ -40,7 +40,19 @@ class _AdoptedEndpoint:
 
     def listen(self, factory):
         """Serve `factory` on the socket; a Deferred of the port, as endpoints give."""
-        return succeed(self.reactor.adoptStreamPort(self.fd, self.family, factory))
+        port = self.reactor.adoptStreamPort(self.fd, self.family, factory)
+        read = port.doRead
+
+        def accept_one():
+            # twisted.web accepts up to 100 waiting connections at once, and more and more while
+            # they come: the worker that woke first would take a whole burst (a load balancer's
+            # keep-alive connections, opened together) and serve them alone for their lifetime.
+            # One at a time, every worker gets its share.
+            port.numberAccepts = 1
+            read()
+
+        port.doRead = accept_one
+        return succeed(port)
 
 
 def signed(observer, number: int):
