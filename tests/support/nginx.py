@@ -6,16 +6,14 @@ import grp
 import os
 import pwd
 import re
-import shutil
 import signal
 import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from support.http import free_port
+from support.programs import required_program
 from support.waiting import wait_until
 
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib" / "nginx.conf"
@@ -34,15 +32,8 @@ PUBLIC_ONLY = re.compile(r"^[ \t]*(listen|server_name|ssl_\w+|http2)\s[^;]*;\n",
 
 
 def nginx_binary() -> str:
-    """Debian's nginx; the test fails without it under CI, and is skipped elsewhere."""
-    found = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
-    if found is None:
-        message = f"the nginx tests need nginx: {INSTALL}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    """Debian's nginx: see support.programs."""
+    return required_program("nginx", INSTALL)
 
 
 def block(text: str, opening: str) -> str:

@@ -4,7 +4,6 @@ transaction mode, which the test may stop, crash and start again on the same por
 import contextlib
 import os
 import pwd
-import shutil
 import signal
 import socket
 import stat
@@ -13,31 +12,22 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg2
-import pytest
 from psycopg2.extensions import parse_dsn
 from twisted.internet.threads import deferToThread
 
 from support.http import free_port
+from support.programs import required_program
 from support.waiting import wait_until
 
 INSTALL = "apt-get install pgbouncer (Debian's PgBouncer)"
-# Debian installs it in /usr/sbin, which is on root's PATH only.
-SEARCHED = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 READY_WAIT = 15.0
 STOP_WAIT = 15.0
 UNIX_PATH_MAX = 108  # bytes of a unix socket's path, its final NUL included (Linux)
 
 
 def pgbouncer_binary() -> str:
-    """The pgbouncer executable; when it is missing the test fails under CI (`CI` set) and is
-    skipped elsewhere."""
-    found = shutil.which("pgbouncer", path=SEARCHED)
-    if found is None:
-        message = f"the PgBouncer tests need pgbouncer: {INSTALL}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    """The pgbouncer executable: see support.programs."""
+    return required_program("pgbouncer", INSTALL)
 
 
 def _version(binary: str) -> tuple[int, ...]:
