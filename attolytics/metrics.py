@@ -12,9 +12,13 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
+
+# Only what operators read: no `_created` twin (a timestamp series) beside every counter.
+disable_created_metrics()
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 

@@ -81,7 +81,7 @@ def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
         endpoint = serverFromString(reactor, config.listen)
     metrics = Metrics()
     shutdown = Shutdown(reactor, config.shutdown_timeout)
-    routes = Routes(config, metrics, event_ids(config, uuid_ids(config, types)))
+    routes = Routes(config, metrics, event_ids(config, uuid_ids(config, types)), clock or reactor)
     site = AttolyticsSite(routes.resource(), config.max_body_bytes, config.request_timeout,
                           routes.early_headers, metrics, reactor)
     service = AttolyticsService(reactor, shutdown)

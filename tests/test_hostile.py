@@ -837,27 +837,38 @@ def test_a_body_one_byte_over_the_limit_is_413(service):
     assert_refused(answer, status=413)
 
 
-def test_20000_events_in_one_request_are_all_stored(service):
-    marker = uuid.uuid4().hex[:8]  # short: 20,000 events must fit in the 1 MiB body limit
-    events = ",".join(f'{{"timestamp":{1554130180 + i},"event_type":"{marker}"}}' for i in range(20_000))
+def test_10000_events_in_one_request_the_default_cap_are_all_stored(service):
+    marker = uuid.uuid4().hex[:8]
+    events = ",".join(f'{{"timestamp":{1554130180 + i},"event_type":"{marker}"}}' for i in range(10_000))
     text = envelope(f"[{events}]")
     assert len(text) < MAX_BODY
     answer = post_json_text(service.port, text)
-    assert (answer.status, answer.json()) == (200, {"inserted": 20_000})
+    assert (answer.status, answer.json()) == (200, {"inserted": 10_000})
     assert query(service.database_url,
                  "select count(*), count(distinct timestamp), min(timestamp), max(timestamp) "
                  "from game_events where event_type = %s", (marker,)) == [
-        (20_000, 20_000, 1554130180, 1554130180 + 19_999)]
+        (10_000, 10_000, 1554130180, 1554130180 + 9_999)]
 
 
-def test_20000_events_with_the_last_one_bad_store_nothing(service):
+def test_10000_events_with_the_last_one_bad_store_nothing(service):
     marker = uuid.uuid4().hex[:8]
-    events = [f'{{"timestamp":1554130180,"event_type":"{marker}"}}'] * 20_000
+    events = [f'{{"timestamp":1554130180,"event_type":"{marker}"}}'] * 10_000
     events[-1] = f'{{"timestamp":1554130180,"event_type":"{marker}","score":"7"}}'
-    text = envelope("[" + ",".join(events) + "]")
-    assert len(text) < MAX_BODY
-    answer = post_json_text(service.port, text)
-    assert_refused(answer, event=19_999, field="score")
+    answer = post_json_text(service.port, envelope("[" + ",".join(events) + "]"))
+    assert_refused(answer, event=9_999, field="score")
+    assert query(service.database_url, "select count(*) from game_events where event_type = %s",
+                 (marker,)) == [(0,)]
+
+
+def test_one_event_past_the_default_cap_is_413_before_any_event_is_checked(service):
+    marker = uuid.uuid4().hex[:8]
+    # The last event is bad too: the cap is named, not the event.
+    events = [f'{{"timestamp":1554130180,"event_type":"{marker}"}}'] * 10_001
+    events[-1] = f'{{"timestamp":1554130180,"event_type":"{marker}","score":"7"}}'
+    answer = post_json_text(service.port, envelope("[" + ",".join(events) + "]"))
+    assert_refused(answer, status=413)
+    assert answer.json() == {"error": "a request may carry at most 10000 events (max_events_per_request); "
+                                      "this one carries 10001"}
     assert query(service.database_url, "select count(*) from game_events where event_type = %s",
                  (marker,)) == [(0,)]
 

@@ -8,6 +8,7 @@ from attolytics.config.model import (
     DEFAULT_EMBEDDED_PATH,
     DEFAULT_LISTEN,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_EVENTS_PER_REQUEST,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     App,
@@ -16,12 +17,13 @@ from attolytics.config.model import (
     ConfigError,
     DatabaseLocation,
     PartitionDecl,
+    RateLimit,
     TableDecl,
     WriterSettings,
 )
 
 __all__ = [
-    "DEFAULT_EMBEDDED_PATH", "DEFAULT_LISTEN", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_REQUEST_TIMEOUT",
+    "DEFAULT_EMBEDDED_PATH", "DEFAULT_LISTEN", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_EVENTS_PER_REQUEST", "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT", "App", "ColumnDecl", "Config", "ConfigError", "DatabaseLocation",
-    "PartitionDecl", "TableDecl", "WriterSettings", "load_config", "parse_config",
+    "PartitionDecl", "RateLimit", "TableDecl", "WriterSettings", "load_config", "parse_config",
 ]

@@ -5,15 +5,16 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from attolytics.config.model import App
+from attolytics.config.model import App, RateLimit
 from attolytics.config.yaml_tree import Node, describe
 
 _ORIGIN_KEY = "access_control_allow_origin"
+_RATE_KEY = "rate_limit"
 
 
 def parse_apps(node: Node, declared_tables) -> tuple[dict[str, App], dict[str, tuple[str, ...]]]:
-    """Both forms: a list of apps (app_id, app_secret_key, event_types), or a map from app id to
-    app (secret_key or secret_keys, tables). Also, per table, the columns by which the list
+    """Both forms: a list of apps (app_id, app_secret_key and/or app_secret_keys, event_types), or
+    a map from app id to app (secret_key or secret_keys, tables); either may have a rate_limit. Also, per table, the columns by which the list
     form's skip_duplicates recognises a duplicate."""
     by_id: dict[str, App] = {}
     skip_duplicates: dict[str, tuple[str, ...]] = {}
@@ -36,9 +37,8 @@ def parse_apps(node: Node, declared_tables) -> tuple[dict[str, App], dict[str, t
 
 
 def _list_form_app(node: Node, declared_tables, skip_duplicates: dict) -> App:
-    keys = node.mapping(
-        {"app_id", "app_secret_key", "event_types", _ORIGIN_KEY}, {"app_id", "app_secret_key"}
-    )
+    keys = node.mapping({"app_id", "app_secret_key", "app_secret_keys", "event_types", _ORIGIN_KEY, _RATE_KEY},
+                        {"app_id"})
     event_types: dict[str, str] = {}
     for item in keys["event_types"].items() if "event_types" in keys else []:
         fields = item.mapping({"event_type_id", "table", "skip_duplicates"}, {"event_type_id"})
@@ -50,10 +50,40 @@ def _list_form_app(node: Node, declared_tables, skip_duplicates: dict) -> App:
             _duplicate_key(fields["skip_duplicates"], event_types[type_id], declared_tables, skip_duplicates)
     return App(
         app_id=_app_id(keys["app_id"]),
-        secret_keys=(_secret(keys["app_secret_key"]),),
+        secret_keys=_keys(node, keys, "app_secret_key", "app_secret_keys", together=True),
         event_types=event_types,
         allowed_origins=_origins(keys.get(_ORIGIN_KEY)),
+        rate_limit=_rate_limit(keys[_RATE_KEY]) if _RATE_KEY in keys else None,
     )
+
+
+def _keys(node: Node, keys: dict[str, Node], one: str, several: str, together: bool) -> tuple[bytes, ...]:
+    """An app's keys: `one` (a key), `several` (a list, to rotate keys), or, where `together`,
+    both (the list adds to the one)."""
+    if one not in keys and several not in keys:
+        raise node.child(one, None).error("missing")
+    if one in keys and several in keys and not together:
+        raise node.error(f"give either {one} or {several} (a list, to rotate keys), not both")
+    secrets = [_secret(keys[one])] if one in keys else []
+    if several in keys:
+        items = keys[several].items()
+        if not items:
+            raise keys[several].error("list at least one key")
+        secrets += [secret for secret in map(_secret, items) if secret not in secrets]
+    return tuple(secrets)
+
+
+def _rate_limit(node: Node) -> RateLimit:
+    """rate_limit: {events_per_second, burst, by: app | client}."""
+    keys = node.mapping({"events_per_second", "burst", "by"}, {"events_per_second", "burst"})
+    rate = keys["events_per_second"].value
+    if type(rate) not in (int, float) or not 0 < rate < float("inf"):
+        raise keys["events_per_second"].error(f"expected a number of events above 0, got {describe(rate)}")
+    by = keys["by"].string() if "by" in keys else "app"
+    if by not in ("app", "client"):
+        raise keys["by"].error(f"expected app (one limit for the app) or client (one per client address), "
+                               f"got {by!r}")
+    return RateLimit(float(rate), keys["burst"].positive_int(), by)
 
 
 def _duplicate_key(node: Node, table: str, declared_tables, skip_duplicates: dict) -> None:
@@ -83,17 +113,8 @@ def _column_names(node: Node) -> tuple[str, ...]:
 def _map_form_app(node: Node, app_id: Any) -> App:
     if not isinstance(app_id, str) or not app_id:
         raise node.error("an app id must be a non-empty string")
-    keys = node.mapping({"secret_key", "secret_keys", "tables", _ORIGIN_KEY})
-    if "secret_key" not in keys and "secret_keys" not in keys:
-        raise node.child("secret_key", None).error("missing")
-    if "secret_key" in keys and "secret_keys" in keys:
-        raise node.error("give either secret_key or secret_keys (a list, to rotate keys), not both")
-    if "secret_key" in keys:
-        secrets = (_secret(keys["secret_key"]),)
-    else:
-        secrets = tuple(_secret(item) for item in keys["secret_keys"].items())
-        if not secrets:
-            raise keys["secret_keys"].error("list at least one key")
+    keys = node.mapping({"secret_key", "secret_keys", "tables", _ORIGIN_KEY, _RATE_KEY})
+    secrets = _keys(node, keys, "secret_key", "secret_keys", together=False)
     tables: dict[str, str] = {}
     for item in keys["tables"].items() if "tables" in keys else []:
         name = item.string()
@@ -105,6 +126,7 @@ def _map_form_app(node: Node, app_id: Any) -> App:
         secret_keys=secrets,
         event_types=tables,
         allowed_origins=_origins(keys.get(_ORIGIN_KEY)),
+        rate_limit=_rate_limit(keys[_RATE_KEY]) if _RATE_KEY in keys else None,
     )
 
 

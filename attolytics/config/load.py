@@ -9,6 +9,7 @@ from attolytics.config.model import (
     DEFAULT_EMBEDDED_PATH,
     DEFAULT_LISTEN,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_EVENTS_PER_REQUEST,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     Config,
@@ -19,7 +20,8 @@ from attolytics.config.model import (
 from attolytics.config.yaml_tree import Node, describe, read_yaml
 
 _TOP_LEVEL_KEYS = {"listen", "database", "database_url", "apps", "tables", "max_body_bytes", "writer",
-                   "request_timeout", "shutdown_timeout", "trusted_proxies", "rejected_events", "workers"}
+                   "request_timeout", "shutdown_timeout", "trusted_proxies", "rejected_events", "workers",
+                   "max_events_per_request"}
 
 
 def load_config(path: str) -> Config:
@@ -74,6 +76,8 @@ def parse_config(text: str, source: str) -> Config:
             keys["shutdown_timeout"].seconds() if "shutdown_timeout" in keys else DEFAULT_SHUTDOWN_TIMEOUT
         ),
         workers=keys["workers"].positive_int() if "workers" in keys else 1,
+        max_events_per_request=(keys["max_events_per_request"].positive_int() if "max_events_per_request" in keys
+                                else DEFAULT_MAX_EVENTS_PER_REQUEST),
     )
 
 

@@ -10,6 +10,7 @@ DEFAULT_EMBEDDED_PATH = "attolytics-data"
 # Seconds a client has to send a whole request; seconds a stop may take.
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+DEFAULT_MAX_EVENTS_PER_REQUEST = 10_000
 
 
 class ConfigError(Exception):
@@ -77,6 +78,16 @@ REJECTED_EVENT_COLUMNS = (
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """How many events an app takes a second, counted per app or per client address."""
+
+    events_per_second: float
+    # Events a bucket holds: what may come at once after a quiet while; also the largest request.
+    burst: int
+    by: str  # "app": one bucket for the app; "client": one per client address
+
+
+@dataclass(frozen=True)
 class App:
     """One client application: its keys and the event types it may send."""
 
@@ -87,6 +98,7 @@ class App:
     event_types: Mapping[str, str]
     # Origins a browser may post from (CORS); empty means any origin ("*").
     allowed_origins: frozenset[str] = frozenset()
+    rate_limit: RateLimit | None = None
 
     @property
     def secret_key(self) -> bytes:
@@ -140,6 +152,8 @@ class Config:
     rejected_events: str | None = None
     # Processes that serve the listening socket together (workers.py); 1: this process alone.
     workers: int = 1
+    # Events one request may carry; more gets 413 before any is checked.
+    max_events_per_request: int = DEFAULT_MAX_EVENTS_PER_REQUEST
 
     def table_names(self) -> list[str]:
         """Every table the service writes to or declares, each once, in a stable order."""

@@ -5,6 +5,7 @@ The service hands it the tables (name -> Table) and the writer once the database
 uses them only through their methods, and knows nothing of SQL.
 """
 
+import math
 from datetime import datetime, timezone
 
 from twisted.internet.defer import Deferred
@@ -16,6 +17,7 @@ from attolytics.http.auth import authenticated_events, bearer_token, check_key
 from attolytics.http.body import check_content_type, decoded_body, parse_json
 from attolytics.http.client_address import client_address, network_of
 from attolytics.http.fast_body import FastBodies
+from attolytics.http.rate_limits import RateLimits
 from attolytics.http.refused import KEPT_STATUSES, NOT_JSON, Redactor, carries_the_key, refused_rows
 from attolytics.logs import logger
 from attolytics.outcomes import DatabaseUnavailable, EventRejected, RowsRefused, Stored, WriterBusy
@@ -28,16 +30,19 @@ ALLOWED_METHODS = "POST, OPTIONS"
 # The reason label of attolytics_events_rejected_total, by the status of the refusal.
 _REJECTION_REASONS = {
     400: "invalid", 401: "unauthenticated", 403: "wrong_key", 404: "unknown_table",
-    409: "conflict", 503: "unavailable",
+    409: "conflict", 413: "too_large", 429: "rate_limited", 503: "unavailable",
 }
 
 
 class Intake:
     """Checks POSTs of events and hands their rows to the writer; `serve()` starts it."""
 
-    def __init__(self, config: Config, metrics):
-        self.config = config
+    def __init__(self, config: Config, metrics, clock):
         self.metrics = metrics
+        # Now, for the rate limits (the reactor; a test's Clock).
+        self.clock = clock
+        self.limits = RateLimits()
+        self.configure(config)
         self.tables = None
         self.writer = None
         # The table of refused events and the writer that keeps them apart from the events
@@ -47,6 +52,11 @@ class Intake:
         # Per app, the request values its tables take: header names, received_at, ...
         self._request_keys: dict[str, frozenset] = {}
         self._fast = None  # the fast path's decoders, for the tables in force
+
+    def configure(self, config: Config) -> None:
+        """Take requests with this configuration from the next one on."""
+        self.config = config
+        self.limits.configure(config.apps.values())
 
     def serve(self, tables, writer, refused_writer=None) -> None:
         """Start storing events: `tables` maps table name to Table, `writer` stores rows, and
@@ -146,6 +156,7 @@ class Intake:
             return None
         request.events_received = fast.events
         check_key(fast.secret_key, app, bearer_token(request))
+        self._admit(request, app, fast.events)
         return fast.batches
 
     def _rows(self, request, app: App, body, event_type_id: str | None) -> list:
@@ -154,6 +165,7 @@ class Intake:
         events = authenticated_events(body, app, bearer_token(request))
         if self.tables is None:
             raise unavailable("the database is not ready yet; retry later")
+        self._admit(request, app, len(events))
         needed = self._request_keys.get(app.app_id)
         values = self._request_values(request, needed) if needed else None
         batches: dict[str, tuple] = {}
@@ -168,6 +180,29 @@ class Intake:
         except RecursionError:
             raise ApiError(400, "an event is nested too deeply", event=index) from None
         return list(batches.values())
+
+    def _admit(self, request, app: App, events: int) -> None:
+        """413 past the events a request may carry (before any is checked); 429 when the app's
+        rate limit has no room for them now, with Retry-After: the whole seconds until it has."""
+        cap = self.config.max_events_per_request
+        if events > cap:
+            raise ApiError(413, f"a request may carry at most {cap} events (max_events_per_request); "
+                                f"this one carries {events}")
+        buckets = self.limits.buckets(app.app_id)
+        if buckets is None:
+            return
+        limit = buckets.limit
+        if events > limit.burst:
+            raise ApiError(413, f"a request of {events} events can never fit the rate limit of app "
+                                f"{app.app_id!r}, which takes at most {limit.burst} at once; send fewer a request")
+        by_client = limit.by == "client"
+        key = client_address(request, self.config.trusted_proxies) if by_client else None
+        wait = buckets.take(key, events, self.clock.seconds())
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            raise ApiError(429, f"app {app.app_id!r} takes at most {limit.events_per_second:g} events a second"
+                                f"{' from each client' if by_client else ''}; retry in {seconds} s",
+                           headers={"Retry-After": str(seconds)})
 
     def _stored(self, stored: Stored, request, app_id: str, batches) -> bytes:
         """Count the committed events and answer 200, with the duplicates skipped when the

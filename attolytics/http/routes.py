@@ -30,9 +30,11 @@ class Routes:
 
     app = Klein()
 
-    def __init__(self, config: Config, metrics, event_ids: dict | None = None):
+    def __init__(self, config: Config, metrics, event_ids: dict | None = None, clock=None):
         self.metrics = metrics
-        self.intake = Intake(config, metrics)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.intake = Intake(config, metrics, clock)
         self._openapi = None
         self.configure(config, event_ids)
 
@@ -40,7 +42,7 @@ class Routes:
         """Serve with this configuration from the next request on; `event_ids` maps app -> event
         type -> the uuid column the browser client fills (BrowserClient)."""
         self.config = config
-        self.intake.config = config
+        self.intake.configure(config)
         self._browser_client = BrowserClient(config.max_body_bytes, event_ids)
 
     def serve(self, tables, writer, refused_writer=None) -> None:

@@ -86,7 +86,9 @@ POST_RESPONSES = {
                   _CORS),
     "408": _error("The request did not arrive whole within the request timeout.", _CORS),
     "409": _error("A row violates a unique index of its table. Nothing is stored.", _CORS),
-    "413": _error("The body is larger than the limit, as sent or once inflated.", _CORS),
+    "413": _error("The body is larger than the limit, as sent or once inflated; or it carries more "
+                  "events than a request may (max_events_per_request), or than the app's rate limit "
+                  "takes at once. Nothing is stored.", _CORS),
     "414": {"$ref": RESPONSES + "UriTooLong"},
     "415": _error("A Content-Type other than application/json (charset utf-8) or text/plain, or a "
                   "Content-Encoding other than gzip or deflate.", _CORS),
@@ -95,6 +97,11 @@ POST_RESPONSES = {
                   "seconds. When the error says the events \"may or may not be stored\", sending "
                   "again may store them twice.", {**_CORS, **_RETRY}),
 }
+
+
+# The answer of a rate-limited app whose limit has no room now (only such apps list it).
+RATE_LIMITED = _error("The app's rate limit has no room for these events now: nothing is stored; send "
+                      "them again after Retry-After seconds.", {**_CORS, **_RETRY})
 
 
 def components(schemas: dict) -> dict:

@@ -16,6 +16,7 @@ from attolytics.http.openapi.answers import (
     POST_RESPONSES,
     POST_STATUSES,
     PROTOCOL_RESPONSES,
+    RATE_LIMITED,
     SCHEMAS,
     components,
     service_paths,
@@ -39,7 +40,7 @@ def document(config: Config, tables: Mapping) -> dict:
             schemas.named.update(column.type.shared_schemas())
     paths = {}
     for app in config.apps.values():
-        paths.update(_app_paths(app, tables, schemas))
+        paths.update(_app_paths(app, tables, schemas, config.max_events_per_request))
     paths.update(service_paths())
     return {
         "openapi": OPENAPI_VERSION,
@@ -82,15 +83,29 @@ not arrive whole within the request timeout (408), and a body over the size limi
 # --- the apps' paths ----------------------------------------------------------------------------
 
 
-def _app_paths(app: App, tables: Mapping, schemas: _Schemas) -> dict:
+def _app_paths(app: App, tables: Mapping, schemas: _Schemas, max_events: int) -> dict:
     """The paths of one app: its multi-table route, then one route per event type."""
     prefix = f"/apps/{_segment(app.app_id)}/events"
     typed = {type_id: tables[name] for type_id, name in app.event_types.items()}
-    paths = {prefix: _path_item(app, _post_any(app, typed, schemas))}
+    paths = {prefix: _path_item(app, _limited(_post_any(app, typed, schemas), app, max_events))}
     for type_id, table in typed.items():
-        post = _post_typed(app, type_id, table, schemas)
+        post = _limited(_post_typed(app, type_id, table, schemas), app, max_events)
         paths[f"{prefix}/{_segment(type_id)}"] = _path_item(app, post)
     return paths
+
+
+def _limited(post: dict, app: App, max_events: int) -> dict:
+    """The POST with the events a request may carry, and its 429 when the app is rate limited.
+
+    (Said in words, not as maxItems: past it the answer is 413, which a schema cannot say.)"""
+    limit = app.rate_limit
+    most = max_events if limit is None else min(max_events, limit.burst)
+    post["description"] += f" A request carries at most {most} events (more: 413, nothing stored)."
+    if limit is not None:
+        post["responses"] = dict(sorted({**post["responses"], "429": RATE_LIMITED}.items()))
+        post["description"] += (f" At most {limit.events_per_second:g} events a second are taken"
+                                f"{' from each client' if limit.by == 'client' else ''}: past that, 429.")
+    return post
 
 
 def _segment(text: str) -> str:
