@@ -3,22 +3,15 @@ records events, and they arrive in PostgreSQL."""
 
 import gzip
 import json
-import os
 import re
-import shutil
-import tempfile
 import time
 import uuid
 
 import psycopg2
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.threads import deferToThread
-from twisted.web.resource import Resource
-from twisted.web.server import Site
-from twisted.web.static import Data
 
+from support.browser import Pages, chromium, in_browser
 from support.configs import GAME_CONFIG, SECRET, START
 from support.metrics import scrape, value
 from support.postgres import query
@@ -26,7 +19,6 @@ from support.waiting import sleep, wait_for
 
 pytestmark = pytest.mark.browser
 
-INSTALL = "apt-get install chromium chromium-driver (Debian's Chromium and ChromeDriver)"
 ROUTE = "/apps/{app}/events"
 # The game_events app, allowing only pages of another site than the tests' pages.
 FOREIGN_ONLY = GAME_CONFIG.replace(
@@ -54,60 +46,18 @@ apps:
 """
 
 
-def _browser_paths():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return chromium, driver
-
-
 @pytest.fixture(scope="module")
 def browser():
-    """A headless Chromium driven by selenium; skipped outside CI where it is not installed."""
-    chromium, driver_path = _browser_paths()
-    if not (chromium and driver_path):
-        message = f"the browser tests need Chromium and ChromeDriver: {INSTALL}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    profile = tempfile.mkdtemp(prefix="attolytics-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
-class Pages:
-    """Web pages served from their own origin (http://localhost:<port>), not the service's."""
-
-    def __init__(self):
-        self.root = Resource()
-        self.port = reactor.listenTCP(0, Site(self.root), interface="127.0.0.1")
-
-    def add(self, name: str, html: str) -> str:
-        self.root.putChild(name.encode(), Data(html.encode(), "text/html; charset=utf-8"))
-        return f"http://localhost:{self.port.getHost().port}/{name}"
+    """A headless Chromium driven by selenium (missing: fails under CI, skipped elsewhere)."""
+    with chromium() as driver:
+        yield driver
 
 
 @pytest.fixture
 def pages():
     served = Pages()
     yield served
-    pytest_twisted.blockon(served.port.stopListening())
-
-
-def in_browser(function, *args):
-    """Run a blocking selenium call in a thread, so the reactor goes on serving the page and the service."""
-    return deferToThread(function, *args)
+    pytest_twisted.blockon(served.stop())
 
 
 def page_with(service: str, script: str, interval: int | None = None) -> str:

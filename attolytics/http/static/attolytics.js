@@ -5,18 +5,26 @@
  *
  * Events wait in a queue and go out in batches: every `interval` ms (data-interval, default
  * 5000), at once when a full request's worth is waiting, and when the page is hidden (fetch with
- * keepalive) or left (navigator.sendBeacon, else fetch with keepalive). A 503 is retried after
- * its Retry-After; a failed connection after a growing pause. No request is larger than the
- * service's body limit, and a batch the service refuses for one event is sent again without it.
- * An event of a type whose table has a uuid `unique` column gets a new UUIDv7 there when tracked
- * (unless the page gave one), so that a batch sent again is stored once.
+ * keepalive) or left (navigator.sendBeacon, else fetch with keepalive). A 503 or a 429 (the
+ * app's rate limit) is sent again, unchanged, after its Retry-After; a failed connection after a
+ * growing pause. No request is larger than the service's body limit or carries more events than
+ * its max_events_per_request, and a batch the service refuses for one event is sent again
+ * without it. An event of a type whose table has a uuid `unique` column gets a new UUIDv7 there
+ * when tracked (unless the page gave one), so that a batch sent again is stored once.
+ *
+ * A page may ask the client to respect the visitor's opt-out, with data-respect-dnt on the script
+ * tag or `respectDoNotTrack: true` in attolytics.client({...}): then, in a browser that sends
+ * Global Privacy Control or Do Not Track, nothing is sent, queued or kept in localStorage, and
+ * track returns false. Without the page asking, those preferences change nothing.
  */
 (function (global) {
   "use strict";
 
-  // Filled in by the service as it serves this file: its max_body_bytes, and for each app the
-  // event types whose table has a uuid id column: {app: {event type: column}}.
+  // Filled in by the service as it serves this file: its max_body_bytes and
+  // max_events_per_request, and for each app the event types whose table has a uuid id column:
+  // {app: {event type: column}}.
   var MAX_BODY_BYTES = __MAX_BODY_BYTES__;
+  var MAX_EVENTS_PER_REQUEST = __MAX_EVENTS_PER_REQUEST__;
   var EVENT_IDS = __EVENT_IDS__;
   // Browsers allow 64 KiB of beacon and keepalive bodies in flight at once; stay under it.
   var KEEPALIVE_BYTES = 60000;
@@ -73,7 +81,7 @@
     return value;
   }
 
-  // Milliseconds a 503 asks the client to wait: Retry-After in seconds or as an HTTP date.
+  // Milliseconds a 503 or 429 asks the client to wait: Retry-After in seconds or as an HTTP date.
   function retryDelay(header) {
     var ms = DEFAULT_RETRY_MS;
     if (header && /^\s*\d+\s*$/.test(header)) {
@@ -140,6 +148,14 @@
     return number;
   }
 
+  // Whether the visitor asks not to be tracked: Global Privacy Control, or Do Not Track in any
+  // of the places browsers have put it.
+  function visitorOptedOut() {
+    var nav = global.navigator || {};
+    return nav.globalPrivacyControl === true || nav.doNotTrack === "1" || nav.doNotTrack === "yes" ||
+           global.doNotTrack === "1" || nav.msDoNotTrack === "1";
+  }
+
   function Client(options) {
     if (!options || !options.app || !options.key) {
       throw new Error("attolytics: a client needs `app` and `key`");
@@ -156,6 +172,9 @@
     this.interval = numberOption(options.interval, DEFAULT_INTERVAL_MS, 0, 86400000, "interval");
     this.maxQueue = numberOption(options.maxQueue, DEFAULT_MAX_QUEUE, 1, 1e7, "maxQueue");
     this.onError = options.onError || reportToConsole;
+    // The page asked to respect the visitor's opt-out, and the visitor opted out: this client
+    // sends nothing, and neither reads nor writes localStorage.
+    this.optedOut = options.respectDoNotTrack === true && visitorOptedOut();
     this.queue = []; // {text, bytes, event} not yet in a request, oldest first
     this.queuedBytes = 0; // their bytes, each with the comma that separates it
     this.retries = []; // batches to send again as they were, first first
@@ -173,6 +192,9 @@
     this.storageKey = this.storagePrefix + Math.random().toString(36).slice(2);
     this.stored = []; // the items this page last wrote there
     this.unkept = []; // batches in flight without keepalive: the browser drops them with the page
+    if (this.optedOut) {
+      return;
+    }
     var self = this;
     global.document.addEventListener("visibilitychange", function () {
       if (global.document.visibilityState === "hidden") {
@@ -190,10 +212,14 @@
     this.restore();
   }
 
-  // Queue one event for the event type (a table) `type`; false, and onError, if it cannot be sent.
+  // Queue one event for the event type (a table) `type`; false, and onError, if it cannot be sent;
+  // false alone if the visitor opted out and the page asked to respect that (a choice, not an error).
   Client.prototype.track = function (type, properties) {
     if (typeof type !== "string" || !type) {
       throw new TypeError("attolytics.track: the first argument names the event type (a table)");
+    }
+    if (this.optedOut) {
+      return false;
     }
     var event = {};
     for (var key in properties) {
@@ -517,8 +543,9 @@
     }
   };
 
-  // The next request's batch, at most `limit` bytes: a batch to send again as it was, else the
-  // oldest queued events that fit (an event too large for `limit` waits for a larger one).
+  // The next request's batch, at most `limit` bytes and MAX_EVENTS_PER_REQUEST events: a batch
+  // to send again as it was, else the oldest queued events that fit (an event too large for
+  // `limit` waits for a larger one).
   Client.prototype.nextBatch = function (limit) {
     if (this.retries.length && this.retries[0].bytes <= limit) {
       return this.retries.shift();
@@ -537,7 +564,10 @@
     for (var i = 0; i < this.queue.length; i++) {
       var item = this.queue[i];
       var added = item.bytes + (taken.length ? 1 : 0);
-      if (bytes + added <= limit) {
+      if (taken.length >= MAX_EVENTS_PER_REQUEST) {
+        kept = kept.concat(this.queue.slice(i)); // a full batch: the rest waits for the next
+        break;
+      } else if (bytes + added <= limit) {
         bytes += added;
         taken.push(item);
       } else if (this.emptyBytes + item.bytes > limit) {
@@ -585,7 +615,8 @@
         this.report(clientError("the service answered 200 but stored " + kept + " of " +
                                 batch.items.length + " events", 200, events, {answer: answer}));
       }
-    } else if (status === 503) {
+    } else if (status === 503 || status === 429) {
+      // Busy, or over the app's rate limit (429 stores nothing): the same batch, after Retry-After.
       this.retries.unshift(batch);
       this.retryAt = Math.max(this.retryAt, now() + retryDelay(retryAfter));
     } else if (status === 408 || (status >= 500 && ++batch.serverErrors < SERVER_ERRORS_BEFORE_SPLIT)) {
@@ -639,7 +670,7 @@
   };
 
   Client.prototype.fullBatchWaiting = function () {
-    return this.emptyBytes + this.queuedBytes > BATCH_BYTES;
+    return this.emptyBytes + this.queuedBytes > BATCH_BYTES || this.queue.length >= MAX_EVENTS_PER_REQUEST;
   };
 
   // Call flush() in `delay` ms (or when the service said it may be asked again, if later),
@@ -688,6 +719,8 @@
         key: script.dataset.key,
         url: script.dataset.url,
         interval: script.dataset.interval,
+        // data-respect-dnt, with no value or any but "false"
+        respectDoNotTrack: script.dataset.respectDnt !== undefined && script.dataset.respectDnt !== "false",
       });
     } catch (e) {
       setupError = e; // a mistake in the script tag must not break the page's own code

@@ -1,0 +1,97 @@
+"""For tests in headless Chromium: a driver with the preferences a test needs (missing Chromium
+fails the test under CI and skips it elsewhere), pages served from an origin of their own, and
+the service's access lines as it logs them."""
+
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
+from twisted.logger import globalLogPublisher
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import Data
+
+from support.programs import required_program
+
+INSTALL = "apt-get install chromium chromium-driver (Debian's Chromium and ChromeDriver)"
+_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+          "--disable-dev-shm-usage")
+
+
+@contextmanager
+def chromium(arguments=(), prefs=None):
+    """A selenium driver of a headless Chromium with a fresh profile, started with these extra
+    command-line `arguments` and profile preferences `prefs` (such as enable_do_not_track)."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser") or required_program("chromium", INSTALL)
+    driver_path = required_program("chromedriver", INSTALL)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    profile = tempfile.mkdtemp(prefix="attolytics-chromium-")
+    for flag in (*_FLAGS, f"--user-data-dir={profile}", *arguments):
+        options.add_argument(flag)
+    if prefs:
+        options.add_experimental_option("prefs", prefs)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for driver.get_log
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def in_browser(function, *args):
+    """A blocking selenium call, run in a thread so that the reactor goes on serving meanwhile."""
+    return deferToThread(function, *args)
+
+
+class Pages:
+    """HTML pages served from http://localhost:<a port of their own>: an origin other than the service's."""
+
+    def __init__(self):
+        self.root = Resource()
+        self.port = reactor.listenTCP(0, Site(self.root), interface="127.0.0.1")
+
+    def add(self, name: str, html: str) -> str:
+        """Serve `html` at /<name>; its URL."""
+        self.root.putChild(name.encode(), Data(html.encode(), "text/html; charset=utf-8"))
+        return f"http://localhost:{self.port.getHost().port}/{name}"
+
+    def stop(self):
+        """Stop serving: a Deferred."""
+        return self.port.stopListening()
+
+
+class AccessLog:
+    """The access lines the service logs while it is open (one per answered request), as dicts
+    with the time it was logged (Unix seconds), method, route, status and events."""
+
+    def __init__(self):
+        self.lines: list[dict] = []
+
+    def _observe(self, event) -> None:
+        if event.get("log_namespace") == "attolytics.site" and "route" in event:
+            self.lines.append({
+                "time": event.get("log_time", time.time()), "method": event["method"],
+                "route": event["route"], "status": event["status"], "events": event["events"],
+            })
+
+    def posts(self, route: str) -> list[dict]:
+        """The lines of POSTs to `route`, in the order they were answered."""
+        return [line for line in self.lines if line["method"] == "POST" and line["route"] == route]
+
+    def __enter__(self):
+        globalLogPublisher.addObserver(self._observe)
+        return self
+
+    def __exit__(self, *exc_info):
+        globalLogPublisher.removeObserver(self._observe)
