@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 import pytest_twisted
 
-from support.browser import Pages, chromium, in_browser
+from support.browser import Pages, chromium, game_events_stored, in_browser, page_with_client
 from support.configs import GAME_CONFIG, SECRET, START
 from support.metrics import scrape, value
 from support.postgres import query
@@ -78,18 +78,6 @@ MORE = """
 """
 
 
-def page_with_client(service: str, script: str, interval: int = 100) -> str:
-    """A page with a client of its own, whose onError collects what it reports in window.errors."""
-    return f"""<!doctype html><meta charset="utf-8"><title>a page</title>
-<script src="{service}/attolytics.js"></script>
-<script>
-  window.errors = [];
-  var client = attolytics.client({{app: "mygame", key: "{SECRET}", interval: {interval},
-    onError: function (e) {{ errors.push({{message: e.message, status: e.status, events: e.events}}); }}}});
-  {script}
-</script>"""
-
-
 async def page_errors(browser):
     return await in_browser(browser.execute_script, "return window.errors")
 
@@ -113,13 +101,6 @@ def uuid7_ms(text: str) -> int:
     value = uuid.UUID(text)
     assert (value.version, value.variant) == (7, uuid.RFC_4122), text
     return value.int >> 80
-
-
-def stored(sql, count):
-    async def condition():
-        """the rows arrive in PostgreSQL"""
-        return len(rows(sql)) >= count
-    return condition
 
 
 # The service side
@@ -191,7 +172,7 @@ async def test_snippet_events_arrive_when_the_page_is_left(game, pages, browser,
     await sleep(0.5)
     assert rows(sql) == [], "the interval is 5 s: nothing is sent yet while the page is shown"
     await in_browser(browser.get, "about:blank")
-    await wait_for(stored(sql, 3))
+    await wait_for(game_events_stored(sql, 3))
     assert rows(sql) == [(1, "visit", None), (2, "caf\u00e9 \u2615", 7), (3, "leave", None)]
     assert await requests_answered(game, "200") == 1, "one beacon carries the three events"
     assert await requests_answered(game, "204") == 0, "a beacon needs no preflight"
@@ -204,7 +185,7 @@ async def test_without_beacons_leaving_sends_by_keepalive_fetch(game, pages, bro
         attolytics.track("game_events", {timestamp: 1, event_type: "no beacon"});"""))
     await in_browser(browser.get, page)
     await in_browser(browser.get, "about:blank")
-    await wait_for(stored(sql, 1))
+    await wait_for(game_events_stored(sql, 1))
     assert rows(sql) == [(1, "no beacon", None)]
     assert await requests_answered(game, "204") == 0, "text/plain with no-cors needs no preflight"
 
@@ -219,14 +200,14 @@ async def test_what_the_beacons_could_not_take_goes_when_the_page_comes_back(gam
     await in_browser(browser.execute_script, """
         window.dispatchEvent(new PageTransitionEvent("pagehide", {persisted: true}));
         more(141, 200);""")
-    await wait_for(stored(sql, 140))
+    await wait_for(game_events_stored(sql, 140))
     await sleep(0.5)
     beaconed = len(rows(sql))
     assert 140 <= beaconed < 200, beaconed
     # Shown again: what stayed behind goes now, not at the next event or interval.
     await in_browser(browser.execute_script, """
         window.dispatchEvent(new PageTransitionEvent("pageshow", {persisted: true}));""")
-    await wait_for(stored(sql, 200))
+    await wait_for(game_events_stored(sql, 200))
     assert [r[0] for r in rows(sql)] == list(range(1, 201))
 
 
@@ -240,11 +221,11 @@ async def test_what_another_page_took_is_not_sent_again_by_a_page_that_comes_bac
     await in_browser(browser.execute_script, """
         window.dispatchEvent(new PageTransitionEvent("pagehide", {persisted: true}));
         more(141, 200);""")
-    await wait_for(stored(sql, 140))
+    await wait_for(game_events_stored(sql, 140))
     # Another page of the site sends what was kept...
     await in_browser(browser.switch_to.new_window, "tab")
     await in_browser(browser.get, pages.add("second", page_with(game.client.base_url, "", interval=60000)))
-    await wait_for(stored(sql, 200))
+    await wait_for(game_events_stored(sql, 200))
     # ...so the first, shown again (Back), must not send it a second time.
     await in_browser(browser.close)
     await in_browser(browser.switch_to.window, first_tab)
@@ -252,7 +233,7 @@ async def test_what_another_page_took_is_not_sent_again_by_a_page_that_comes_bac
         window.dispatchEvent(new PageTransitionEvent("pageshow", {persisted: true}));
         attolytics.track("game_events", {timestamp: 201, event_type: "after"});
         attolytics.flush();""")
-    await wait_for(stored(sql, 201))
+    await wait_for(game_events_stored(sql, 201))
     await sleep(0.5)
     assert [r[0] for r in rows(sql)] == list(range(1, 202))
 
@@ -277,13 +258,13 @@ async def test_hidden_tab_sends_and_the_page_goes_on(game, pages, browser, sql):
     await in_browser(browser.get, page)
     first = browser.current_window_handle
     await in_browser(browser.switch_to.new_window, "tab")
-    await wait_for(stored(sql, 1), seconds=10)  # well before the minute's interval
+    await wait_for(game_events_stored(sql, 1), seconds=10)  # well before the minute's interval
     await in_browser(browser.close)
     await in_browser(browser.switch_to.window, first)
     await in_browser(browser.execute_script, """
         attolytics.track("game_events", {timestamp: 2, event_type: "back"});
         attolytics.flush();""")
-    await wait_for(stored(sql, 2))
+    await wait_for(game_events_stored(sql, 2))
     assert rows(sql) == [(1, "start", None), (2, "back", None)]
 
 
@@ -295,7 +276,7 @@ async def test_batches_on_the_interval_never_past_the_body_limit(start, pages, b
           attolytics.track("game_events", {timestamp: i, event_type: "step " + "x".repeat(i)});
         }""", interval=200))
     await in_browser(browser.get, page)
-    await wait_for(stored(sql, 60))
+    await wait_for(game_events_stored(sql, 60))
     assert rows(sql) == [(i, "step " + "x" * i, None) for i in range(1, 61)]
     assert await requests_answered(running, "413") == 0
     posts = await requests_answered(running, "200")
@@ -375,7 +356,7 @@ async def test_a_refused_event_is_reported_and_the_others_are_stored(game, pages
         client.track("game_events", {timestamp: 2, event_type: "bad", score: "lots"});
         client.track("game_events", {timestamp: 3, event_type: "good too"});"""))
     await in_browser(browser.get, page)
-    await wait_for(stored(sql, 2))
+    await wait_for(game_events_stored(sql, 2))
     assert rows(sql) == [(1, "good", None), (3, "good too", None)]
     errors = await page_errors(browser)
     assert len(errors) == 1
@@ -392,7 +373,7 @@ async def test_an_event_past_the_body_limit_is_refused_in_the_page(start, pages,
           client.track("game_events", {timestamp: 2, event_type: "small"}),
         ];"""))
     await in_browser(browser.get, page)
-    await wait_for(stored(sql, 1))
+    await wait_for(game_events_stored(sql, 1))
     assert await in_browser(browser.execute_script, "return window.accepted") == [False, True]
     errors = await page_errors(browser)
     assert [e["status"] for e in errors] == [413] and "limit of 300 bytes" in errors[0]["message"]
@@ -409,7 +390,7 @@ async def test_a_batch_refused_without_an_event_index_is_split_until_the_culprit
           client.track("game_events", {timestamp: i + 1, event_type: "round", score: score});
         });"""))
     await in_browser(browser.get, page)
-    await wait_for(stored(sql, 4))
+    await wait_for(game_events_stored(sql, 4))
     await sleep(0.5)
     assert rows(sql) == [(1, "round", 1), (3, "round", 3), (4, "round", 4), (5, "round", 5)]
     [error] = await page_errors(browser)
@@ -475,7 +456,7 @@ async def test_tracked_events_get_uuid7_ids_in_order_and_an_id_the_page_set_is_k
     before = time.time() * 1000
     await in_browser(browser.get, page)
     after = time.time() * 1000
-    await wait_for(stored(sql, 33))
+    await wait_for(game_events_stored(sql, 33))
     assert await in_browser(browser.execute_script, "return window.untouched") is True, \
         "the page's own objects are not changed"
     found = ids(sql)
@@ -531,7 +512,7 @@ async def test_without_crypto_random_values_events_go_without_an_id(start, pages
         attolytics.track("game_events", {timestamp: 1, event_type: "no id"});
         attolytics.flush();""", interval=100))
     await in_browser(browser.get, page)
-    await wait_for(stored(sql, 1))
+    await wait_for(game_events_stored(sql, 1))
     assert ids(sql) == [(1, "no id", None)]
 
 

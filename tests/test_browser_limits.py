@@ -7,7 +7,7 @@ import json
 import pytest
 import pytest_twisted
 
-from support.browser import AccessLog, Pages, chromium, in_browser
+from support.browser import AccessLog, Pages, chromium, game_events_stored, in_browser, page_with_client
 from support.configs import GAME_CONFIG, SECRET
 from support.metrics import scrape
 from support.waiting import sleep, wait_for
@@ -26,6 +26,11 @@ GPC_ON = "--enable-features=GlobalPrivacyControlForce"
 GPC_DEFINED = """Object.defineProperty(Navigator.prototype, "globalPrivacyControl",
                                        {get: function () { return true; }, configurable: true});"""
 
+# A page script: its client tracks 10 events, (1, "step") to (10, "step").
+TEN_STEPS = """
+    for (var i = 1; i <= 10; i++) {
+      client.track("game_events", {timestamp: i, event_type: "step"});
+    }"""
 # A page script: record each POST the client makes in window.posts: when it was made and
 # answered (performance.now() ms), its body, its status and Retry-After.
 TIMED_POSTS = """
@@ -79,18 +84,6 @@ def access_log():
         yield log
 
 
-def client_page(service: str, script: str, interval: int = 100) -> str:
-    """A page with a client of its own, whose onError collects what it reports in window.errors."""
-    return f"""<!doctype html><meta charset="utf-8"><title>a page</title>
-<script src="{service}/attolytics.js"></script>
-<script>
-  window.errors = [];
-  var client = attolytics.client({{app: "mygame", key: "{SECRET}", interval: {interval},
-    onError: function (e) {{ errors.push({{message: e.message, status: e.status}}); }}}});
-  {script}
-</script>"""
-
-
 def opt_out_page(service: str, asks: str, option: str) -> str:
     """A page of a site where an earlier page left an event in localStorage. It tracks one event
     with the client its script tag makes (the tag given `asks`, such as ' data-respect-dnt'), and
@@ -124,13 +117,6 @@ async def requests_to_the_route(running) -> float:
                if name == "attolytics_requests_total" and ("route", ROUTE) in labels)
 
 
-def stored(sql, count):
-    async def condition():
-        """the rows arrive in PostgreSQL"""
-        return len(rows(sql)) >= count
-    return condition
-
-
 # The cap on the events of a request
 
 
@@ -147,17 +133,14 @@ async def test_script_is_served_with_the_event_cap(start):
 @pytest_twisted.ensureDeferred
 async def test_batches_are_split_below_the_event_cap(start, pages, browser, sql, access_log):
     running = await start(GAME_CONFIG + "max_events_per_request: 3\n")
-    page = pages.add("many", client_page(running.client.base_url, """
-        for (var i = 1; i <= 10; i++) {
-          client.track("game_events", {timestamp: i, event_type: "step"});
-        }""", interval=60000))
+    page = pages.add("many", page_with_client(running.client.base_url, TEN_STEPS, interval=60000))
     await in_browser(browser.get, page)
     # Each full batch of 3 goes at once, one request at a time; the 10th waits for the interval.
-    await wait_for(stored(sql, 9))
+    await wait_for(game_events_stored(sql, 9))
     await sleep(0.5)
     assert rows(sql) == [(i, "step") for i in range(1, 10)]
     await in_browser(browser.execute_script, "client.flush();")
-    await wait_for(stored(sql, 10))
+    await wait_for(game_events_stored(sql, 10))
     await sleep(0.3)
     assert rows(sql) == [(i, "step") for i in range(1, 11)]
     assert await in_browser(browser.execute_script, "return window.errors") == []
@@ -169,13 +152,10 @@ async def test_batches_are_split_below_the_event_cap(start, pages, browser, sql,
 @pytest_twisted.ensureDeferred
 async def test_beacons_as_the_page_is_left_keep_below_the_event_cap(start, pages, browser, sql, access_log):
     running = await start(GAME_CONFIG + "max_events_per_request: 3\n")
-    page = pages.add("leaving", client_page(running.client.base_url, """
-        for (var i = 1; i <= 10; i++) {
-          client.track("game_events", {timestamp: i, event_type: "step"});
-        }""", interval=60000))
+    page = pages.add("leaving", page_with_client(running.client.base_url, TEN_STEPS, interval=60000))
     await in_browser(browser.get, page)
     await in_browser(browser.get, "about:blank")
-    await wait_for(stored(sql, 10))
+    await wait_for(game_events_stored(sql, 10))
     await sleep(0.3)
     assert rows(sql) == [(i, "step") for i in range(1, 11)]
     posts = access_log.posts(ROUTE)
@@ -190,7 +170,7 @@ async def test_beacons_as_the_page_is_left_keep_below_the_event_cap(start, pages
 async def test_a_429_is_sent_again_after_retry_after(start, pages, browser, sql, access_log):
     running = await start(RATE_LIMITED)
     assert running.fatal == []
-    page = pages.add("limited", client_page(running.client.base_url, TIMED_POSTS + """
+    page = pages.add("limited", page_with_client(running.client.base_url, TIMED_POSTS + """
         for (var i = 1; i <= 5; i++) {
           client.track("game_events", {timestamp: i, event_type: "from the page"});
         }""", interval=60000))
@@ -200,7 +180,7 @@ async def test_a_429_is_sent_again_after_retry_after(start, pages, browser, sql,
         "mygame", "game_events", [{"timestamp": 100 + i, "event_type": "drain"} for i in range(1, 6)])
     assert drained.status == 200
     await in_browser(browser.execute_script, "client.flush();")
-    await wait_for(stored(sql, 10), seconds=15)
+    await wait_for(game_events_stored(sql, 10), seconds=15)
     await sleep(0.3)
     assert [r[0] for r in rows(sql)] == [1, 2, 3, 4, 5, 101, 102, 103, 104, 105], "none lost, none twice"
     assert await in_browser(browser.execute_script, "return window.errors") == [], "a 429 is no refusal"
@@ -252,7 +232,7 @@ async def test_without_the_page_asking_an_opt_out_changes_nothing(game, pages, o
     await in_browser(browser.get, page)
     assert await in_browser(browser.execute_script, "return window.preference") == preference
     assert await in_browser(browser.execute_script, "return window.tracked") == [True, True]
-    await wait_for(stored(sql, 3))
+    await wait_for(game_events_stored(sql, 3))
     assert rows(sql) == ALL_THREE
 
 
@@ -262,5 +242,5 @@ async def test_a_page_that_asks_sends_as_usual_without_an_opt_out(game, pages, b
     await in_browser(browser.get, page)
     assert await in_browser(browser.execute_script, "return window.preference") == [None, None]
     assert await in_browser(browser.execute_script, "return window.tracked") == [True, True]
-    await wait_for(stored(sql, 3))
+    await wait_for(game_events_stored(sql, 3))
     assert rows(sql) == ALL_THREE

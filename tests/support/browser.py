@@ -1,6 +1,6 @@
 """For tests in headless Chromium: a driver with the preferences a test needs (missing Chromium
-fails the test under CI and skips it elsewhere), pages served from an origin of their own, and
-the service's access lines as it logs them."""
+fails the test under CI and skips it elsewhere), pages served from an origin of their own (with a client of
+the game app, say), the service's access lines as it logs them, and the rows as they arrive."""
 
 import shutil
 import tempfile
@@ -14,6 +14,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
+from support.configs import SECRET
 from support.programs import required_program
 
 INSTALL = "apt-get install chromium chromium-driver (Debian's Chromium and ChromeDriver)"
@@ -95,3 +96,23 @@ class AccessLog:
 
     def __exit__(self, *exc_info):
         globalLogPublisher.removeObserver(self._observe)
+
+
+def game_events_stored(sql, count: int):
+    """A condition for wait_for: the game_events table holds at least `count` rows."""
+    async def condition():
+        """the rows arrive in PostgreSQL"""
+        return sql("select count(*) from game_events")[0][0] >= count
+    return condition
+
+
+def page_with_client(service: str, script: str, interval: int = 100) -> str:
+    """A page with a client of its own, whose onError collects what it reports in window.errors."""
+    return f"""<!doctype html><meta charset="utf-8"><title>a page</title>
+<script src="{service}/attolytics.js"></script>
+<script>
+  window.errors = [];
+  var client = attolytics.client({{app: "mygame", key: "{SECRET}", interval: {interval},
+    onError: function (e) {{ errors.push({{message: e.message, status: e.status, events: e.events}}); }}}});
+  {script}
+</script>"""
