@@ -98,7 +98,15 @@ def test_by_client_keeps_two_clients_apart_also_behind_a_trusted_proxy():
     assert post(service, 1, bob).status == 429
     assert post(service, 3, {"X-Forwarded-For": "192.0.2.1"}).status == 200
     answer = post(service, 1, alice)
-    assert answer.json()["error"] == "app 'game' takes at most 1 events a second from each client; retry in 1 s"
+    assert answer.json()["error"] == "app 'game' takes at most 1 event a second from each client; retry in 1 s"
+
+
+def test_by_client_believes_no_forwarded_address_from_an_untrusted_peer():
+    service = InMemoryService(config("{events_per_second: 1, burst: 3, by: client}"), peer="192.0.2.50")
+    assert post(service, 3, {"X-Forwarded-For": "203.0.113.7"}).status == 200
+    # Another forged address is the same client: the peer's bucket is empty.
+    assert post(service, 1, {"X-Forwarded-For": "198.51.100.9"}).status == 429
+    assert post(service, 1).status == 429
 
 
 def test_the_batch_cap_refuses_before_any_event_is_checked():

@@ -200,7 +200,8 @@ class Intake:
         wait = buckets.take(key, events, self.clock.seconds())
         if wait is not None:
             seconds = max(1, math.ceil(wait))
-            raise ApiError(429, f"app {app.app_id!r} takes at most {limit.events_per_second:g} events a second"
+            rate = limit.events_per_second
+            raise ApiError(429, f"app {app.app_id!r} takes at most {rate:g} event{'' if rate == 1 else 's'} a second"
                                 f"{' from each client' if by_client else ''}; retry in {seconds} s",
                            headers={"Retry-After": str(seconds)})
 
