@@ -1,6 +1,6 @@
 """The house rules, read from the code: the HTTP side and the storage side never import each other,
-nothing they share imports either, modules and functions stay short, and no test module imports
-another."""
+nothing they share imports either, no modules import each other in a circle, modules and
+functions stay short, and no test module imports another."""
 
 import ast
 from pathlib import Path
@@ -59,6 +59,40 @@ def test_what_both_sides_share_imports_neither(name):
             found += [f"{name}.py imports {n}" for n in imported(folder_or_file)
                       if n == side or n.startswith(side + ".")]
     assert found == []
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    """Not even through a function-level import: each module is read before the ones it imports."""
+    graph = {module_name(path): set() for path in modules(PACKAGE)}
+    for path in modules(PACKAGE):
+        for name in imported(path):
+            # `from package import module` names the package; count the module it reaches.
+            while name and name not in graph:
+                name = name.rpartition(".")[0]
+            if name and name != module_name(path):
+                graph[module_name(path)].add(name)
+    circles, done, path_so_far = [], set(), []
+
+    def visit(name):
+        if name in path_so_far:
+            circles.append(path_so_far[path_so_far.index(name):] + [name])
+            return
+        if name in done:
+            return
+        path_so_far.append(name)
+        for other in sorted(graph[name]):
+            visit(other)
+        path_so_far.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+    assert circles == []
 
 
 def test_no_module_is_longer_than_400_lines():

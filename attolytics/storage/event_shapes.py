@@ -20,7 +20,7 @@ from msgspec.structs import astuple
 
 from attolytics.outcomes import Undecided
 from attolytics.storage.column_types import Boolean, Integer, Rejected, Text, Uuid
-from attolytics.storage.table import DEFAULT, Table
+from attolytics.storage.row_default import DEFAULT
 
 _UUID_CHARACTERS = re.compile("[0-9a-f-]*", re.ASCII).fullmatch
 _UUID_HYPHENS = (8, 13, 18, 23)  # where the canonical spelling has its four hyphens
@@ -64,9 +64,10 @@ def canonical_uuids(values: list[str]) -> bool:
 
 
 class EventShape:
-    """How one table's events decode on the fast path."""
+    """How one table's events decode on the fast path: of `table`, a storage.table.Table (which
+    makes its shape, so this module does not import it)."""
 
-    def __init__(self, table: Table):
+    def __init__(self, table):
         self.table = table
         fields, rename = [], {}
         self.missing_as = []  # (struct position, what a left-out key becomes)

@@ -16,7 +16,8 @@ import orjson
 
 from attolytics.outcomes import Stored
 from attolytics.storage.identifiers import quote_name, quote_table
-from attolytics.storage.table import DEFAULT, Table
+from attolytics.storage.row_default import DEFAULT
+from attolytics.storage.table import Table
 
 _MAX_CACHED_STATEMENTS = 64
 

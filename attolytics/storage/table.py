@@ -6,17 +6,11 @@ from typing import Any, Mapping
 from attolytics.outcomes import EventRejected
 from attolytics.request_values import CLIENT_IP, CLIENT_NETWORK, RECEIVED_AT
 from attolytics.storage.column_types import ColumnType, Rejected, describe
+from attolytics.storage.event_shapes import EventShape
 from attolytics.storage.partitions import AcceptedRange
+from attolytics.storage.row_default import DEFAULT
 
 
-class _Default:
-    """In a row, a key the event left out: the column gets its DEFAULT."""
-
-    def __repr__(self):
-        return "DEFAULT"
-
-
-DEFAULT = _Default()
 _MISSING = object()
 
 _SOURCE_NAMES = {RECEIVED_AT: "the time the request arrived", CLIENT_IP: "the client's address",
@@ -84,8 +78,6 @@ class Table:
     def shape(self):
         """How this table's events decode on the fast path (storage.event_shapes.EventShape)."""
         if self._shape is None:
-            # Imported here: event shapes are made from tables, so that module imports this one.
-            from attolytics.storage.event_shapes import EventShape
             self._shape = EventShape(self)
         return self._shape
 
