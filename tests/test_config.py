@@ -446,7 +446,7 @@ def test_missing_secret_in_list_form_is_named():
             event_types:
               - event_type_id: game_events
     """)
-    assert message == f"{SOURCE}: apps[0].app_secret_key: missing"
+    assert message == f"{SOURCE}: apps[0].app_secret_key: missing (or list keys in app_secret_keys)"
 
 
 def test_missing_secret_in_map_form_is_named():
@@ -455,7 +455,7 @@ def test_missing_secret_in_map_form_is_named():
           myapp:
             tables: [a]
     """)
-    assert message == f"{SOURCE}: apps.myapp.secret_key: missing"
+    assert message == f"{SOURCE}: apps.myapp.secret_key: missing (or list keys in secret_keys)"
 
 
 def test_missing_app_id_is_named():
@@ -715,7 +715,7 @@ def test_load_config_error_names_the_file(tmp_path):
     path.write_text("apps:\n  - app_id: mygame\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_config(str(path))
-    assert str(caught.value) == f"{path}: apps[0].app_secret_key: missing"
+    assert str(caught.value) == f"{path}: apps[0].app_secret_key: missing (or list keys in app_secret_keys)"
 
 
 def test_load_config_missing_file_names_the_file(tmp_path):

@@ -83,7 +83,7 @@ def test_a_request_larger_than_the_burst_can_never_fit():
     answer = post(service, 6)
     assert answer.status == 413
     assert answer.json()["error"] == ("a request of 6 events can never fit the rate limit of app 'game', "
-                                      "which takes at most 5 at once; send fewer a request")
+                                      "which takes at most 5 at once; send fewer per request")
     assert post(service, 5).status == 200
 
 
@@ -129,6 +129,22 @@ def test_the_metrics_count_rate_limited_events_and_429_answers():
     assert "_created" not in rendered
 
 
+def test_the_openapi_document_lists_429_and_the_limits_of_rate_limited_apps_only():
+    text = config("{events_per_second: 1, burst: 4, by: client}", "max_events_per_request: 100\n") + (
+        "  open:\n    secret_key: other-key\n    tables: [clicks]\n")
+    paths = InMemoryService(text).request("GET", "/openapi.json").json()["paths"]
+    for route in ("/apps/game/events", "/apps/game/events/clicks"):
+        post = paths[route]["post"]
+        assert post["responses"]["429"]["headers"]["Retry-After"]
+        assert post["description"].endswith(
+            " A request carries at most 4 events (more: 413, nothing stored). The app takes at most 1 event "
+            "a second from each client, 4 at once: past that, 429 with Retry-After.")
+    for route in ("/apps/open/events", "/apps/open/events/clicks"):
+        post = paths[route]["post"]
+        assert "429" not in post["responses"]
+        assert post["description"].endswith(" A request carries at most 100 events (more: 413, nothing stored).")
+
+
 # --- the configuration ---------------------------------------------------------------------------
 
 
@@ -169,8 +185,13 @@ def test_both_keys_of_a_list_form_app_are_taken():
      "address), got 'ip'"),
     (config(extra="max_events_per_request: 0\n"),
      "x.yaml: max_events_per_request: expected a positive integer, got 0"),
+    (config("{}"), "x.yaml: apps.game.rate_limit: give events_per_second and burst, such as "
+                   "{events_per_second: 200, burst: 1000}"),
+    (config("{events_per_second: 1e-3, burst: 5}"),
+     "x.yaml: apps.game.rate_limit.events_per_second: expected a number of events above 0, got '1e-3' (YAML reads "
+     "an exponent without a dot as text: write 1.0e-3)"),
     (LIST_FORM.format(keys="app_secret_keys: []"), "x.yaml: apps[0].app_secret_keys: list at least one key"),
-    (LIST_FORM.format(keys='access_control_allow_origin: "*"'), "x.yaml: apps[0].app_secret_key: missing"),
+    (LIST_FORM.format(keys='access_control_allow_origin: "*"'), "x.yaml: apps[0].app_secret_key: missing (or list keys in app_secret_keys)"),
 ])
 def test_a_wrong_limit_or_key_list_is_named(text, message):
     with pytest.raises(ConfigError) as caught:

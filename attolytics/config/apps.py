@@ -61,7 +61,7 @@ def _keys(node: Node, keys: dict[str, Node], one: str, several: str, together: b
     """An app's keys: `one` (a key), `several` (a list, to rotate keys), or, where `together`,
     both (the list adds to the one)."""
     if one not in keys and several not in keys:
-        raise node.child(one, None).error("missing")
+        raise node.child(one, None).error(f"missing (or list keys in {several})")
     if one in keys and several in keys and not together:
         raise node.error(f"give either {one} or {several} (a list, to rotate keys), not both")
     secrets = [_secret(keys[one])] if one in keys else []
@@ -75,10 +75,14 @@ def _keys(node: Node, keys: dict[str, Node], one: str, several: str, together: b
 
 def _rate_limit(node: Node) -> RateLimit:
     """rate_limit: {events_per_second, burst, by: app | client}."""
+    if node.value == {}:
+        raise node.error("give events_per_second and burst, such as {events_per_second: 200, burst: 1000}")
     keys = node.mapping({"events_per_second", "burst", "by"}, {"events_per_second", "burst"})
     rate = keys["events_per_second"].value
     if type(rate) not in (int, float) or not 0 < rate < float("inf"):
-        raise keys["events_per_second"].error(f"expected a number of events above 0, got {describe(rate)}")
+        # YAML reads 1e-3 (no dot) as text: say so rather than leave "got '1e-3'" unexplained.
+        hint = " (YAML reads an exponent without a dot as text: write 1.0e-3)" if isinstance(rate, str) and "e" in rate.lower() else ""
+        raise keys["events_per_second"].error(f"expected a number of events above 0, got {describe(rate)}{hint}")
     by = keys["by"].string() if "by" in keys else "app"
     if by not in ("app", "client"):
         raise keys["by"].error(f"expected app (one limit for the app) or client (one per client address), "

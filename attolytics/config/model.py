@@ -86,6 +86,12 @@ class RateLimit:
     burst: int
     by: str  # "app": one bucket for the app; "client": one per client address
 
+    def in_words(self) -> str:
+        """The rate, as clients are told it: 'at most 5 events a second from each client'."""
+        rate = self.events_per_second
+        each = " from each client" if self.by == "client" else ""
+        return f"at most {rate:g} event{'' if rate == 1 else 's'} a second{each}"
+
 
 @dataclass(frozen=True)
 class App:

@@ -194,15 +194,13 @@ class Intake:
         limit = buckets.limit
         if events > limit.burst:
             raise ApiError(413, f"a request of {events} events can never fit the rate limit of app "
-                                f"{app.app_id!r}, which takes at most {limit.burst} at once; send fewer a request")
+                                f"{app.app_id!r}, which takes at most {limit.burst} at once; send fewer per request")
         by_client = limit.by == "client"
         key = client_address(request, self.config.trusted_proxies) if by_client else None
         wait = buckets.take(key, events, self.clock.seconds())
         if wait is not None:
             seconds = max(1, math.ceil(wait))
-            rate = limit.events_per_second
-            raise ApiError(429, f"app {app.app_id!r} takes at most {rate:g} event{'' if rate == 1 else 's'} a second"
-                                f"{' from each client' if by_client else ''}; retry in {seconds} s",
+            raise ApiError(429, f"app {app.app_id!r} takes {limit.in_words()}; retry in {seconds} s",
                            headers={"Retry-After": str(seconds)})
 
     def _stored(self, stored: Stored, request, app_id: str, batches) -> bytes:

@@ -87,8 +87,8 @@ POST_RESPONSES = {
     "408": _error("The request did not arrive whole within the request timeout.", _CORS),
     "409": _error("A row violates a unique index of its table. Nothing is stored.", _CORS),
     "413": _error("The body is larger than the limit, as sent or once inflated; or it carries more "
-                  "events than a request may (max_events_per_request), or than the app's rate limit "
-                  "takes at once. Nothing is stored.", _CORS),
+                  "events than a request may (max_events_per_request) or, for an app with a rate limit, "
+                  "than it takes at once (its burst). Nothing is stored.", _CORS),
     "414": {"$ref": RESPONSES + "UriTooLong"},
     "415": _error("A Content-Type other than application/json (charset utf-8) or text/plain, or a "
                   "Content-Encoding other than gzip or deflate.", _CORS),

@@ -103,8 +103,8 @@ def _limited(post: dict, app: App, max_events: int) -> dict:
     post["description"] += f" A request carries at most {most} events (more: 413, nothing stored)."
     if limit is not None:
         post["responses"] = dict(sorted({**post["responses"], "429": RATE_LIMITED}.items()))
-        post["description"] += (f" At most {limit.events_per_second:g} events a second are taken"
-                                f"{' from each client' if limit.by == 'client' else ''}: past that, 429.")
+        post["description"] += (f" The app takes {limit.in_words()}, {limit.burst} at once: past that, "
+                                f"429 with Retry-After.")
     return post
 
 
