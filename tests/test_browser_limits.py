@@ -126,13 +126,29 @@ async def test_script_is_served_with_the_event_cap(start):
     body = (await capped.client.request("GET", "/attolytics.js")).body
     assert b"var MAX_EVENTS_PER_REQUEST = 7;" in body
     assert b"__MAX_EVENTS_PER_REQUEST__" not in body
+    assert b"var EVENTS_AT_ONCE = {};" in body
     default = await start(GAME_CONFIG)
     assert b"var MAX_EVENTS_PER_REQUEST = 10000;" in (await default.client.request("GET", "/attolytics.js")).body
+    # The burst of an app whose rate limit takes fewer events at once than the cap (6), not of one
+    # that takes more.
+    limited = await start(RATE_LIMITED.replace("  - app_id: mygame", "  - app_id: big\n    app_secret_key: k\n"
+                                               "    rate_limit: {events_per_second: 1, burst: 7}\n"
+                                               "    event_types: [{event_type_id: game_events}]\n"
+                                               "  - app_id: mygame") + "max_events_per_request: 6\n")
+    body = (await limited.client.request("GET", "/attolytics.js")).body
+    assert b'var EVENTS_AT_ONCE = {"mygame": 5};' in body
+
+
+# Two ways a request may carry at most 3 events: the service's cap, or the app's burst.
+AT_MOST_3 = [GAME_CONFIG + "max_events_per_request: 3\n",
+             GAME_CONFIG.replace("    event_types:", "    rate_limit: {events_per_second: 1000, burst: 3}\n"
+                                                     "    event_types:")]
 
 
 @pytest_twisted.ensureDeferred
-async def test_batches_are_split_below_the_event_cap(start, pages, browser, sql, access_log):
-    running = await start(GAME_CONFIG + "max_events_per_request: 3\n")
+@pytest.mark.parametrize("config", AT_MOST_3, ids=["max_events_per_request", "burst"])
+async def test_batches_are_split_below_the_event_cap(start, pages, browser, sql, access_log, config):
+    running = await start(config)
     page = pages.add("many", page_with_client(running.client.base_url, TEN_STEPS, interval=60000))
     await in_browser(browser.get, page)
     # Each full batch of 3 goes at once, one request at a time; the 10th waits for the interval.
@@ -171,29 +187,30 @@ async def test_a_429_is_sent_again_after_retry_after(start, pages, browser, sql,
     running = await start(RATE_LIMITED)
     assert running.fatal == []
     page = pages.add("limited", page_with_client(running.client.base_url, TIMED_POSTS + """
-        for (var i = 1; i <= 5; i++) {
+        for (var i = 1; i <= 4; i++) {
           client.track("game_events", {timestamp: i, event_type: "from the page"});
         }""", interval=60000))
     await in_browser(browser.get, page)
-    # Another client of the app takes the whole burst; at once, the page sends its 5 events.
+    # 4 events are less than a full batch (the burst, 5): they wait for the interval. Another
+    # client of the app takes the whole burst; at once, the page sends its 4 events.
     drained = await running.client.post_events(
         "mygame", "game_events", [{"timestamp": 100 + i, "event_type": "drain"} for i in range(1, 6)])
     assert drained.status == 200
     await in_browser(browser.execute_script, "client.flush();")
-    await wait_for(game_events_stored(sql, 10), seconds=15)
+    await wait_for(game_events_stored(sql, 9), seconds=15)
     await sleep(0.3)
-    assert [r[0] for r in rows(sql)] == [1, 2, 3, 4, 5, 101, 102, 103, 104, 105], "none lost, none twice"
+    assert [r[0] for r in rows(sql)] == [1, 2, 3, 4, 101, 102, 103, 104, 105], "none lost, none twice"
     assert await in_browser(browser.execute_script, "return window.errors") == [], "a 429 is no refusal"
     posts = await in_browser(browser.execute_script, "return window.posts")
     assert [post["status"] for post in posts] == [429, 200]
     wait = int(posts[0]["retryAfter"])
-    assert 1 <= wait <= 3, wait  # the 5 events wanted 2.5 s of the bucket's refill, at most
+    assert 1 <= wait <= 2, wait  # the 4 events wanted 2 s of the bucket's refill, at most
     assert posts[1]["body"] == posts[0]["body"], "the same events, sent again unchanged"
     assert posts[1]["sentAt"] - posts[0]["answeredAt"] >= 1000 * wait, "not sent again before Retry-After"
     # The service saw the same: one 429 (a resend too soon would have met another), then a 200
     # at least Retry-After later.
     refused, accepted = access_log.posts(ROUTE)
-    assert (refused["status"], refused["events"], accepted["status"], accepted["events"]) == (429, 5, 200, 5)
+    assert (refused["status"], refused["events"], accepted["status"], accepted["events"]) == (429, 4, 200, 4)
     assert accepted["time"] - refused["time"] >= wait - 0.05
 
 

@@ -1,40 +1,46 @@
-"""The browser client as served at /attolytics.js: the packaged script with this service's body
-limit, its events-per-request cap and its event id columns written in."""
+"""The browser client as served at /attolytics.js: the packaged script with this service's
+limits (body bytes, events a request, each rate-limited app's burst) and its event id columns
+written in."""
 
 import gzip
 import json
+import re
 from importlib.resources import files
 
-from attolytics.config import DEFAULT_MAX_EVENTS_PER_REQUEST
+from attolytics.config import Config
 
 _MAX_BODY_BYTES = b"__MAX_BODY_BYTES__"
-_EVENT_IDS = b"__EVENT_IDS__"
 _MAX_EVENTS_PER_REQUEST = b"__MAX_EVENTS_PER_REQUEST__"
+_EVENTS_AT_ONCE = b"__EVENTS_AT_ONCE__"
+_EVENT_IDS = b"__EVENT_IDS__"
 
 
 class BrowserClient:
     """The script's text for one service, plain and gzipped, ready to serve.
 
+    The client keeps each request within the config's max_body_bytes and max_events_per_request,
+    and within the burst of an app whose rate limit takes fewer events at once.
     `event_ids` maps app id -> event type -> the uuid column the client fills with a new id for
     each event (unless the page gave one), so that a resent event is stored once.
-    `max_events_per_request` is the service's cap on the events of one request, which the client
-    keeps each batch within.
     """
 
-    def __init__(self, max_body_bytes: int, event_ids: dict | None = None,
-                 max_events_per_request: int = DEFAULT_MAX_EVENTS_PER_REQUEST):
+    def __init__(self, config: Config, event_ids: dict | None = None):
         template = files("attolytics.http").joinpath("static/attolytics.js").read_bytes()
+        cap = config.max_events_per_request
+        at_once = {app.app_id: app.rate_limit.burst for app in config.apps.values()
+                   if app.rate_limit is not None and app.rate_limit.burst < cap}
         values = {
-            _MAX_BODY_BYTES: str(int(max_body_bytes)).encode(),
-            _MAX_EVENTS_PER_REQUEST: str(int(max_events_per_request)).encode(),
+            _MAX_BODY_BYTES: str(int(config.max_body_bytes)).encode(),
+            _MAX_EVENTS_PER_REQUEST: str(int(cap)).encode(),
+            _EVENTS_AT_ONCE: json.dumps(at_once, sort_keys=True).encode(),
             _EVENT_IDS: json.dumps(event_ids or {}, sort_keys=True).encode(),
         }
         for placeholder in values:
             if template.count(placeholder) != 1:
                 raise RuntimeError(f"the packaged attolytics.js must hold {placeholder.decode()} exactly once")
-        for placeholder, value in values.items():
-            template = template.replace(placeholder, value)
-        self.plain = template
+        # One pass, so that an app id spelled like a placeholder stays as it is.
+        pattern = re.compile(b"|".join(map(re.escape, values)))
+        self.plain = pattern.sub(lambda found: values[found.group(0)], template)
         self.gzipped = gzip.compress(self.plain, mtime=0)
 
     def body_for(self, accept_encoding: bytes | None) -> tuple[bytes, bytes | None]:

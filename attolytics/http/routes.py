@@ -43,7 +43,7 @@ class Routes:
         type -> the uuid column the browser client fills (BrowserClient)."""
         self.config = config
         self.intake.configure(config)
-        self._browser_client = BrowserClient(config.max_body_bytes, event_ids, config.max_events_per_request)
+        self._browser_client = BrowserClient(config, event_ids)
 
     def serve(self, tables, writer, refused_writer=None) -> None:
         """Start serving: `tables` maps table name to Table, `writer` stores rows, and

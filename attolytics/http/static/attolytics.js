@@ -8,9 +8,10 @@
  * keepalive) or left (navigator.sendBeacon, else fetch with keepalive). A 503 or a 429 (the
  * app's rate limit) is sent again, unchanged, after its Retry-After; a failed connection after a
  * growing pause. No request is larger than the service's body limit or carries more events than
- * its max_events_per_request, and a batch the service refuses for one event is sent again
- * without it. An event of a type whose table has a uuid `unique` column gets a new UUIDv7 there
- * when tracked (unless the page gave one), so that a batch sent again is stored once.
+ * its max_events_per_request (or than the app's rate limit takes at once), and a batch the
+ * service refuses for one event is sent again without it. An event of a type whose table has a
+ * uuid `unique` column gets a new UUIDv7 there when tracked (unless the page gave one), so that a
+ * batch sent again is stored once.
  *
  * A page may ask the client to respect the visitor's opt-out, with data-respect-dnt on the script
  * tag or `respectDoNotTrack: true` in attolytics.client({...}): then, in a browser that sends
@@ -21,10 +22,12 @@
   "use strict";
 
   // Filled in by the service as it serves this file: its max_body_bytes and
-  // max_events_per_request, and for each app the event types whose table has a uuid id column:
+  // max_events_per_request; the apps whose rate limit takes fewer events at once (its burst):
+  // {app: events}; and for each app the event types whose table has a uuid id column:
   // {app: {event type: column}}.
   var MAX_BODY_BYTES = __MAX_BODY_BYTES__;
   var MAX_EVENTS_PER_REQUEST = __MAX_EVENTS_PER_REQUEST__;
+  var EVENTS_AT_ONCE = __EVENTS_AT_ONCE__;
   var EVENT_IDS = __EVENT_IDS__;
   // Browsers allow 64 KiB of beacon and keepalive bodies in flight at once; stay under it.
   var KEEPALIVE_BYTES = 60000;
@@ -165,6 +168,9 @@
       throw new Error("attolytics: cannot tell where the service is; give `url` (or data-url)");
     }
     this.app = String(options.app);
+    // The most events one request of this app may carry: the service's cap, or the app's burst.
+    this.maxEvents = Object.prototype.hasOwnProperty.call(EVENTS_AT_ONCE, this.app) ?
+                     EVENTS_AT_ONCE[this.app] : MAX_EVENTS_PER_REQUEST;
     this.endpoint = String(base).replace(/\/+$/, "") + "/apps/" + encodeURIComponent(options.app) +
                     "/events";
     this.prefix = '{"secret_key":' + JSON.stringify(String(options.key)) + ',"events":[';
@@ -543,7 +549,7 @@
     }
   };
 
-  // The next request's batch, at most `limit` bytes and MAX_EVENTS_PER_REQUEST events: a batch
+  // The next request's batch, at most `limit` bytes and this.maxEvents events: a batch
   // to send again as it was, else the oldest queued events that fit (an event too large for
   // `limit` waits for a larger one).
   Client.prototype.nextBatch = function (limit) {
@@ -564,7 +570,7 @@
     for (var i = 0; i < this.queue.length; i++) {
       var item = this.queue[i];
       var added = item.bytes + (taken.length ? 1 : 0);
-      if (taken.length >= MAX_EVENTS_PER_REQUEST) {
+      if (taken.length >= this.maxEvents) {
         kept = kept.concat(this.queue.slice(i)); // a full batch: the rest waits for the next
         break;
       } else if (bytes + added <= limit) {
@@ -670,7 +676,7 @@
   };
 
   Client.prototype.fullBatchWaiting = function () {
-    return this.emptyBytes + this.queuedBytes > BATCH_BYTES || this.queue.length >= MAX_EVENTS_PER_REQUEST;
+    return this.emptyBytes + this.queuedBytes > BATCH_BYTES || this.queue.length >= this.maxEvents;
   };
 
   // Call flush() in `delay` ms (or when the service said it may be asked again, if later),
