@@ -139,9 +139,10 @@ async def test_script_is_served_with_the_event_cap(start):
     assert b'var EVENTS_AT_ONCE = {"mygame": 5};' in body
 
 
-# Two ways a request may carry at most 3 events: the service's cap, or the app's burst.
+# Two ways a request may carry at most 3 events: the service's cap, or the app's burst (refilled
+# in 3 microseconds, so that no request of the test meets a 429).
 AT_MOST_3 = [GAME_CONFIG + "max_events_per_request: 3\n",
-             GAME_CONFIG.replace("    event_types:", "    rate_limit: {events_per_second: 1000, burst: 3}\n"
+             GAME_CONFIG.replace("    event_types:", "    rate_limit: {events_per_second: 1000000, burst: 3}\n"
                                                      "    event_types:")]
 
 
