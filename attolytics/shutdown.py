@@ -33,14 +33,17 @@ class Shutdown:
         """The service starts (again): no shutdown has begun."""
         self.deadline = None
 
-    async def within(self, waiting: Deferred, extra: float = 0.0) -> bool:
-        """Wait for `waiting` until the deadline (and `extra` seconds); False if time ran out first.
+    async def within(self, waiting: Deferred, extra: float = 0.0, at_most: float | None = None) -> bool:
+        """Wait for `waiting` until the deadline (and `extra` seconds), and `at_most` seconds if
+        given; False if time ran out first.
 
         `waiting` is not cancelled when time runs out: pass a shielded() one to keep it going.
         """
         self.begin()
         sleep = Deferred()
         delay = max(0.0, self.deadline + extra - self.reactor.seconds())
+        if at_most is not None:
+            delay = min(delay, at_most)
         call = self.reactor.callLater(delay, sleep.callback, None)
         _, first = await DeferredList([waiting, sleep], fireOnOneCallback=True, consumeErrors=True)
         if call.active():

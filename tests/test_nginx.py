@@ -257,20 +257,17 @@ def test_sigterm_to_one_instance_under_load(tmp_path, database_url, record_prope
     assert [c.failure for c in run.clients if c.failure] == []
     assert run.stopped.returncode == 0, run.stopped.output[-3000:]
     assert_no_request_reached_two_instances(run)
-    # A 502 (rare) is a request nginx had written to the instance on a connection the instance
-    # then dropped unread: one nginx kept alive, as the process exited, or one still queued on
-    # the listening socket as it closed. lost_on_the_way() checks that it is nothing else, and
-    # that nginx did not pass it on.
+    # The stopping instance ends each connection nginx keeps alive to it after one more answer
+    # (Connection: close), and closes those left idle after a second. A 502 could still be a
+    # request nginx wrote on an idle connection in the instant it was closed, or one queued on
+    # the listening socket as it closed (none in 7 runs); lost_on_the_way() checks that it is
+    # nothing else, and that nginx did not pass it on.
     lost = lost_on_the_way(run)
-    # Every other request was answered by an instance, none by nginx itself: 200, or 503 from
-    # the stopping one, on the connections nginx had kept alive to it.
+    # Every other request was answered 200 by an instance, never 503 (as it did before the
+    # connections were closed so: a request on a kept-alive connection met the closed pool).
     answered = tags_logged(run.stopped.output) + tags_logged(run.other_output)
     assert {a.tag for a in run.attempts} - set(answered) == {a.tag for a in lost}
-    assert set(run.statuses()) - {502} <= {200, 503}, run.statuses()
-    first = f"127.0.0.1:{run.ports[0]}"
-    refusals = [line for line in run.nginx_logged if line.status == 503]
-    assert all(line.upstreams == [first] and line.at > run.stopped_at for line in refusals), refusals
-    record_property("refusals", sorted({a.answer.get("error") for a in run.attempts if a.status == 503}))
+    assert set(run.statuses()) - {502} == {200}, run.statuses()
     assert_served_by_both_then_by_the_other(run)
     assert_stored_once(run, database_url)
 

@@ -9,6 +9,10 @@ from attolytics.shutdown import Shutdown
 
 log = logger(__name__)
 
+# How long a stop lets keep-alive connections end with an answer before it closes the idle ones:
+# long enough for a proxy's busy connections to each carry one more request.
+KEEP_ALIVE_GRACE_SECONDS = 1.0
+
 
 class HttpEndpointService(Service):
     """Serves `site` on `endpoint` (an IStreamServerEndpoint); `description` names it in messages.
@@ -24,6 +28,7 @@ class HttpEndpointService(Service):
         self.on_listening = on_listening
         self.on_fatal = on_fatal
         self.port = None
+        self.keep_alive_grace = KEEP_ALIVE_GRACE_SECONDS
 
     def startService(self):
         super().startService()
@@ -44,6 +49,12 @@ class HttpEndpointService(Service):
     async def _stop(self) -> None:
         if self.port is not None:
             await self.port.stopListening()
+        # Keep-alive connections end as their next answer is sent, so that a proxy or a client
+        # never sends a request on a connection just as it closes (it would not know whether
+        # the request was taken). Those still idle after a moment are closed.
+        self.site.stop_keeping_alive()
+        await self.shutdown.within(self.site.connections.idle(), at_most=self.keep_alive_grace)
+        self.site.close_idle_connections()
         if not await self.shutdown.within(self.site.in_flight.idle()):
             log.warn("stopping with {count} requests still unanswered",
                      count=len(self.site.in_flight.requests))

@@ -89,6 +89,12 @@ class LimitedRequest(server.Request):
         # URI is not (a HEAD with a body, say) would fail to format.
         return f"<Request {self.method!r} {self.uri!r}>"
 
+    def close_after_answer(self) -> None:
+        """Close the connection once this request is answered (the service is stopping)."""
+        if not self.startedWriting:
+            self.setHeader(b"Connection", b"close")
+        self._channel.persistent = False
+
     def too_slow(self):
         """Its head and body did not all arrive within receive_timeout of its first line."""
         self._refuse(408, _too_slow_message(self.receive_timeout))
@@ -201,6 +207,9 @@ class JsonErrorsChannel(http.HTTPChannel):
     def connectionMade(self):
         super().connectionMade()
         self.expect(None)
+        connections = getattr(getattr(self, "site", None), "connections", None)
+        if connections is not None:
+            connections.started(self)
 
     def expect(self, request) -> None:
         """From now on, await the rest of `request`, or (None) the next request line."""
@@ -233,12 +242,22 @@ class JsonErrorsChannel(http.HTTPChannel):
             write_json_answer(self.transport, 408, _too_slow_message(self.site.receive_timeout))
             self.transport.loseConnection()
 
+    def checkPersistence(self, request, version):
+        # Called once a request is all in: while the service stops, its answer ends the connection.
+        if getattr(self.site, "closing", False):
+            request.setHeader(b"Connection", b"close")
+            return False
+        return super().checkPersistence(request, version)
+
     def requestDone(self, request):
         super().requestDone(request)
         if self.persistent and self._receiving is None:
             self.expect(None)
 
     def connectionLost(self, reason):
+        connections = getattr(getattr(self, "site", None), "connections", None)
+        if connections is not None:
+            connections.ended(self)
         self._due = self._receiving = None
         if self._watch is not None and self._watch.active():
             self._watch.cancel()

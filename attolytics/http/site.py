@@ -13,18 +13,19 @@ log = logger("attolytics.site")
 
 
 class InFlight:
-    """The requests a site has begun and not yet answered, so shutdown can wait for them."""
+    """What a site has begun and not yet ended (requests: from their first line until answered;
+    connections: until closed), so that shutdown can wait for them."""
 
     def __init__(self):
-        self.requests = set()
+        self.requests = set()  # the requests, or the connections
         self._waiters: list[Deferred] = []
 
     def started(self, request) -> None:
-        """A request's first line has arrived."""
+        """A request's first line has arrived (a connection was made)."""
         self.requests.add(request)
 
     def ended(self, request) -> None:
-        """A request was answered, refused, or its connection lost."""
+        """A request was answered, refused, or its connection lost (a connection was closed)."""
         self.requests.discard(request)
         if not self.requests:
             waiters, self._waiters = self._waiters, []
@@ -32,7 +33,7 @@ class InFlight:
                 waiter.callback(None)
 
     def idle(self) -> Deferred:
-        """Fires when no request is in flight."""
+        """Fires when none is left."""
         if not self.requests:
             return succeed(None)
         waiter = Deferred()
@@ -61,11 +62,28 @@ class AttolyticsSite(Site):
         self.receive_timeout = receive_timeout
         self._early_headers = early_headers
         self.in_flight = InFlight()
+        self.connections = InFlight()
+        # Set as the service stops: every answer from then on closes its connection.
+        self.closing = False
         self.metrics = metrics
         # Never parse bodies as HTML forms: the API takes JSON, and twisted.web's form detection
         # parses Content-Type with the email package, a fifth of the time of a small request.
         # (Site's parsePOSTFormSubmission argument, set the way that works with older Twisted.)
         self._parsePOSTFormSubmission = False
+
+    def stop_keeping_alive(self) -> None:
+        """From now on, every answer (those not yet begun too) closes its connection."""
+        self.closing = True
+        for channel in list(self.connections.requests):
+            for request in channel.requests:
+                request.close_after_answer()
+
+    def close_idle_connections(self) -> None:
+        """Close the connections that carry no request now (with `closing`, the others close
+        after their answer)."""
+        for channel in list(self.connections.requests):
+            if not channel.requests:
+                channel.transport.loseConnection()
 
     def limit(self, max_body_bytes: int, receive_timeout: float) -> None:
         """Take requests that arrive from now on with this body limit and deadline."""

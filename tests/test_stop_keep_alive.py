@@ -1,0 +1,105 @@
+"""A stop and the connections clients keep alive: a request sent on one after the stop began is
+still answered (with Connection: close) and stored, as is one that was still arriving, and an
+idle connection is closed after the grace; none is closed under a request."""
+
+import socket
+
+import pytest
+import pytest_twisted
+from twisted.internet.threads import deferToThread
+
+from support.configs import GAME_CONFIG, SECRET
+from support.waiting import wait_for
+
+pytestmark = pytest.mark.service
+
+BODY = b'{"secret_key": "%s", "events": [{"timestamp": %d, "event_type": "kept alive"}]}'
+
+
+def head(length: int) -> bytes:
+    return (b"POST /apps/mygame/events/game_events HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % length)
+
+
+def request(timestamp: int) -> bytes:
+    body = BODY % (SECRET.encode(), timestamp)
+    return head(len(body)) + body
+
+
+def answer_of(connection: socket.socket) -> bytes:
+    """One whole answer (head and Content-Length body) read from `connection`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536) or pytest.fail(f"closed before an answer: {data!r}")
+    top, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in top.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += connection.recv(65536) or pytest.fail("closed within an answer")
+    return top + b"\r\n\r\n" + body
+
+
+def closed_by_the_service(connection: socket.socket) -> bool:
+    """Whether the service closed `connection` (with nothing more sent)."""
+    return connection.recv(65536) == b""
+
+
+def kept_alive(port: int) -> socket.socket:
+    """A connection that has had one request answered and stays open, as a proxy keeps one."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    connection.sendall(request(1))
+    answer = answer_of(connection)
+    assert answer.startswith(b"HTTP/1.1 200") and b"connection: close" not in answer.lower(), answer
+    return connection
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_on_a_kept_alive_connection_after_the_stop_began_is_answered_then_closed(start, sql):
+    running = await start(GAME_CONFIG)
+    connection = await deferToThread(kept_alive, running.port)
+    stopping = running.stop()  # stops listening; the grace for kept-alive connections begins
+    try:
+        connection.sendall(request(2))
+        answer = await deferToThread(answer_of, connection)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"inserted": 1}'), answer
+        assert b"\r\nconnection: close\r\n" in answer.lower()
+        assert await deferToThread(closed_by_the_service, connection)
+        await stopping
+    finally:
+        connection.close()
+    assert sql("select timestamp from game_events order by timestamp") == [(1,), (2,)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_still_arriving_as_the_stop_begins_is_answered_then_closed(start, sql):
+    running = await start(GAME_CONFIG)
+    connection = await deferToThread(kept_alive, running.port)
+    whole = request(2)
+    in_flight = running.service.getServiceNamed("http").site.in_flight.requests
+    try:
+        connection.sendall(whole[:-10])
+        await wait_for(lambda: in_flight, what="the request's first line in")
+        stopping = running.stop()
+        connection.sendall(whole[-10:])
+        answer = await deferToThread(answer_of, connection)
+        assert answer.startswith(b"HTTP/1.1 200") and b"\r\nconnection: close\r\n" in answer.lower(), answer
+        assert await deferToThread(closed_by_the_service, connection)
+        await stopping
+    finally:
+        connection.close()
+    assert sql("select timestamp from game_events order by timestamp") == [(1,), (2,)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idle_kept_alive_connection_is_closed_after_the_grace(start, sql):
+    running = await start(GAME_CONFIG)
+    endpoint = running.service.getServiceNamed("http")
+    endpoint.keep_alive_grace = 0.05
+    idle = await deferToThread(kept_alive, running.port)
+    try:
+        await running.stop()
+        # Closed between requests: nothing was sent on it, and the service sent nothing more.
+        assert await deferToThread(closed_by_the_service, idle)
+    finally:
+        idle.close()
+    assert not endpoint.site.connections.requests
+    assert sql("select count(*) from game_events") == [(1,)]
