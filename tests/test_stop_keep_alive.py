@@ -53,35 +53,22 @@ def kept_alive(port: int) -> socket.socket:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_request_on_a_kept_alive_connection_after_the_stop_began_is_answered_then_closed(start, sql):
-    running = await start(GAME_CONFIG)
-    connection = await deferToThread(kept_alive, running.port)
-    stopping = running.stop()  # stops listening; the grace for kept-alive connections begins
-    try:
-        connection.sendall(request(2))
-        answer = await deferToThread(answer_of, connection)
-        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"inserted": 1}'), answer
-        assert b"\r\nconnection: close\r\n" in answer.lower()
-        assert await deferToThread(closed_by_the_service, connection)
-        await stopping
-    finally:
-        connection.close()
-    assert sql("select timestamp from game_events order by timestamp") == [(1,), (2,)]
-
-
-@pytest_twisted.ensureDeferred
-async def test_a_request_still_arriving_as_the_stop_begins_is_answered_then_closed(start, sql):
+@pytest.mark.parametrize("arriving", [False, True], ids=["sent after the stop began", "arriving as it began"])
+async def test_a_request_on_a_kept_alive_connection_during_a_stop_is_answered_then_closed(start, sql, arriving):
     running = await start(GAME_CONFIG)
     connection = await deferToThread(kept_alive, running.port)
     whole = request(2)
+    before = whole[:-10] if arriving else b""
     in_flight = running.service.getServiceNamed("http").site.in_flight.requests
     try:
-        connection.sendall(whole[:-10])
-        await wait_for(lambda: in_flight, what="the request's first line in")
-        stopping = running.stop()
-        connection.sendall(whole[-10:])
+        if before:
+            connection.sendall(before)
+            await wait_for(lambda: in_flight, what="the request's first line in")
+        stopping = running.stop()  # stops listening; the grace for kept-alive connections begins
+        connection.sendall(whole[len(before):])
         answer = await deferToThread(answer_of, connection)
-        assert answer.startswith(b"HTTP/1.1 200") and b"\r\nconnection: close\r\n" in answer.lower(), answer
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"inserted": 1}'), answer
+        assert b"\r\nconnection: close\r\n" in answer.lower()
         assert await deferToThread(closed_by_the_service, connection)
         await stopping
     finally:

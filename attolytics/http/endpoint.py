@@ -32,6 +32,7 @@ class HttpEndpointService(Service):
 
     def startService(self):
         super().startService()
+        self.site.closing = False  # started again after a stop: keep connections alive again
         self.endpoint.listen(self.site).addCallbacks(self._listening, self._cannot_listen)
 
     def _listening(self, port) -> None:
