@@ -309,7 +309,7 @@ async def test_a_stop_while_the_database_is_down_never_starts_up_later(start, ow
     # A request that never arrives whole keeps the shutdown waiting its 3 s...
     slow = socket.create_connection(("127.0.0.1", running.port))
     slow.sendall(b"POST /apps/app/events/hits HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
-    in_flight = running.service.getServiceNamed("http").site.in_flight.requests
+    in_flight = running.service.getServiceNamed("http").site.in_flight.items
     try:
         await wait_for(lambda: in_flight, what="the slow request in flight")
         stopping = running.stop()

@@ -6,8 +6,14 @@ import socket
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.threads import deferToThread
+from twisted.web.resource import Resource
 
+from attolytics.http.endpoint import HttpEndpointService
+from attolytics.http.site import AttolyticsSite
+from attolytics.shutdown import Shutdown
 from support.configs import GAME_CONFIG, SECRET
 from support.waiting import wait_for
 
@@ -59,7 +65,7 @@ async def test_a_request_on_a_kept_alive_connection_during_a_stop_is_answered_th
     connection = await deferToThread(kept_alive, running.port)
     whole = request(2)
     before = whole[:-10] if arriving else b""
-    in_flight = running.service.getServiceNamed("http").site.in_flight.requests
+    in_flight = running.service.getServiceNamed("http").site.in_flight.items
     try:
         if before:
             connection.sendall(before)
@@ -88,5 +94,48 @@ async def test_an_idle_kept_alive_connection_is_closed_after_the_grace(start, sq
         assert await deferToThread(closed_by_the_service, idle)
     finally:
         idle.close()
-    assert not endpoint.site.connections.requests
+    assert not endpoint.site.connections.items
     assert sql("select count(*) from game_events") == [(1,)]
+
+
+class LargeAnswer(Resource):
+    """Answers every request with more bytes than the sockets between it and a client hold."""
+
+    isLeaf = True
+    size = 16_000_000
+
+    def render(self, request):
+        return b"x" * self.size
+
+
+def read_to_the_end(connection: socket.socket) -> tuple[int, str]:
+    """Read until the service closes `connection`: the bytes read, and how it ended."""
+    connection.settimeout(5)
+    count = 0
+    try:
+        while data := connection.recv(1 << 20):
+            count += len(data)
+    except TimeoutError:
+        return count, "still open"
+    return count, "closed"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idle_connection_still_sending_its_last_answer_closes_once_it_is_sent():
+    site = AttolyticsSite(LargeAnswer(), 10_000, 30.0, reactor=reactor)
+    listening, fatal = [], []
+    endpoint = HttpEndpointService(serverFromString(reactor, "tcp:0:interface=127.0.0.1"), "a test port", site,
+                                   Shutdown(reactor, 10.0), listening.append, fatal.append)
+    endpoint.keep_alive_grace = 0.05
+    endpoint.startService()
+    await wait_for(lambda: listening or fatal, what="listening")
+    connection = socket.create_connection(("127.0.0.1", listening[0].getHost().port))
+    try:
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # and read nothing yet
+        await wait_for(lambda: site.connections.items and not site.in_flight.items, what="the answer finished")
+        await endpoint.stopService()
+        received, ending = await deferToThread(read_to_the_end, connection)
+    finally:
+        connection.close()
+    assert ending == "closed" and received > LargeAnswer.size, (received, ending)
+    await wait_for(lambda: not site.connections.items, what="the connection forgotten")

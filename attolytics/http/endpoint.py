@@ -58,4 +58,4 @@ class HttpEndpointService(Service):
         self.site.close_idle_connections()
         if not await self.shutdown.within(self.site.in_flight.idle()):
             log.warn("stopping with {count} requests still unanswered",
-                     count=len(self.site.in_flight.requests))
+                     count=len(self.site.in_flight.items))

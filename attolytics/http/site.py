@@ -12,29 +12,29 @@ from attolytics.logs import info_logged, logger
 log = logger("attolytics.site")
 
 
-class InFlight:
-    """What a site has begun and not yet ended (requests: from their first line until answered;
-    connections: until closed), so that shutdown can wait for them."""
+class Underway:
+    """What a site has begun and not yet ended (its requests, from their first line until
+    answered; its connections, until closed), so that shutdown can wait for them."""
 
     def __init__(self):
-        self.requests = set()  # the requests, or the connections
+        self.items = set()
         self._waiters: list[Deferred] = []
 
-    def started(self, request) -> None:
-        """A request's first line has arrived (a connection was made)."""
-        self.requests.add(request)
+    def started(self, item) -> None:
+        """A request's first line has arrived, or a connection was made."""
+        self.items.add(item)
 
-    def ended(self, request) -> None:
-        """A request was answered, refused, or its connection lost (a connection was closed)."""
-        self.requests.discard(request)
-        if not self.requests:
+    def ended(self, item) -> None:
+        """A request was answered, refused, or its connection lost; or a connection was closed."""
+        self.items.discard(item)
+        if not self.items:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 waiter.callback(None)
 
     def idle(self) -> Deferred:
         """Fires when none is left."""
-        if not self.requests:
+        if not self.items:
             return succeed(None)
         waiter = Deferred()
         self._waiters.append(waiter)
@@ -61,8 +61,8 @@ class AttolyticsSite(Site):
         )
         self.receive_timeout = receive_timeout
         self._early_headers = early_headers
-        self.in_flight = InFlight()
-        self.connections = InFlight()
+        self.in_flight = Underway()
+        self.connections = Underway()
         # Set as the service stops: every answer from then on closes its connection.
         self.closing = False
         self.metrics = metrics
@@ -74,16 +74,18 @@ class AttolyticsSite(Site):
     def stop_keeping_alive(self) -> None:
         """From now on, every answer (those not yet begun too) closes its connection."""
         self.closing = True
-        for channel in list(self.connections.requests):
+        for channel in list(self.connections.items):
             for request in channel.requests:
                 request.close_after_answer()
 
     def close_idle_connections(self) -> None:
         """Close the connections that carry no request now (with `closing`, the others close
         after their answer)."""
-        for channel in list(self.connections.requests):
+        for channel in list(self.connections.items):
             if not channel.requests:
-                channel.transport.loseConnection()
+                # The channel's own close: it unregisters the channel as its transport's producer
+                # (the transport's, with an answer still buffered, would wait for it for ever).
+                channel.loseConnection()
 
     def limit(self, max_body_bytes: int, receive_timeout: float) -> None:
         """Take requests that arrive from now on with this body limit and deadline."""
