@@ -3,6 +3,7 @@
 It tells its parent, not systemd, when it is ready or reloading, and signs its log lines."""
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 
@@ -41,6 +42,9 @@ class _AdoptedEndpoint:
     def listen(self, factory):
         """Serve `factory` on the socket; a Deferred of the port, as endpoints give."""
         port = self.reactor.adoptStreamPort(self.fd, self.family, factory)
+        # The port holds a copy of the descriptor; the original, left open, would keep the socket
+        # taking connections after the port stops listening, until this process exits.
+        os.close(self.fd)
         read = port.doRead
 
         def accept_one():

@@ -180,6 +180,14 @@ class WorkerProcesses(Service):
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        # This process's copy of the socket is closed first, so that the socket stops taking
+        # connections once the workers close theirs as their stop begins: held open here, it
+        # would queue connections that no worker accepts, lost unanswered at the exit (where a
+        # closed port sends a proxy on to another instance). Closed, not shut down: a shutdown
+        # would end the socket under the workers still accepting (EINVAL in their accept()).
+        if self.port is not None:
+            self.port._shouldShutdown = False  # twisted.internet.tcp.Port's own switch for this
+            await self.port.stopListening()
         workers = [w for w in self.workers.values() if not w.ended.called]
         for worker in workers:
             worker.signal("TERM")
@@ -191,8 +199,6 @@ class WorkerProcesses(Service):
                          number=worker.number, pid=worker.pid)
                 worker.signal("KILL")
             await ended
-        if self.port is not None:
-            await self.port.stopListening()
         if self.metrics_dir is not None:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
 

@@ -5,8 +5,11 @@ loses no acknowledged event; systemd hears READY=1 once both serve."""
 import json
 import os
 import re
+import select
 import signal
+import socket
 import threading
+import time
 import uuid
 
 import pytest
@@ -48,6 +51,12 @@ def served_by(output: str) -> set[str]:
 def since_restart(output: str, pid: int) -> str:
     """The log after the line that started the worker with this pid."""
     return output.split(f"(pid {pid})", 1)[-1]
+
+
+def both_ready(run) -> None:
+    """Wait until both workers have their tables ready (READY=1 comes once they listen)."""
+    wait_until(lambda: all(f"database#info worker {n}] ready" in run.output for n in (1, 2)),
+               what="both workers ready")
 
 
 def metrics_total(port: int) -> float:
@@ -96,6 +105,7 @@ def test_two_workers_serve_and_a_killed_one_comes_back(tmp_path, database_url):
     with notify_receiver(address) as receiver, serve(tmp_path, "-c", "app.yaml", env={"NOTIFY_SOCKET": address}) as run:
         assert wait_for_notification(receiver, "READY=1") == ["READY=1"]
         wait_until_served(port, run, path=PATH, key=KEY)
+        both_ready(run)
         sent = 0
         for _ in range(40):  # each on a connection of its own: both workers accept some
             with KeptAlive(port) as client:
@@ -127,6 +137,7 @@ def test_sighup_reaches_every_worker(tmp_path, database_url):
     with notify_receiver(address) as receiver, serve(tmp_path, "-c", "app.yaml", env={"NOTIFY_SOCKET": address}) as run:
         wait_for_notification(receiver, "READY=1")
         wait_until_served(port, run, path=PATH, key=KEY)
+        both_ready(run)
         (tmp_path / "app.yaml").write_text(config(port, database_url, keys=(KEY, "rotated-in-key")))
         run.process.send_signal(signal.SIGHUP)
         assert wait_for_notification(receiver, "READY=1") == ["RELOADING=1", "READY=1"]
@@ -154,7 +165,35 @@ def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path, database_url):
     stored = {row[0] for row in query(database_url, "select id::text from clicks")}
     assert set(load.acknowledged) <= stored
     assert query(database_url, "select count(*) = count(distinct id) from clicks") == [(True,)]
-    assert "Traceback" not in run.output
+    assert "Traceback" not in run.output, run.output[run.output.find("Traceback") - 1500:][:5000]
+
+
+def refused_while_open(port: int, held: socket.socket) -> bool | None:
+    """Try to connect until refused: whether `held`, a connection to the service, was still open
+    then (None: never refused in time)."""
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            closed = select.select([held], [], [], 0)[0] != []  # readable: the service closed it
+            return not closed
+        time.sleep(0.01)
+    return None
+
+
+def test_sigterm_closes_the_socket_while_the_workers_finish(tmp_path, database_url):
+    """No connection waits in the socket's queue for a worker that will never accept it: the
+    socket refuses connections while the workers finish (here: the keep-alive grace of one)."""
+    port = free_port()
+    (tmp_path / "app.yaml").write_text(config(port, database_url))
+    with serve(tmp_path, "-c", "app.yaml") as run:
+        wait_until_served(port, run, path=PATH, key=KEY)
+        with KeptAlive(port) as idle:  # kept open: its worker's stop waits the keep-alive grace
+            assert post_batch(idle, [str(uuid.uuid4())]).status == 200
+            run.process.send_signal(signal.SIGTERM)
+            assert refused_while_open(port, idle.connection.sock) is True
+        assert run.wait() is not None
+    assert run.returncode == 0, run.output[-3000:]
 
 
 def test_a_worker_that_cannot_start_stops_them_all_with_status_1(tmp_path, database_url):
@@ -166,4 +205,4 @@ def test_a_worker_that_cannot_start_stops_them_all_with_status_1(tmp_path, datab
     assert run.returncode == 1
     assert "table 'clicks' exists but does not match its declaration: column 'id' is declared uuid but is text" in run.output
     assert "worker 1 could not start" in run.output or "worker 2 could not start" in run.output
-    assert "Traceback" not in run.output
+    assert "Traceback" not in run.output, run.output[run.output.find("Traceback") - 1500:][:5000]

@@ -49,7 +49,10 @@ class HttpEndpointService(Service):
 
     async def _stop(self) -> None:
         if self.port is not None:
-            await self.port.stopListening()
+            # None when the port has closed already (twisted gives no Deferred then).
+            closing = self.port.stopListening()
+            if closing is not None:
+                await closing
         # Keep-alive connections end as their next answer is sent, so that a proxy or a client
         # never sends a request on a connection just as it closes (it would not know whether
         # the request was taken). Those still idle after a moment are closed.
