@@ -137,10 +137,11 @@ class Run:
         return {i for c in self.clients for b in c.batches for i in b}
 
 
-def instance_directory(directory, port: int, database_url: str):
-    """A folder holding app.yaml for an instance listening on `port`."""
+def instance_directory(directory, port: int, database_url: str, workers: int = 1):
+    """A folder holding app.yaml for an instance of `workers` processes listening on `port`."""
     directory.mkdir()
-    (directory / "app.yaml").write_text(f"listen: {listen_on(port)}\ndatabase_url: '{database_url}'\n{CONFIG}")
+    (directory / "app.yaml").write_text(
+        f"listen: {listen_on(port)}\ndatabase_url: '{database_url}'\nworkers: {workers}\n{CONFIG}")
     return directory
 
 
@@ -149,14 +150,14 @@ def loaded(clients, batches: int, since: float = 0.0) -> bool:
     return any(c.failure for c in clients) or all(c.acknowledged_after(since) >= batches for c in clients)
 
 
-def run_load(tmp_path, database_url, stop_signal) -> Run:
-    """Two instances behind nginx under load from CLIENTS threads; the first is sent
-    `stop_signal` once every client has BATCHES_BEFORE batches acknowledged, and the load goes
-    on until each has BATCHES_AFTER more after it exited."""
+def run_load(tmp_path, database_url, stop_signal, workers: int = 1) -> Run:
+    """Two instances behind nginx under load from CLIENTS threads; the first (of `workers`
+    processes) is sent `stop_signal` once every client has BATCHES_BEFORE batches acknowledged,
+    and the load goes on until each has BATCHES_AFTER more after it exited."""
     nginx_binary()  # skipped (failed under CI) before anything starts, when nginx is missing
     ports = (free_port(), free_port())
     stop = threading.Event()
-    with serve(instance_directory(tmp_path / "a", ports[0], database_url), "-c", "app.yaml") as first:
+    with serve(instance_directory(tmp_path / "a", ports[0], database_url, workers), "-c", "app.yaml") as first:
         wait_until_served(ports[0], first, path=PATH, key=KEY)
         # The second starts once the first has made the table: they never race to create it.
         with serve(instance_directory(tmp_path / "b", ports[1], database_url), "-c", "app.yaml") as second:
@@ -249,10 +250,11 @@ def test_contrib_passes_on_only_what_failed_to_connect():
     assert "keepalive 32;" in text and "proxy_http_version 1.1;" in text
 
 
-def test_sigterm_to_one_instance_under_load(tmp_path, database_url, record_property):
+@pytest.mark.parametrize("workers", [1, 2], ids=["one process", "two workers"])
+def test_sigterm_to_one_instance_under_load(tmp_path, database_url, record_property, workers):
     """A graceful stop: the instance finishes what it took and exits 0; nginx's connections to
     it are refused from then on, and it passes those requests to the other instance."""
-    run = run_load(tmp_path, database_url, signal.SIGTERM)
+    run = run_load(tmp_path, database_url, signal.SIGTERM, workers)
     record_property("statuses", dict(run.statuses()))
     assert [c.failure for c in run.clients if c.failure] == []
     assert run.stopped.returncode == 0, run.stopped.output[-3000:]
@@ -263,6 +265,9 @@ def test_sigterm_to_one_instance_under_load(tmp_path, database_url, record_prope
     # the listening socket as it closed (none in 7 runs); lost_on_the_way() checks that it is
     # nothing else, and that nginx did not pass it on.
     lost = lost_on_the_way(run)
+    # Rare: none in 13 runs. (When the socket of two workers still queued connections as they
+    # stopped, every stop lost 6, one a client.)
+    assert len(lost) <= 2, run.statuses()
     # Every other request was answered 200 by an instance, never 503 (as it did before the
     # connections were closed so: a request on a kept-alive connection met the closed pool).
     answered = tags_logged(run.stopped.output) + tags_logged(run.other_output)
