@@ -3,12 +3,14 @@ every event of the request, the one at fault marked; the client's answer unchang
 
 import gzip
 import json
+from datetime import datetime, timezone
 
 import psycopg2
 
 import pytest
 import pytest_twisted
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
 
 from support.configs import SECRET
 from support.metrics import scrape, value
@@ -211,3 +213,26 @@ async def test_kept_events_are_counted(keeping, sql):
     await wait_kept(sql, 2)
     metrics = await scrape(keeping.client)
     assert value(metrics, "attolytics_events_kept_rejected_total", app="game") == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_the_limits_refuse_are_not_kept(start, sql):
+    """Else a copied key could fill the table of refused events past the app's rate limit."""
+    limited = KEEPING.replace("      - event_type_id: orders\n", "") + "max_events_per_request: 4\n"
+    limited = limited.replace("    event_types:", "    rate_limit: {events_per_second: 1, burst: 3}\n    event_types:")
+    clock = Clock()
+    clock.advance(datetime(2026, 11, 30, tzinfo=timezone.utc).timestamp())
+    running = await start(limited, clock=clock)
+    assert running.fatal == []
+    path = "/apps/game/events/scores"
+    bad = {"player": "ann", "score": "x"}
+    assert (await post(running, path, document([bad] * 5))).status == 413  # past max_events_per_request
+    assert (await post(running, path, document([bad] * 4))).status == 413  # past the burst
+    assert (await post(running, path, document([{"player": "bob"}] * 3))).status == 200
+    assert (await post(running, path, document([bad]))).status == 429
+    clock.advance(10)
+    # A refusal of the events themselves, within the limits, is kept: after those, and alone.
+    assert (await post(running, path, document([{"player": "cy", "score": "y"}]))).status == 400
+    await wait_kept(sql, 1)
+    assert [row[0] for row in kept(sql)] == [400]
+    assert sql("select event->>'player' from refused") == [("cy",)]

@@ -20,6 +20,11 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class OverLimit(ApiError):
+    """A refusal by the limits against abuse (413 past the events a request may carry, 429):
+    its events are not kept with the refused events, which would let a flood write there."""
+
+
 def unavailable(reason: str) -> ApiError:
     """A 503 that tells the client when to try again."""
     return ApiError(503, reason, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})

@@ -12,7 +12,15 @@ from twisted.internet.defer import Deferred
 
 from attolytics.config import App, Config
 from attolytics.http import cors
-from attolytics.http.answers import ApiError, set_headers, unavailable, write_error, write_json, write_stored
+from attolytics.http.answers import (
+    ApiError,
+    OverLimit,
+    set_headers,
+    unavailable,
+    write_error,
+    write_json,
+    write_stored,
+)
 from attolytics.http.auth import authenticated_events, bearer_token, check_key
 from attolytics.http.body import check_content_type, decoded_body, parse_json
 from attolytics.http.client_address import client_address, network_of
@@ -186,21 +194,21 @@ class Intake:
         rate limit has no room for them now, with Retry-After: the whole seconds until it has."""
         cap = self.config.max_events_per_request
         if events > cap:
-            raise ApiError(413, f"a request may carry at most {cap} events (max_events_per_request); "
+            raise OverLimit(413, f"a request may carry at most {cap} events (max_events_per_request); "
                                 f"this one carries {events}")
         buckets = self.limits.buckets(app.app_id)
         if buckets is None:
             return
         limit = buckets.limit
         if events > limit.burst:
-            raise ApiError(413, f"a request of {events} events can never fit the rate limit of app "
+            raise OverLimit(413, f"a request of {events} events can never fit the rate limit of app "
                                 f"{app.app_id!r}, which takes at most {limit.burst} at once; send fewer per request")
         by_client = limit.by == "client"
         key = client_address(request, self.config.trusted_proxies) if by_client else None
         wait = buckets.take(key, events, self.clock.seconds())
         if wait is not None:
             seconds = max(1, math.ceil(wait))
-            raise ApiError(429, f"app {app.app_id!r} takes {limit.in_words()}; retry in {seconds} s",
+            raise OverLimit(429, f"app {app.app_id!r} takes {limit.in_words()}; retry in {seconds} s",
                            headers={"Retry-After": str(seconds)})
 
     def _stored(self, stored: Stored, request, app_id: str, batches) -> bytes:
@@ -231,9 +239,11 @@ class Intake:
 
     def _keep(self, request, seen, error: ApiError, fault_known: bool) -> None:
         """Keep the events of a refused request in the table of refused events, when there is one,
-        the body was read and the request carried the app's key; its answer does not wait."""
+        the body was read, the request carried the app's key and no limit refused it; its answer
+        does not wait."""
         table, app = self.refused_table, seen.app
-        if table is None or app is None or seen.raw is None or error.status not in KEPT_STATUSES:
+        if (table is None or app is None or seen.raw is None or error.status not in KEPT_STATUSES
+                or isinstance(error, OverLimit)):
             return
         if seen.body is _UNPARSED:  # the fast path took it; what it took, the precise path parses
             seen.body = parse_json(seen.raw)
