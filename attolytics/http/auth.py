@@ -40,11 +40,11 @@ def check_key(key: str | None, app: App, bearer: bytes | None) -> None:
     given = [k for k in (key.encode("utf-8", errors="surrogatepass") if key else None, bearer) if k]
     if not given:
         raise ApiError(401, "secret_key is missing (in the body, or as Authorization: Bearer)")
-    if not all(known_key(k, app.secret_keys) for k in given):
+    if not all(_known_key(k, app.secret_keys) for k in given):
         raise ApiError(403, "wrong secret_key")
 
 
-def known_key(given: bytes, keys: tuple[bytes, ...]) -> bool:
+def _known_key(given: bytes, keys: tuple[bytes, ...]) -> bool:
     """Compare with every key in constant time, so timing tells neither the key nor which."""
     found = False
     for key in keys:
