@@ -107,7 +107,7 @@ class Intake:
         try:
             seen.app = app = self._app_for(request, app_id, event_type_id)
             check_content_type(request)
-            seen.raw = request.content.getvalue()
+            seen.raw = request.content.getvalue()  # as sent, kept if it cannot be inflated
             seen.raw = raw = decoded_body(request, self.config.max_body_bytes)
             batches = self._fast_rows(request, app, raw, event_type_id)
             if batches is not None:
@@ -265,7 +265,6 @@ class Intake:
         if events and app_id in self.config.apps:
             reason = _REJECTION_REASONS.get(status, str(status))
             self.metrics.child(self.metrics.events_rejected, app_id, reason).inc(events)
-
 
     def _request_values(self, request, needed: frozenset) -> dict:
         """What the tables take from the request: its headers by lower-case name, the time it

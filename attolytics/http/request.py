@@ -203,13 +203,14 @@ class JsonErrorsChannel(http.HTTPChannel):
     _due = None  # when what is awaited must have arrived; None while a request is answered
     _receiving = None  # the request whose head and body are awaited; None for a request line
     _watch = None
+    _connections = None  # the site's open connections (Underway), which this one joins
 
     def connectionMade(self):
         super().connectionMade()
         self.expect(None)
-        connections = getattr(getattr(self, "site", None), "connections", None)
-        if connections is not None:
-            connections.started(self)
+        self._connections = getattr(getattr(self, "site", None), "connections", None)
+        if self._connections is not None:
+            self._connections.started(self)
 
     def expect(self, request) -> None:
         """From now on, await the rest of `request`, or (None) the next request line."""
@@ -255,9 +256,8 @@ class JsonErrorsChannel(http.HTTPChannel):
             self.expect(None)
 
     def connectionLost(self, reason):
-        connections = getattr(getattr(self, "site", None), "connections", None)
-        if connections is not None:
-            connections.ended(self)
+        if self._connections is not None:
+            self._connections.ended(self)
         self._due = self._receiving = None
         if self._watch is not None and self._watch.active():
             self._watch.cancel()
