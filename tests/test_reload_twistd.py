@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from support.configs import SECRET
+from support.configs import SECRET, scores_app
 from support.http import exchange, free_port, post
 from support.postgres import query
 from support.twistd import listen_on, notify_receiver, serve, wait_for_notification, wait_until_served
@@ -20,22 +20,9 @@ NEW_KEY = "the-rotated-in-key"
 
 
 def config(port: int, database_url: str, keys=(SECRET,), tables=("scores",), level=False, shop=False) -> str:
-    level_column = "      - {name: level, type: i32}\n" if level else ""
-    shop_app = "  shop:\n    secret_key: shop-key\n    tables: [clicks]\n" if shop else ""
-    return f"""listen: {listen_on(port)}
-database_url: '{database_url}'
-tables:
-  scores:
-    columns:
-      - {{name: player, type: text, required: true}}
-{level_column}  clicks:
-    columns:
-      - {{name: button, type: text, required: true}}
-apps:
-  game:
-    secret_keys: [{", ".join(keys)}]
-    tables: [{", ".join(tables)}]
-{shop_app}"""
+    return scores_app(keys, tables, columns=["{name: level, type: i32}"] if level else (),
+                      apps="  shop:\n    secret_key: shop-key\n    tables: [clicks]\n" if shop else "",
+                      extra=f"listen: {listen_on(port)}\ndatabase_url: '{database_url}'\n")
 
 
 class Load(threading.Thread):

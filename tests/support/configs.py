@@ -75,3 +75,22 @@ apps:
     secret_keys: [{SECRET}, {NEW_KEY}]
     tables: [game_events]
 """
+
+
+def scores_app(keys=(SECRET,), tables=("scores",), columns=(), apps="", extra=""):
+    """A map-form app, game, with `keys`, over `tables` of two declared ones, scores and clicks;
+    `columns` are added to scores, `apps` after game, and `extra` (top-level keys) before."""
+    score_columns = "".join(f"      - {column}\n" for column in columns)
+    return f"""{extra}
+tables:
+  scores:
+    columns:
+      - {{name: player, type: text, required: true}}
+{score_columns}  clicks:
+    columns:
+      - {{name: button, type: text, required: true}}
+apps:
+  game:
+    secret_keys: [{", ".join(keys)}]
+    tables: [{", ".join(tables)}]
+{apps}"""
