@@ -28,7 +28,7 @@ class _BlockingDatabase:
 
 
 class _WallClock:
-    """Now, as the reactor tells it."""
+    """Now, through the seconds() a reactor offers (check runs no reactor)."""
 
     @staticmethod
     def seconds() -> float:
