@@ -14,12 +14,14 @@ from attolytics.storage.tables import SchemaError
 
 log = logger(__name__)
 
-# What a running service cannot take from a reloaded file, and how to read each from a Config.
+# What a running service cannot take from a reloaded file: how to read each from a Config, and
+# how to put it back into one.
 RESTART_ONLY = {
-    "listen": lambda config: config.listen,
-    "database": lambda config: config.database,
-    "writer.connections": lambda config: config.writer.connections,
-    "workers": lambda config: config.workers,
+    "listen": (lambda config: config.listen, lambda config, value: replace(config, listen=value)),
+    "database": (lambda config: config.database, lambda config, value: replace(config, database=value)),
+    "writer.connections": (lambda config: config.writer.connections,
+                           lambda config, value: replace(config, writer=replace(config.writer, connections=value))),
+    "workers": (lambda config: config.workers, lambda config, value: replace(config, workers=value)),
 }
 
 
@@ -67,12 +69,10 @@ class Reloader:
         """The file's configuration, with the command line's overrides and what only a restart
         changes kept as in force; and its declared types."""
         config = self.overrides(load_config(path))
-        for key, value_of in RESTART_ONLY.items():
+        for key, (value_of, with_value) in RESTART_ONLY.items():
             if value_of(config) != value_of(self.config):
                 log.warn("{file}: {key} changes only with a restart; it stays as it is", file=path, key=key)
-        config = replace(config, listen=self.config.listen, database=self.config.database,
-                         writer=replace(config.writer, connections=self.config.writer.connections),
-                         workers=self.config.workers)
+                config = with_value(config, value_of(self.config))
         return config, declared_types(config)
 
     def _apply(self, config: Config, types, prepared) -> None:
