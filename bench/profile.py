@@ -1,7 +1,7 @@
 """Where the service's time goes: an embedded PostgreSQL, one bench/serve.py under wrk, sampled
 by py-spy; prints the functions that hold the most samples, by their own time and with callees.
 
-    python bench/profile.py [--mode attolytics] [--events 10] [--seconds 10] [--top 25]
+    python bench/profile.py [--mode attolytics] [--events 10] [--escaped] [--seconds 10] [--top 25]
 
 Needs wrk and py-spy (pip install py-spy; sampling another process may need root or
 CAP_SYS_PTRACE).
@@ -55,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", default="attolytics", choices=["attolytics", "attolytics-ids", "null"])
     parser.add_argument("--events", type=int, default=10, choices=SHAPES)
+    parser.add_argument("--escaped", action="store_true", help="an event_type written in escapes")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--top", type=int, default=25)
@@ -73,7 +74,7 @@ def main() -> None:
         try:
             server = Server(args.mode, db_url)
             try:
-                body = body_file(tmp, args.events, args.mode == "attolytics-ids")
+                body = body_file(tmp, args.events, args.mode == "attolytics-ids", args.escaped)
                 samples = tmp / "samples.txt"
                 spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.process.pid), "--format", "raw",
                                         "--duration", str(args.seconds), "--rate", "200", "--nonblocking",
@@ -81,7 +82,8 @@ def main() -> None:
                                        stderr=subprocess.DEVNULL)
                 result = run_wrk(server.port, body, args.seconds, args.connections)
                 spy.wait(timeout=60)
-                say(f"{args.mode}, {args.events} events a request: {result['rps'] * args.events:,.0f} events/s")
+                say(f"{args.mode}, {args.events} events a request{', escaped' if args.escaped else ''}: "
+                    f"{result['rps'] * args.events:,.0f} events/s")
                 report(collapsed_samples(samples), args.top)
             finally:
                 server.stop()
