@@ -4,11 +4,12 @@ parser, auth and Table.row), over every column type, with hypothesis, both ways:
 - whatever body the fast path accepts, the precise path accepts too, with the same rows, the
   same key and the same count of events;
 - whatever events the precise path accepts, the fast path accepts too when they are written
-  the way clients write JSON (compact or with spaces, no escapes, integers as integers, uuids
-  canonical): the fast path is not a narrow special case.
+  the way clients write JSON (compact or with spaces, escapes or UTF-8, integers as integers,
+  uuids canonical): the fast path is not a narrow special case.
 """
 
 import json
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -129,11 +130,17 @@ def write(value, style) -> str:
     return {None: "null", True: "true", False: "false"}[value]
 
 
-def write_string(text: str, escape: bool) -> str:
-    return json.dumps(text, ensure_ascii=escape)
+def write_string(text: str, escape) -> str:
+    """A JSON string: UTF-8 (False), escapes past ASCII (True, as Python writes), or "every"
+    character escaped (as \\uXXXX, in pairs past the BMP)."""
+    if escape != "every":
+        return json.dumps(text, ensure_ascii=escape)
+    units = text.encode("utf-16-le", "surrogatepass")
+    return '"' + "".join(f"\\u{int.from_bytes(units[i:i + 2], 'little'):04x}" for i in range(0, len(units), 2)) + '"'
 
 
-STYLES = st.tuples(st.sampled_from([":", ": ", " : "]), st.sampled_from([",", ", "]), st.booleans())
+STYLES = st.tuples(st.sampled_from([":", ": ", " : "]), st.sampled_from([",", ", "]),
+                   st.sampled_from([False, True, "every"]))
 
 numbers = st.one_of(
     st.integers().map(lambda n: ("num", str(n))),
@@ -200,8 +207,8 @@ def test_what_the_fast_path_accepts_the_precise_path_accepts_alike(data):
 # --- Events the precise path accepts, written as clients write them.
 
 def valid_values():
-    """Per column, values its converter accepts, spelled without escapes."""
-    plain = st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"], exclude_characters='"\\'), max_size=6)
+    """Per column, values its converter accepts (strings with quotes, backslashes and controls)."""
+    plain = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="\x00"), max_size=6)
     uuid = st.uuids().map(str)
     moment = st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=st.just(timezone.utc)).map(
         lambda m: m.isoformat().replace("+00:00", "Z"))
@@ -238,26 +245,33 @@ def good_every(draw):
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(events=st.lists(good_every(), max_size=5), style=STYLES.map(lambda s: (s[0].lstrip(), s[1], False)))
+@given(events=st.lists(good_every(), max_size=5), style=STYLES.map(lambda s: (s[0].lstrip(), s[1], s[2])))
 @example(events=[("obj", [("i4", ("num", "7")), ("t", ":colon first")])], style=(":", ",", False))
+@example(events=[("obj", [("i4", ("num", "7")), ("t", 'say "hi":')])], style=(":", ",", False))
+@example(events=[("obj", [("i4", ("num", "7")), ("t", "é\\\n\t😀"), ("v5", "\u2028\"")])], style=(":", ",", True))
 def test_events_the_precise_path_accepts_take_the_fast_path_when_written_plainly(events, style):
     raw = write(("obj", [("secret_key", "s3cret"), ("events", events)]), style).encode("utf-8", "surrogatepass")
     expected = precise(raw, "every")
     # Left to the precise path by design: a value the column refuses after all (a repeated key
-    # in a json value, say), an escape, a string that begins like the end of a key.
-    if expected[0] != "ok" or b"\\" in raw or begins_like_a_key_end(events):
+    # in a json value, say), a NUL in a json value, a string that holds what looks like the end
+    # of a key.
+    if expected[0] != "ok" or b"\\u0000" in raw or looks_like_a_key_end(events):
         return
     assert fast(raw, "every") == expected, raw
 
 
-def begins_like_a_key_end(value) -> bool:
-    """Whether a string within the value begins with a colon, after whitespace or not."""
+_LIKE_A_KEY_END = re.compile('(?:^|") *:')  # in JSON text, a quote and spaces before a colon
+
+
+def looks_like_a_key_end(value) -> bool:
+    """Whether a string within the value begins with a colon (after spaces or not), or holds a
+    quote so followed, which in JSON text looks like the end of a key."""
     if isinstance(value, str):
-        return value.lstrip(" \t\r\n").startswith(":")
+        return _LIKE_A_KEY_END.search(value) is not None
     if isinstance(value, tuple) and value[0] == "obj":
-        return any(begins_like_a_key_end(key) or begins_like_a_key_end(item) for key, item in value[1])
+        return any(looks_like_a_key_end(key) or looks_like_a_key_end(item) for key, item in value[1])
     if isinstance(value, list):
-        return any(begins_like_a_key_end(item) for item in value)
+        return any(looks_like_a_key_end(item) for item in value)
     return False
 
 
@@ -284,7 +298,12 @@ def test_the_fast_path_leaves_what_it_cannot_tell_to_the_precise_path():
         return ('{' + key + '"events":[' + event + ']}').encode()
     cases = {
         "a repeated key": body('{"i4":1,"i4":2}'),
-        "an escape": body('{"i4":1,"t":"a\\u00e9"}'),
+        "a NUL": body('{"i4":1,"t":"a\\u0000"}'),
+        "a NUL in a json value": body('{"i4":1,"j":"a\\u0000"}'),
+        "an unpaired surrogate": body('{"i4":1,"t":"a\\ud800"}'),
+        "surrogates in the wrong order": body('{"i4":1,"t":"\\ude00\\ud83d"}'),
+        "an escaped quote before a colon": body('{"i4":1,"t":"a\\":"}'),
+        "an escaped repeated key": body('{"i4":1,"\\u0069\\u0034":2}'),
         "42.0 for an integer": body('{"i4":42.0}'),
         "a non-canonical uuid": body('{"i4":1,"u":"0190F5A4-0000-7000-8000-000000000001"}'),
         "a missing required column": body('{"b":true}'),
@@ -299,6 +318,10 @@ def test_the_fast_path_leaves_what_it_cannot_tell_to_the_precise_path():
     for why, raw in cases.items():
         assert fast(raw, "every") is None, why
     assert fast(body('{"i4":1,"t":":x"}'), "every") is None  # a value that looks like a key end
+    for escaped in ('{"i4":1,"t":"caf\\u00e9 \\ud83d\\ude00 \\"q\\" \\\\ \\/ \\n"}',
+                    '{"i4":1,"t":"\\u00E9","j":{"\\u00e9":"\\t"},"jb":["\\ud83d\\ude00"]}'):
+        found = fast(body(escaped), "every")
+        assert found is not None and found[0] == "ok" and found == precise(body(escaped), "every"), escaped
     assert fast(body('{"i4": 1, "t" : "x"}'), "every") == precise(body('{"i4": 1, "t" : "x"}'), "every")
     assert fast(body('{"ts":"2026-11-30T10:00:00Z"}'), "parted")[0] == "ok"
     assert fast(body('{"ts":"2026-11-20T10:00:00Z"}'), "parted") is None  # outside the range kept

@@ -3,11 +3,13 @@ bodies it can decide; for any other, None, and the precise path (body.parse_json
 Table.row) answers as before, with its messages.
 
 What the fast path accepts is exactly what the precise path accepts, with the same rows:
-- a body with a backslash goes to the precise path: without escapes, no string holds a NUL, an
-  unpaired surrogate or a quote, and every quote delimits a string;
-- so every `":` ends a key, and their count must be the keys the decoded body holds: msgspec
-  keeps the last of two equal keys, which the precise parser refuses (a key followed by
-  whitespace before its colon sends the body to the precise path);
+- a body with the escape \u0000 goes to the precise path (NUL, which no text column holds);
+  msgspec refuses an unpaired surrogate, and decodes every other escape as the precise parser;
+- every key ends with a quote and a colon, whitespace between or not, so counting those places
+  gives the keys of the body or more (an escaped quote in a string, or a string that begins
+  with a colon, adds one, which only sends its body to the precise path); the count must be the
+  keys the decoded body holds: msgspec keeps the last of two equal keys, which the precise
+  parser refuses;
 - each table's columns decode as its EventShape says (storage/event_shapes.py), and whatever
   msgspec refuses goes to the precise path for the answer.
 """
@@ -20,10 +22,13 @@ import msgspec
 
 from attolytics.outcomes import Undecided
 
-# Where a key may end: at a quote, with whitespace before the colon or not. Without backslashes
-# in the body, every key ends so; a string value that begins with a colon counts too, which only
-# sends its body to the precise path.
+# Where a key may end: at a quote, with whitespace before the colon or not. Every key ends so;
+# an escaped quote or a string value followed by a colon counts too, which only sends its body to
+# the precise path.
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
+# NUL, written the one way JSON can write it (after an escaped backslash, text that only looks
+# like it, which sends the body to the precise path all the same).
+_NUL_ESCAPE = b"\\u0000"
 
 
 class _Missing:
@@ -34,7 +39,7 @@ _NO_KEY = _Missing()
 
 
 def _keys_at_most(raw: bytes) -> int:
-    """The keys of a body without backslashes, or more, never fewer: the places a key may end."""
+    """The keys of a body, or more, never fewer: the places a key may end."""
     ends = raw.count(b'":')
     if raw.count(b":") != ends:  # a colon in a string, or after whitespace
         ends = len(_KEY_END.findall(raw))
@@ -62,7 +67,7 @@ class FastBodies:
     def decode(self, raw: bytes, app, event_type_id: str | None, request_values) -> FastBody | None:
         """The body's rows, or None when the precise path must decide. `request_values` are the
         values the tables take from the request (Table.row's `request`)."""
-        if b"\\" in raw:
+        if _NUL_ESCAPE in raw:
             return None
         decoder, table_of = self._decoder(app, event_type_id)
         if decoder is None:
