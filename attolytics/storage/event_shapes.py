@@ -6,8 +6,8 @@ A Struct field is typed exactly as the column's converter rules only where the t
 every JSON value the fast path lets through (booleans, integers in range, strings no longer than
 the column, canonical uuids); every other column takes the value as the precise parser would
 have made it (msgspec's Any, floats as Decimal) and runs the column's own converter on it.
-The caller must keep bodies with a backslash away (no escape: no NUL, no surrogate, no quote
-inside a string) and count keys (duplicate keys collapse), see http/fast_body.py.
+The caller must keep bodies with a NUL escape away (msgspec refuses unpaired surrogates) and
+count keys (duplicate keys collapse), see http/fast_body.py.
 """
 
 import re
