@@ -35,6 +35,26 @@ async def test_the_readme_events_are_stored_as_sent(game, sql):
 
 
 @pytest_twisted.ensureDeferred
+async def test_strings_written_in_escapes_are_stored_as_the_text_they_stand_for(game, sql):
+    body = ('{"secret_key": "%s", "events": [{"timestamp": 1, "event_type": '
+            '"caf\\u00e9 \\ud83d\\ude00 \\"q\\": \\\\ \\/ \\n\\t\\u2028"}]}' % SECRET).encode()
+    answer = await game.client.request("POST", ROUTE, body, {"Content-Type": "application/json"})
+    assert (answer.status, answer.json()) == (200, {"inserted": 1})
+    assert sql("select event_type from game_events") == [('caf\u00e9 \U0001F600 "q": \\ / \n\t\u2028',)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_nul_or_a_lone_surrogate_written_in_escapes_is_refused_naming_the_field(game, sql):
+    for escape, why in (("\\u0000", "must not contain a NUL character"), ("\\ud800", "unpaired UTF-16 surrogate")):
+        body = ('{"secret_key": "%s", "events": [{"timestamp": 1, "event_type": "a%sb"}]}' % (SECRET, escape)).encode()
+        answer = await game.client.request("POST", ROUTE, body, {"Content-Type": "application/json"})
+        refusal = answer.json()
+        assert (answer.status, refusal["event"], refusal["field"]) == (400, 0, "event_type"), answer.body
+        assert why in refusal["error"], answer.body
+    assert count(sql) == 0
+
+
+@pytest_twisted.ensureDeferred
 async def test_charset_parameter_is_accepted(game, sql):
     body = {"secret_key": SECRET, "events": [START]}
     answer = await game.client.request(
