@@ -113,12 +113,15 @@ class FastBodies:
     def _make(self, app, event_type_id: str | None):
         if event_type_id is not None:
             table = self.tables[app.event_types[event_type_id]]
+            if not table.shape.decodable:
+                return None, None
             event_struct, table_of = table.shape.struct(), {None: table}
         else:
             table_of = {}
             for type_id, table_name in app.event_types.items():
                 table = self.tables[table_name]
-                if "_t" in table.columns:  # a column named like the routing key: precise path
+                # A column named like the routing key, or one msgspec cannot name: precise path.
+                if "_t" in table.columns or not table.shape.decodable:
                     return None, None
                 table_of[table.shape.struct(type_id)] = table
             if not table_of:

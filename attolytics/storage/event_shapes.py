@@ -23,6 +23,8 @@ from attolytics.storage.column_types import Boolean, Integer, Rejected, Text, Uu
 from attolytics.storage.row_default import DEFAULT
 
 _UUID_CHARACTERS = re.compile("[0-9a-f-]*", re.ASCII).fullmatch
+# msgspec cannot rename a field to a name with a quote, a backslash or a control character.
+_RENAMEABLE = re.compile(r'[^"\\\x00-\x1f]*').fullmatch
 _UUID_HYPHENS = (8, 13, 18, 23)  # where the canonical spelling has its four hyphens
 
 
@@ -99,6 +101,8 @@ class EventShape:
                 self.request_slots.append((position, column.request_key, column))
         self.width = len(body_columns)
         self._fields, self._rename = fields, rename
+        # Whether msgspec can decode these events: else the precise path takes all of them.
+        self.decodable = all(map(_RENAMEABLE, rename.values()))
         optional = [position for position, _ in self.missing_as]
         # What may be MISSING in a row: one value, or a tuple of them.
         self._optional = itemgetter(*optional) if optional else None
