@@ -302,6 +302,12 @@ def test_the_fast_path_leaves_what_it_cannot_tell_to_the_precise_path():
         "a NUL in a json value": body('{"i4":1,"j":"a\\u0000"}'),
         "an unpaired surrogate": body('{"i4":1,"t":"a\\ud800"}'),
         "surrogates in the wrong order": body('{"i4":1,"t":"\\ude00\\ud83d"}'),
+        "a high surrogate before a letter": body('{"i4":1,"t":"\\ud83d\\u0041"}'),
+        "two high surrogates": body('{"i4":1,"t":"\\ud83d\\ud83d\\ude00"}'),
+        "a high surrogate before a character": body('{"i4":1,"t":"\\ud83dx"}'),
+        "a high surrogate at the end": body('{"i4":1,"t":"\\ud83d"}'),
+        "a json value nested 500 deep": body('{"i4":1,"j":' + "[" * 500 + "]" * 500 + '}'),
+        "a json value nested 5000 deep": body('{"i4":1,"j":' + "[" * 5000 + "]" * 5000 + '}'),
         "an escaped quote before a colon": body('{"i4":1,"t":"a\\":"}'),
         "an escaped repeated key": body('{"i4":1,"\\u0069\\u0034":2}'),
         "42.0 for an integer": body('{"i4":42.0}'),
@@ -317,6 +323,7 @@ def test_the_fast_path_leaves_what_it_cannot_tell_to_the_precise_path():
     }
     for why, raw in cases.items():
         assert fast(raw, "every") is None, why
+    assert precise(cases["a json value nested 500 deep"], "every")[0] == "ok"  # stored, as before
     assert fast(body('{"i4":1,"t":":x"}'), "every") is None  # a value that looks like a key end
     for escaped in ('{"i4":1,"t":"caf\\u00e9 \\ud83d\\ude00 \\"q\\" \\\\ \\/ \\n"}',
                     '{"i4":1,"t":"\\u00E9","j":{"\\u00e9":"\\t"},"jb":["\\ud83d\\ude00"]}'):

@@ -1,15 +1,15 @@
-"""The fast path of a POST: a whole body decoded in C (msgspec) straight into its rows, for the
+r"""The fast path of a POST: a whole body decoded in C (msgspec) straight into its rows, for the
 bodies it can decide; for any other, None, and the precise path (body.parse_json, auth,
 Table.row) answers as before, with its messages.
 
 What the fast path accepts is exactly what the precise path accepts, with the same rows:
-- a body with the escape \u0000 goes to the precise path (NUL, which no text column holds);
+- a body with the escape \u0000 goes to the precise path (NUL, which text columns refuse);
   msgspec refuses an unpaired surrogate, and decodes every other escape as the precise parser;
 - every key ends with a quote and a colon, whitespace between or not, so counting those places
-  gives the keys of the body or more (an escaped quote in a string, or a string that begins
-  with a colon, adds one, which only sends its body to the precise path); the count must be the
-  keys the decoded body holds: msgspec keeps the last of two equal keys, which the precise
-  parser refuses;
+  gives the keys of the body's text or more (an escaped quote, or a string value, followed by
+  a colon adds one); the keys counted in the decoded body are never more than those of the
+  text, and fewer when a key repeats (msgspec keeps the last of two equal keys, which the
+  precise parser refuses); so the two counts are equal only when neither happened;
 - each table's columns decode as its EventShape says (storage/event_shapes.py), and whatever
   msgspec refuses goes to the precise path for the answer.
 """
@@ -75,7 +75,7 @@ class FastBodies:
         try:
             body = decoder.decode(raw)
             batches, keys = self._rows(body.events, table_of, event_type_id, request_values)
-        except (msgspec.MsgspecError, Undecided):
+        except (msgspec.MsgspecError, Undecided, RecursionError):  # (deep nesting: precise path too)
             return None
         keys += 1 + (body.secret_key is not _NO_KEY)
         if event_type_id is None:
