@@ -10,6 +10,7 @@ import gzip
 import json
 
 import pytest
+from twisted.logger import formatEvent, globalLogPublisher
 
 from support.configs import (
     COUNTRY,
@@ -470,3 +471,23 @@ def test_405_allows_post_and_options(declared_service):
     answer = declared_service.request("PUT", "/apps/game/events")
     assert answer.status == 405
     assert set(answer.headers["allow"].replace(" ", "").split(",")) == {"POST", "OPTIONS"}
+
+
+def test_a_fault_of_the_fast_path_is_logged_and_the_precise_path_answers(game_service):
+    """The fast path only reads the body: if it fails, the events are checked and stored as
+    ever, and the operator is told (with the traceback)."""
+    def broken(*args):
+        raise KeyError("a fault in the fast path")
+    game_service.routes.intake._fast.decode = broken
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        answer = game_service.post_events("mygame", "game_events", [START], SECRET)
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert (answer.status, answer.json()) == (200, {"inserted": 1})
+    assert [rows for _, rows in game_service.writer.inserts[0]] == [[(1554130180, "game_start", None)]]
+    failures = [event for event in logged if "log_failure" in event]
+    assert [formatEvent(event) for event in failures] == [
+        "the fast path failed on a body of app mygame; the precise path answers it"]
+    assert failures[0]["log_failure"].check(KeyError)

@@ -158,8 +158,14 @@ class Intake:
         if self._fast is None:
             return None
         needed = self._request_keys.get(app.app_id)
-        fast = self._fast.decode(raw, app, event_type_id,
-                                 self._request_values(request, needed) if needed else None)
+        values = self._request_values(request, needed) if needed else None
+        try:
+            fast = self._fast.decode(raw, app, event_type_id, values)
+        except Exception:
+            # A fault of the fast path (it only reads) must not cost a client its events.
+            log.failure("the fast path failed on a body of app {app_id}; the precise path answers it",
+                        app_id=app.app_id)
+            return None
         if fast is None:
             return None
         request.events_received = fast.events
