@@ -475,19 +475,22 @@ def test_405_allows_post_and_options(declared_service):
 
 def test_a_fault_of_the_fast_path_is_logged_and_the_precise_path_answers(game_service):
     """The fast path only reads the body: if it fails, the events are checked and stored as
-    ever, and the operator is told (with the traceback)."""
+    ever, and the operator is told, with the traceback, at most once a minute."""
     def broken(*args):
         raise KeyError("a fault in the fast path")
     game_service.routes.intake._fast.decode = broken
     logged = []
     globalLogPublisher.addObserver(logged.append)
     try:
-        answer = game_service.post_events("mygame", "game_events", [START], SECRET)
+        answers = [game_service.post_events("mygame", "game_events", [START], SECRET) for _ in range(3)]
+        game_service.clock.advance(60)
+        answers.append(game_service.post_events("mygame", "game_events", [START], SECRET))
     finally:
         globalLogPublisher.removeObserver(logged.append)
-    assert (answer.status, answer.json()) == (200, {"inserted": 1})
-    assert [rows for _, rows in game_service.writer.inserts[0]] == [[(1554130180, "game_start", None)]]
+    assert [(answer.status, answer.json()) for answer in answers] == [(200, {"inserted": 1})] * 4
+    assert [rows for insert in game_service.writer.inserts for _, rows in insert] == [
+        [(1554130180, "game_start", None)]] * 4
     failures = [event for event in logged if "log_failure" in event]
-    assert [formatEvent(event) for event in failures] == [
-        "the fast path failed on a body of app mygame; the precise path answers it"]
-    assert failures[0]["log_failure"].check(KeyError)
+    said = "the fast path failed on a body of app mygame ({} since the last such message); the precise path answers them"
+    assert [formatEvent(event) for event in failures] == [said.format(1), said.format(3)]
+    assert all(event["log_failure"].check(KeyError) for event in failures)

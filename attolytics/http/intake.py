@@ -42,6 +42,10 @@ _REJECTION_REASONS = {
 }
 
 
+# How often a fault of the fast path is logged, at most.
+FAST_FAULT_LOG_SECONDS = 60.0
+
+
 class Intake:
     """Checks POSTs of events and hands their rows to the writer; `serve()` starts it."""
 
@@ -60,6 +64,7 @@ class Intake:
         # Per app, the request values its tables take: header names, received_at, ...
         self._request_keys: dict[str, frozenset] = {}
         self._fast = None  # the fast path's decoders, for the tables in force
+        self._fast_faults, self._fast_fault_logged_at = 0, None  # faults of it not yet logged
 
     def configure(self, config: Config) -> None:
         """Take requests with this configuration from the next one on."""
@@ -163,8 +168,7 @@ class Intake:
             fast = self._fast.decode(raw, app, event_type_id, values)
         except Exception:
             # A fault of the fast path (it only reads) must not cost a client its events.
-            log.failure("the fast path failed on a body of app {app_id}; the precise path answers it",
-                        app_id=app.app_id)
+            self._fast_path_failed(app)
             return None
         if fast is None:
             return None
@@ -172,6 +176,17 @@ class Intake:
         check_key(fast.secret_key, app, bearer_token(request))
         self._admit(request, app, fast.events)
         return fast.batches
+
+    def _fast_path_failed(self, app: App) -> None:
+        """Log the fault being handled, with its traceback, at most once a minute (saying how many
+        bodies failed since), so that a fault on every request does not flood the log."""
+        self._fast_faults += 1
+        now, last = self.clock.seconds(), self._fast_fault_logged_at
+        if last is not None and now - last < FAST_FAULT_LOG_SECONDS:
+            return
+        log.failure("the fast path failed on a body of app {app_id} ({faults} since the last such "
+                    "message); the precise path answers them", app_id=app.app_id, faults=self._fast_faults)
+        self._fast_faults, self._fast_fault_logged_at = 0, now
 
     def _rows(self, request, app: App, body, event_type_id: str | None) -> list:
         """The request's rows, [(table, rows)] in first-seen order, once its key is right and
