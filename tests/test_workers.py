@@ -177,6 +177,10 @@ def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path, database_url):
         wait_until_served(port, run, path=PATH, key=KEY)
         load = Load(port)
         load.start()
+        both_ready(run)
+        # Worker 2 takes connections too, whichever worker the kernel would wake first.
+        with paused_worker(worker_pids(run.output)[1]):
+            wait_until(lambda: "2" in served_by(run.output), what="worker 2 serving")
         wait_until(lambda: len(load.acknowledged) > 200 and served_by(run.output) == {"1", "2"},
                    what="load on both workers")
         seconds = run.stop()
