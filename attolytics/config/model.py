@@ -106,6 +106,12 @@ class App:
     allowed_origins: frozenset[str] = frozenset()
     rate_limit: RateLimit | None = None
 
+    def most_events(self, max_events_per_request: int) -> int:
+        """The most events one request of this app may carry: the service's cap, or the burst of
+        the app's rate limit when that is smaller."""
+        limit = self.rate_limit
+        return max_events_per_request if limit is None else min(max_events_per_request, limit.burst)
+
     @property
     def secret_key(self) -> bytes:
         """The app's first key."""

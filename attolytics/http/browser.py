@@ -27,8 +27,8 @@ class BrowserClient:
     def __init__(self, config: Config, event_ids: dict | None = None):
         template = files("attolytics.http").joinpath("static/attolytics.js").read_bytes()
         cap = config.max_events_per_request
-        at_once = {app.app_id: app.rate_limit.burst for app in config.apps.values()
-                   if app.rate_limit is not None and app.rate_limit.burst < cap}
+        most = {app.app_id: app.most_events(cap) for app in config.apps.values()}
+        at_once = {app_id: events for app_id, events in most.items() if events < cap}
         values = {
             _MAX_BODY_BYTES: str(int(config.max_body_bytes)).encode(),
             _MAX_EVENTS_PER_REQUEST: str(int(cap)).encode(),

@@ -99,8 +99,8 @@ def _limited(post: dict, app: App, max_events: int) -> dict:
 
     (Said in words, not as maxItems: past it the answer is 413, which a schema cannot say.)"""
     limit = app.rate_limit
-    most = max_events if limit is None else min(max_events, limit.burst)
-    post["description"] += f" A request carries at most {most} events (more: 413, nothing stored)."
+    post["description"] += (f" A request carries at most {app.most_events(max_events)} events (more: 413, "
+                            f"nothing stored).")
     if limit is not None:
         post["responses"] = dict(sorted({**post["responses"], "429": RATE_LIMITED}.items()))
         post["description"] += (f" The app takes {limit.in_words()}, {limit.burst} at once: past that, "
