@@ -5,8 +5,9 @@
 For 1, 10 and 100 events a request it measures events/s, p50 and p99 latency, and the rows
 really stored against the 200s received, for the service and, in the same run, for a null
 handler on the same web stack and for one INSERT per event; for the service, 10 events again
-with a string written in escapes (as Python's json.dumps writes é). It then measures p99 latency at
-half the service's maximum rate, and resident memory before and after 1,000,000 events.
+with a string written in escapes (as Python's json.dumps writes é). It then measures p99
+latency at half the service's maximum rate, and resident memory before and after 1,000,000
+events.
 Figures are reported as ratios too, since the machines are shared and noisy.
 """
 
@@ -182,31 +183,31 @@ def wait_until_stored(db_url: str, at_least: int, seconds: float = 30, table: st
 
 def measure(server: Server, db_url: str, bodies: dict, args) -> dict:
     results = {}
-    table = TABLES.get(server.mode)
     for events in SHAPES:
-        if table:
-            truncate(db_url, table)
-        body = bodies[events, server.mode == "attolytics-ids"]
-        cpu = server.cpu_seconds()
-        r = run_wrk(server.port, body, args.duration, args.connections)
-        r["events_per_s"] = r["rps"] * events
-        r["cpu_us"] = (server.cpu_seconds() - cpu) * 1e6 / max(1, r["requests"] * events)
-        if table:
-            r["stored"] = wait_until_stored(db_url, r["ok"] * events, table=table)
-            r["acknowledged"] = r["ok"] * events
-        results[events] = r
-        say(f"  {server.mode:>10}  {events:>3} events/request: {r['events_per_s']:>10,.0f} events/s"
-            f"  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  cpu {r['cpu_us']:.1f} us/event"
-            + (f"  stored {r['stored']:,} / acknowledged {r['acknowledged']:,}" if "stored" in r else ""))
+        results[events] = measure_one(server, db_url, bodies[events, server.mode == "attolytics-ids"],
+                                      events, args, f"{events:>3} events/request")
     if server.mode == "attolytics":
-        truncate(db_url, table)
-        r = run_wrk(server.port, bodies["escaped"], args.duration, args.connections)
-        r["events_per_s"] = r["rps"] * 10
-        r["stored"] = wait_until_stored(db_url, r["ok"] * 10, table=table)
-        results["escaped"] = r
-        say(f"  {server.mode:>10}   10 events/request, escaped: {r['events_per_s']:>10,.0f} events/s"
-            f"  stored {r['stored']:,} / acknowledged {r['ok'] * 10:,}")
+        results["escaped"] = measure_one(server, db_url, bodies["escaped"], 10, args,
+                                         " 10 events/request, escaped")
     return results
+
+
+def measure_one(server: Server, db_url: str, body: Path, events: int, args, label: str) -> dict:
+    """One wrk run of `body` (of `events` events) at full speed, and the rows it stored."""
+    table = TABLES.get(server.mode)
+    if table:
+        truncate(db_url, table)
+    cpu = server.cpu_seconds()
+    r = run_wrk(server.port, body, args.duration, args.connections)
+    r["events_per_s"] = r["rps"] * events
+    r["cpu_us"] = (server.cpu_seconds() - cpu) * 1e6 / max(1, r["requests"] * events)
+    if table:
+        r["stored"] = wait_until_stored(db_url, r["ok"] * events, table=table)
+        r["acknowledged"] = r["ok"] * events
+    say(f"  {server.mode:>10}  {label}: {r['events_per_s']:>10,.0f} events/s"
+        f"  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  cpu {r['cpu_us']:.1f} us/event"
+        + (f"  stored {r['stored']:,} / acknowledged {r['acknowledged']:,}" if "stored" in r else ""))
+    return r
 
 
 def paced_latency(server: Server, bodies: dict, maximum: dict, args) -> dict:
