@@ -14,8 +14,8 @@ _RATE_KEY = "rate_limit"
 
 def parse_apps(node: Node, declared_tables) -> tuple[dict[str, App], dict[str, tuple[str, ...]]]:
     """Both forms: a list of apps (app_id, app_secret_key and/or app_secret_keys, event_types), or
-    a map from app id to app (secret_key or secret_keys, tables); either may have a rate_limit. Also, per table, the columns by which the list
-    form's skip_duplicates recognises a duplicate."""
+    a map from app id to app (secret_key or secret_keys, tables); either may have a rate_limit.
+    Also, per table, the columns by which the list form's skip_duplicates recognises a duplicate."""
     by_id: dict[str, App] = {}
     skip_duplicates: dict[str, tuple[str, ...]] = {}
     if isinstance(node.value, list):
@@ -81,8 +81,10 @@ def _rate_limit(node: Node) -> RateLimit:
     rate = keys["events_per_second"].value
     if type(rate) not in (int, float) or not 0 < rate < float("inf"):
         # YAML reads 1e-3 (no dot) as text: say so rather than leave "got '1e-3'" unexplained.
-        hint = " (YAML reads an exponent without a dot as text: write 1.0e-3)" if isinstance(rate, str) and "e" in rate.lower() else ""
-        raise keys["events_per_second"].error(f"expected a number of events above 0, got {describe(rate)}{hint}")
+        hint = (" (YAML reads an exponent without a dot as text: write 1.0e-3)"
+                if isinstance(rate, str) and "e" in rate.lower() else "")
+        raise keys["events_per_second"].error(
+            f"expected a number of events above 0, got {describe(rate)}{hint}")
     by = keys["by"].string() if "by" in keys else "app"
     if by not in ("app", "client"):
         raise keys["by"].error(f"expected app (one limit for the app) or client (one per client address), "

@@ -223,7 +223,8 @@ class Intake:
         limit = buckets.limit
         if events > limit.burst:
             raise OverLimit(413, f"a request of {events} events can never fit the rate limit of app "
-                                f"{app.app_id!r}, which takes at most {limit.burst} at once; send fewer per request")
+                                f"{app.app_id!r}, which takes at most {limit.burst} at once; "
+                                "send fewer per request")
         by_client = limit.by == "client"
         key = client_address(request, self.config.trusted_proxies) if by_client else None
         wait = buckets.take(key, events, self.clock.seconds())

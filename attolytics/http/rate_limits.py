@@ -58,7 +58,8 @@ class RateLimits:
             if app.rate_limit is None:
                 continue
             found = self._by_app.get(app.app_id)
-            kept[app.app_id] = found if found is not None and found.limit == app.rate_limit else Buckets(app.rate_limit)
+            unchanged = found is not None and found.limit == app.rate_limit
+            kept[app.app_id] = found if unchanged else Buckets(app.rate_limit)
         self._by_app = kept
 
     def buckets(self, app_id: str) -> Buckets | None:
