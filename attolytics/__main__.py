@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, succeed
 from attolytics.config import ConfigError, load_config
 from attolytics.storage.declarations import declared_types
 from attolytics.storage.embedded import EmbeddedPostgres
-from attolytics.storage.tables import plan_tables
+from attolytics.storage.preparation import plan_tables
 
 
 class _BlockingDatabase:

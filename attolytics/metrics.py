@@ -1,6 +1,6 @@
 """Prometheus metrics of one service, served at GET /metrics.
 
-With several worker processes (workers.py), prometheus_client's multiprocess mode: each process
+With several worker processes (supervisor.py), prometheus_client's multiprocess mode: each process
 writes its values to files in $PROMETHEUS_MULTIPROC_DIR, and whichever worker answers /metrics
 adds them all up, so the answer is the same from any of them.
 """

@@ -10,7 +10,7 @@ from attolytics import systemd
 from attolytics.config import Config, ConfigError, load_config
 from attolytics.logs import logger
 from attolytics.storage.declarations import declared_types, uuid_ids
-from attolytics.storage.tables import SchemaError
+from attolytics.storage.preparation import SchemaError
 
 log = logger(__name__)
 

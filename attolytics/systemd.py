@@ -8,7 +8,7 @@ from attolytics.logs import logger
 log = logger(__name__)
 
 
-# In a worker process (workers.py), the pipe to the parent that speaks to systemd for all.
+# In a worker process (supervisor.py), the pipe to the parent that speaks to systemd for all.
 PARENT_FD = "ATTOLYTICS_NOTIFY_FD"
 
 

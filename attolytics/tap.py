@@ -13,7 +13,7 @@ from attolytics.config import ConfigError, DatabaseLocation, load_config
 from attolytics.logs import JsonLinesObserver, logger, set_verbosity
 from attolytics.signals import exit_on_fatal, reload_on_sighup, stop_on_signals
 from attolytics.service import attolytics_service
-from attolytics.workers import workers_service
+from attolytics.supervisor import workers_service
 
 log = logger(__name__)
 

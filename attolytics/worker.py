@@ -1,5 +1,5 @@
 """One worker process of several: the service on the listening socket its parent opened
-(workers.py starts it as `python -m attolytics.worker`), with its own writer and connections.
+(supervisor.py starts it as `python -m attolytics.worker`), with its own writer and connections.
 It tells its parent, not systemd, when it is ready or reloading, and signs its log lines."""
 
 import argparse
@@ -20,7 +20,7 @@ LISTENING_FD = 3
 
 
 def arguments(argv=None) -> argparse.Namespace:
-    """The command line the parent gives (workers.py worker_command())."""
+    """The command line the parent gives (supervisor.py worker_command())."""
     parser = argparse.ArgumentParser(prog="python -m attolytics.worker")
     parser.add_argument("--config", required=True)
     parser.add_argument("--number", type=int, required=True, help="this worker's number, from 1")

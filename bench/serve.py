@@ -7,7 +7,7 @@
 - null: the same web stack (Site, body limit, Klein); parses the JSON and answers 200.
 - attolytics-ids: the service as shipped, on a table whose events carry a unique uuid id.
 
-With --workers N (attolytics mode), N worker processes serve the socket (workers.py).
+With --workers N (attolytics mode), N worker processes serve the socket (supervisor.py).
 """
 
 import argparse
@@ -36,7 +36,7 @@ from attolytics.http.site import AttolyticsSite  # noqa: E402
 from attolytics.logs import set_verbosity  # noqa: E402
 from attolytics.outcomes import Stored  # noqa: E402
 from attolytics.service import attolytics_service  # noqa: E402
-from attolytics.workers import workers_service  # noqa: E402
+from attolytics.supervisor import workers_service  # noqa: E402
 
 CONFIG_PATH = Path(__file__).with_name("bench.conf.yaml")
 IDS_CONFIG_PATH = Path(__file__).with_name("bench-ids.conf.yaml")

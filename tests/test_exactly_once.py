@@ -11,7 +11,7 @@ from twisted.internet.defer import DeferredList, ensureDeferred
 from attolytics.config import WriterSettings, parse_config
 from attolytics.storage.declarations import declared_types
 from attolytics.storage.pool import ConnectionPool
-from attolytics.storage.tables import prepare_tables
+from attolytics.storage.preparation import prepare_tables
 from attolytics.storage.writer import Writer
 from support.configs import SECRET
 from support.metrics import scrape, value

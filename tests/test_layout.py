@@ -122,3 +122,18 @@ def test_no_test_module_imports_another():
     found = [f"{path.name} imports {name}" for path in modules(TESTS) for name in imported(path)
              if name.split(".")[0] in test_modules]
     assert found == []
+
+
+def module_stems() -> list[str]:
+    """The name of every module of the package, without its folder (packages' faces left out)."""
+    return sorted(p.stem for p in modules(PACKAGE) if p.name != "__init__.py")
+
+
+def test_no_two_modules_differ_only_by_a_plural():
+    stems = set(module_stems())
+    assert sorted(f"{stem} and {stem}s" for stem in stems if f"{stem}s" in stems) == []
+
+
+def test_no_module_name_is_used_in_two_folders():
+    stems = module_stems()
+    assert sorted({stem for stem in stems if stems.count(stem) > 1}) == []

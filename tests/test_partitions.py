@@ -14,7 +14,7 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.task import Clock
 
 from attolytics.__main__ import check
-from attolytics.storage.tables import SCHEMA_LOCK
+from attolytics.storage.preparation import SCHEMA_LOCK
 from support.configs import SECRET
 from support.metrics import scrape, value
 

@@ -12,7 +12,7 @@ from attolytics.config import WriterSettings, parse_config
 from attolytics.outcomes import DatabaseUnavailable, RowsRefused, Stored, WriterBusy
 from attolytics.storage.declarations import declared_types
 from attolytics.storage.pool import ConnectionPool
-from attolytics.storage.tables import prepare_tables
+from attolytics.storage.preparation import prepare_tables
 from attolytics.storage.writer import Writer
 from support.configs import GAME_CONFIG
 from support.waiting import wait_for

@@ -4,7 +4,7 @@ import ipaddress
 import os
 
 from attolytics.config.apps import parse_apps
-from attolytics.config.tables import parse_tables, rejected_events_table
+from attolytics.config.table_section import parse_tables, rejected_events_table
 from attolytics.config.model import (
     DEFAULT_EMBEDDED_PATH,
     DEFAULT_LISTEN,

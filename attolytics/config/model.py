@@ -162,7 +162,7 @@ class Config:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     # The table that keeps the events of refused requests (declared in `tables` too); None: off.
     rejected_events: str | None = None
-    # Processes that serve the listening socket together (workers.py); 1: this process alone.
+    # Processes that serve the listening socket together (supervisor.py); 1: this process alone.
     workers: int = 1
     # Events one request may carry; more gets 413 before any is checked.
     max_events_per_request: int = DEFAULT_MAX_EVENTS_PER_REQUEST

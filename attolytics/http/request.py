@@ -8,7 +8,7 @@ from io import BytesIO
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
-from attolytics.http.route import OTHER, Route, route_of
+from attolytics.http.paths import OTHER, Route, route_of
 
 REFUSED_LINGER_SECONDS = 2.0
 

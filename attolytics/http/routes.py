@@ -17,7 +17,7 @@ from attolytics.http import cors, openapi
 from attolytics.http.answers import unavailable, write_error, write_json
 from attolytics.http.browser import BrowserClient
 from attolytics.http.intake import ALLOWED_METHODS, Intake
-from attolytics.http.route import OTHER, Route
+from attolytics.http.paths import OTHER, Route
 from attolytics.logs import logger
 from attolytics.metrics import CONTENT_TYPE
 

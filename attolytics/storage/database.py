@@ -10,7 +10,7 @@ from attolytics.logs import logger
 from attolytics.shutdown import Shutdown
 from attolytics.storage.declarations import DeclaredTypes
 from attolytics.storage.pool import Backoff, ConnectionPool
-from attolytics.storage.tables import SchemaError, prepare_tables
+from attolytics.storage.preparation import SchemaError, prepare_tables
 
 log = logger(__name__)
 

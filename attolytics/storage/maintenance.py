@@ -16,7 +16,7 @@ from attolytics.config import Config
 from attolytics.logs import logger
 from attolytics.storage import catalog, partitions
 from attolytics.storage.declarations import DeclaredTypes
-from attolytics.storage.tables import SCHEMA_LOCK
+from attolytics.storage.preparation import SCHEMA_LOCK
 
 log = logger(__name__)
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from attolytics import __version__
 from attolytics.config import App, Config
-from attolytics.http.openapi.answers import (
+from attolytics.http.openapi.responses import (
     COMPONENT_SCHEMAS,
     HEADERS,
     POST_RESPONSES,

@@ -4,7 +4,7 @@ catalog's name for it or by the name a configuration gives it."""
 import re
 
 from attolytics.storage.column_types.base import ColumnType, Converter, Rejected, describe
-from attolytics.storage.column_types.documents import Json
+from attolytics.storage.column_types.json_values import Json
 from attolytics.storage.column_types.moments import Date, Timestamp
 from attolytics.storage.column_types.numbers import Boolean, Floating, Integer, Numeric
 from attolytics.storage.column_types.strings import Inet, Text, Uuid
