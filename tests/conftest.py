@@ -11,14 +11,16 @@ from twisted.internet.defer import ensureDeferred
 
 from attolytics.storage.embedded import EmbeddedPostgres
 from support.configs import GAME_CONFIG
+from support.examples import THOROUGH_DEFAULT
 from support.postgres import OwnPostgres, fresh_database
 from support.services import start_service
 
-# CI explores the same examples every run, so a landing never hangs on a lucky draw; runs on
-# a developer's machine keep drawing new ones.
-settings.register_profile("ci", derandomize=True, deadline=None)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+# CI (and ATTOLYTICS_HYPOTHESIS=thorough) explores every example the tests ask for, the same ones
+# every run, so a landing never hangs on a lucky draw; a developer's run draws a fifth as many
+# (support.examples), new ones each time.
+settings.register_profile("thorough", derandomize=True, deadline=None, max_examples=THOROUGH_DEFAULT)
+settings.register_profile("quick", deadline=None, max_examples=THOROUGH_DEFAULT // 5)
+settings.load_profile(os.environ.get("ATTOLYTICS_HYPOTHESIS") or ("thorough" if os.environ.get("CI") else "quick"))
 
 # Each test module says what it needs with one of these (pytest.ini describes them).
 KINDS = ("unit", "service", "twistd", "browser")

@@ -26,6 +26,7 @@ from attolytics.request_values import RECEIVED_AT
 from attolytics.storage.column_types import for_catalog, for_declaration
 from attolytics.storage.partitions import AcceptedRange
 from attolytics.storage.table import Column, Table
+from support.examples import examples
 
 pytestmark = pytest.mark.unit
 
@@ -194,7 +195,7 @@ def bodies(draw, route):
 ROUTES = ["every", "filled", "parted", None]
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=examples(1500), suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_what_the_fast_path_accepts_the_precise_path_accepts_alike(data):
     route = data.draw(st.sampled_from(ROUTES))
@@ -244,7 +245,7 @@ def good_every(draw):
     return ("obj", draw(st.permutations(members)))
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(events=st.lists(good_every(), max_size=5), style=STYLES.map(lambda s: (s[0].lstrip(), s[1], s[2])))
 @example(events=[("obj", [("i4", ("num", "7")), ("t", ":colon first")])], style=(":", ",", False))
 @example(events=[("obj", [("i4", ("num", "7")), ("t", 'say "hi":')])], style=(":", ",", False))
@@ -275,7 +276,7 @@ def looks_like_a_key_end(value) -> bool:
     return False
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.lists(st.tuples(st.sampled_from(["every", "also", "filled", "parted"]), st.integers(0, 10)), max_size=6))
 def test_the_t_route_groups_rows_by_table_in_first_seen_order(picks):
     events = []

@@ -22,6 +22,7 @@ from support.configs import EXAMPLE_KEY, GAME_EVENTS, GAME_TABLES
 from support.http import Answer, exchange, free_port, post
 from support.postgres import query
 from support.twistd import Twistd, listen_on, serve, wait_until_served
+from support.examples import examples
 
 pytestmark = pytest.mark.twistd
 
@@ -431,7 +432,7 @@ def any_requests(draw):
 
 
 HOSTILE_SETTINGS = settings(
-    max_examples=250,
+    max_examples=examples(250),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -544,7 +545,7 @@ def stored_count(connection, row) -> int:
         return cur.fetchone()[0]
 
 
-@settings(HOSTILE_SETTINGS, max_examples=150)
+@settings(HOSTILE_SETTINGS, max_examples=examples(150))
 @given(request=valid_requests())
 def test_valid_events_with_odd_values_are_all_stored_exactly(service, table, request):
     path, headers, body, expected = request
