@@ -5,10 +5,10 @@ import json
 import time
 from io import BytesIO
 
-from twisted.python.failure import Failure
-from twisted.web import http, resource, server
+from twisted.web import http, server
 
 from attolytics.http.paths import OTHER, Route, route_of
+from attolytics.twisted_internals import HookedHTTPChannel, process_with_date, request_line_path
 
 REFUSED_LINGER_SECONDS = 2.0
 
@@ -48,6 +48,8 @@ class LimitedRequest(server.Request):
     # for durations (monotonic) and as a moment (Unix seconds on the site's reactor clock).
     route: Route = OTHER
     events_received = 0
+    # Whether the connection was lost before the answer was finished: no answer can be written.
+    client_gone = False
     started: float
     received_at: float
 
@@ -66,23 +68,7 @@ class LimitedRequest(server.Request):
 
     def process(self):
         # twisted.web's, but with the Date header written once a second, not once a request.
-        self.site = self.channel.site
-        self.setHeader(b"Server", server.version)
-        self.setHeader(b"Date", _http_date())
-        self.prepath = []
-        self.postpath = list(map(server.unquote, self.path[1:].split(b"/")))
-        if self.path == b"*":
-            self._handleStar()
-            return
-        try:
-            found = self.site.getResourceFor(self)
-            if resource._IEncodingResource.providedBy(found):
-                encoder = found.getEncoder(self)
-                if encoder is not None:
-                    self._encoder = encoder
-            self.render(found)
-        except BaseException:
-            self.processingFailed(Failure())
+        process_with_date(self, _http_date())
 
     def __repr__(self):
         # twisted.web's own repr decodes the URI as ASCII, and a log line naming a request whose
@@ -110,6 +96,7 @@ class LimitedRequest(server.Request):
         return result
 
     def connectionLost(self, reason):
+        self.client_gone = True
         self._ended()
         return super().connectionLost(reason)
 
@@ -155,7 +142,7 @@ class LimitedRequest(server.Request):
         self.refused = True
         self._ended()
         # The request line is parsed but not yet handed to this request: the channel holds it.
-        route = route_of(getattr(self.channel, "_path", b""))
+        route = route_of(request_line_path(self.channel))
         origin = self.requestHeaders.getRawHeaders(b"origin", [None])[0]
         transport = self.channel.transport
         write_json_answer(transport, status, message, self.early_headers(route, origin))
@@ -190,7 +177,7 @@ def write_json_answer(transport, status: int, message: str, headers: dict[str, s
     )
 
 
-class JsonErrorsChannel(http.HTTPChannel):
+class JsonErrorsChannel(HookedHTTPChannel):
     """An HTTP/1.1 channel whose protocol errors are answered in JSON like every other error,
     and which gives a client `receive_timeout` seconds to send each request line, and then the
     head and body of that request.
@@ -269,8 +256,8 @@ class JsonErrorsChannel(http.HTTPChannel):
         write_json_answer(self.transport, 414, "request line or header too long")
         self.transport.loseConnection()
 
-    def _respondToBadRequestAndDisconnect(self):
-        # Twisted's own answer to a malformed request has no body; say what it is.
+    def malformed_request(self):
+        """Twisted's own answer to a malformed request has no body; this one says what it is."""
         write_json_answer(self.transport, 400, "malformed HTTP request")
         self.loseConnection()
 

@@ -154,7 +154,7 @@ class Routes:
         return NOT_DONE_YET
 
     def _failed(self, failure, request) -> None:
-        if request.finished or request._disconnected:
+        if request.finished or request.client_gone:
             if not failure.check(CancelledError):
                 log.failure("unexpected error answering {uri}", failure=failure, uri=request.uri)
             return
@@ -163,7 +163,7 @@ class Routes:
 
 def _finish(body: bytes, request) -> None:
     """Write a whole answer, unless the client is gone."""
-    if not (request.finished or request._disconnected):
+    if not (request.finished or request.client_gone):
         request.write(body)
         request.finish()
 
