@@ -22,6 +22,7 @@ from attolytics import systemd
 from attolytics.logs import logger
 from attolytics.service import AttolyticsService, database_location
 from attolytics.shutdown import Shutdown
+from attolytics.twisted_internals import close_without_shutdown
 from attolytics.worker import LISTENING_FD
 
 log = logger(__name__)
@@ -186,8 +187,7 @@ class WorkerProcesses(Service):
         # closed port sends a proxy on to another instance). Closed, not shut down: a shutdown
         # would end the socket under the workers still accepting (EINVAL in their accept()).
         if self.port is not None:
-            self.port._shouldShutdown = False  # twisted.internet.tcp.Port's own switch for this
-            await self.port.stopListening()
+            await close_without_shutdown(self.port)
         workers = [w for w in self.workers.values() if not w.ended.called]
         for worker in workers:
             worker.signal("TERM")

@@ -14,6 +14,7 @@ from attolytics.config import ConfigError, DatabaseLocation, load_config
 from attolytics.logs import JsonLinesObserver, set_verbosity
 from attolytics.service import attolytics_service
 from attolytics.signals import exit_on_fatal, reload_on_sighup, stop_on_signals
+from attolytics.twisted_internals import accept_one_at_a_time
 
 # The descriptor the parent hands down the listening socket on.
 LISTENING_FD = 3
@@ -45,17 +46,11 @@ class _AdoptedEndpoint:
         # The port holds a copy of the descriptor; the original, left open, would keep the socket
         # taking connections after the port stops listening, until this process exits.
         os.close(self.fd)
-        read = port.doRead
-
-        def accept_one():
-            # twisted.web accepts up to 100 waiting connections at once, and more and more while
-            # they come: the worker that woke first would take a whole burst (a load balancer's
-            # keep-alive connections, opened together) and serve them alone for their lifetime.
-            # One at a time, every worker gets its share.
-            port.numberAccepts = 1
-            read()
-
-        port.doRead = accept_one
+        # twisted.web accepts up to 100 waiting connections at once, and more and more while
+        # they come: the worker that woke first would take a whole burst (a load balancer's
+        # keep-alive connections, opened together) and serve them alone for their lifetime.
+        # One at a time, every worker gets its share.
+        accept_one_at_a_time(port)
         return succeed(port)
 
 

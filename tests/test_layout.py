@@ -3,6 +3,9 @@ nothing they share imports either, no modules import each other in a circle, mod
 functions stay short, and no test module imports another."""
 
 import ast
+import importlib
+import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,8 @@ TESTS = ROOT / "tests"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 50
 # Top-level modules both sides may import: they import neither side themselves.
-SHARED = ["config", "logs", "metrics", "outcomes", "request_values", "shutdown", "systemd"]
+SHARED = ["config", "logs", "metrics", "outcomes", "request_values", "shutdown", "systemd",
+          "twisted_internals"]
 
 
 def modules(folder: Path) -> list[Path]:
@@ -137,3 +141,106 @@ def test_no_two_modules_differ_only_by_a_plural():
 def test_no_module_name_is_used_in_two_folders():
     stems = module_stems()
     assert sorted({stem for stem in stems if stems.count(stem) > 1}) == []
+
+
+# Twisted's private parts are used in attolytics/twisted_internals.py alone.
+
+INTERNALS = PACKAGE / "twisted_internals.py"
+# Those the code used before they were gathered: the module's docstring must keep naming them.
+ONCE_SPREAD = {"_disconnected", "_path", "_shouldShutdown", "numberAccepts", "_IEncodingResource",
+               "_encoder", "_handleStar", "_parsePOSTFormSubmission", "_respondToBadRequestAndDisconnect"}
+
+
+def internals_listed() -> set[str]:
+    """The names twisted_internals.py's docstring puts in backquotes: those it uses or replaced."""
+    return set(re.findall(r"`(\w+)`", ast.get_docstring(ast.parse(INTERNALS.read_text()))))
+
+
+def names_in(tree: ast.AST) -> set[str]:
+    """Every identifier a module names (attributes, names, imports, definitions, keyword
+    arguments) and every string constant it holds (getattr(x, "_name") names one too)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            found.add(node.attr)
+        elif isinstance(node, ast.Name):
+            found.add(node.id)
+        elif isinstance(node, ast.alias):
+            found.update(filter(None, (node.name.split(".")[-1], node.asname)))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.add(node.name)
+        elif isinstance(node, ast.keyword) and node.arg:
+            found.add(node.arg)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.add(node.value)
+    return found
+
+
+def test_the_twisted_internals_module_lists_what_it_uses():
+    assert ONCE_SPREAD <= internals_listed()
+
+
+def test_no_other_module_names_a_twisted_internal():
+    listed = internals_listed()
+    found = {f"{path.relative_to(ROOT)}: {name}" for path in modules(PACKAGE) if path != INTERNALS
+             for name in names_in(ast.parse(path.read_text())) & listed}
+    assert sorted(found) == []
+
+
+def test_no_other_module_imports_a_private_part_of_twisted():
+    found = []
+    for path in modules(PACKAGE):
+        if path == INTERNALS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "twisted":
+                names = node.module.split(".") + [alias.name for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [part for alias in node.names if alias.name.split(".")[0] == "twisted"
+                         for part in alias.name.split(".")]
+            else:
+                continue
+            found += [f"{path.relative_to(ROOT)}: {name}" for name in names if name.startswith("_")]
+    assert found == []
+
+
+def twisted_bases(tree: ast.Module, node: ast.ClassDef) -> list[type]:
+    """The Twisted classes (and those of twisted_internals) a class of the package derives from
+    directly, found by the names its module imports."""
+    imports = {}
+    for statement in ast.walk(tree):
+        if isinstance(statement, ast.ImportFrom) and statement.module:
+            imports.update({alias.asname or alias.name: f"{statement.module}.{alias.name}"
+                            for alias in statement.names})
+        elif isinstance(statement, ast.Import):
+            imports.update({alias.asname or alias.name: alias.name for alias in statement.names})
+    bases = []
+    for base in node.bases:
+        dotted = ast.unparse(base).split(".")
+        full = ".".join([imports.get(dotted[0], dotted[0])] + dotted[1:])
+        module, _, name = full.rpartition(".")
+        if module.startswith("twisted.") or module == "attolytics.twisted_internals":
+            bases.append(getattr(importlib.import_module(module), name))
+    return bases
+
+
+def test_no_subclass_of_twisted_touches_a_private_name_of_its_base():
+    """`self._x` in a class derived from Twisted's, where Twisted's own code of the base names
+    `_x`, is a private part of Twisted reached from outside twisted_internals.py."""
+    found = []
+    for path in modules(PACKAGE):
+        if path == INTERNALS:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef) or not (bases := twisted_bases(tree, node)):
+                continue
+            source = "\n".join(inspect.getsource(cls) for base in bases for cls in base.__mro__
+                               if cls.__module__.startswith("twisted."))
+            private = {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)
+                       and ast.unparse(n.value) == "self" and re.fullmatch(r"_[A-Za-z]\w*", n.attr)}
+            private |= {n.name for n in node.body if isinstance(n, ast.FunctionDef)
+                        and re.fullmatch(r"_[A-Za-z]\w*", n.name)}
+            found += [f"{path.relative_to(ROOT)}: {node.name}.{name}" for name in sorted(private)
+                      if re.search(rf"\b{name}\b", source)]
+    assert found == []
