@@ -1,43 +1,57 @@
-"""Attolytics' own log messages, filtered by the verbosity chosen with -v and -q."""
+"""Attolytics' own log messages: a Logger per module, an observer that keeps them to the
+verbosity chosen with -v and -q, and the JSON lines format. Which observer a process logs to is
+chosen where it starts (tap.py); importing this module changes nothing."""
 
 import json
 import time
 
 from twisted.logger import (
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     Logger,
     LogLevel,
-    LogLevelFilterPredicate,
+    PredicateResult,
     formatEvent,
-    globalLogPublisher,
 )
 from zope.interface import implementer
 
+# The package whose messages the verbosity applies to; others (Twisted's) pass as they come.
+NAMESPACE = "attolytics"
 _LEVELS = {-1: LogLevel.warn, 0: LogLevel.info, 1: LogLevel.debug}
-_predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-_observer = FilteringLogObserver(globalLogPublisher, [_predicate])
 
 
 def logger(namespace: str) -> Logger:
-    """A Logger for module `namespace` whose messages obey set_verbosity()."""
-    return Logger(namespace=namespace, observer=_observer)
+    """A Logger for module `namespace`; its messages go wherever the process logs."""
+    return Logger(namespace=namespace)
 
 
-_info_logged = True
+def with_verbosity(observer, verbosity: int) -> ILogObserver:
+    """`observer`, given Attolytics' messages only at the level -v and -q chose: 0 logs info and up
+    (with one access line per request); below 0 warnings only; above, debug too."""
+    return FilteringLogObserver(observer, [_OwnLevel(_LEVELS[max(-1, min(1, verbosity))])])
 
 
-def set_verbosity(verbosity: int) -> None:
-    """0 logs info and up (with one access line per request); below 0 warnings only; above, debug."""
-    global _info_logged
-    # The predicate keeps its default in the "" namespace; its defaultLogLevel is read only once.
-    _predicate.setLogLevelForNamespace("", _LEVELS[max(-1, min(1, verbosity))])
-    _info_logged = verbosity >= 0
+@implementer(ILogFilterPredicate)
+class _OwnLevel:
+    """Drops Attolytics' messages below a level; says nothing of others."""
+
+    def __init__(self, lowest: LogLevel):
+        self.lowest = lowest
+
+    def __call__(self, event: dict) -> PredicateResult:
+        namespace = event.get("log_namespace") or ""
+        if namespace != NAMESPACE and not namespace.startswith(NAMESPACE + "."):
+            return PredicateResult.maybe
+        level = event.get("log_level")
+        return PredicateResult.maybe if level is None or level >= self.lowest else PredicateResult.no
 
 
 def info_logged() -> bool:
-    """Whether info messages are logged: a caller skips building a line that would be dropped."""
-    return _info_logged
+    """Always True: which info messages are written is decided by the observer the process
+    logs to (with_verbosity()); a caller that would skip building a dropped line must be told
+    the verbosity instead."""
+    return True
 
 
 @implementer(ILogObserver)

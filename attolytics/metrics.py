@@ -5,33 +5,24 @@ writes its values to files in $PROMETHEUS_MULTIPROC_DIR, and whichever worker an
 adds them all up, so the answer is the same from any of them.
 """
 
-import os
-
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
-    multiprocess,
-)
-
-# Only what operators read: no `_created` twin (a timestamp series) beside every counter.
-disable_created_metrics()
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    """The service's counters, each moved where the thing it counts happens."""
+    """The service's counters, each moved where the thing it counts happens.
 
-    def __init__(self):
-        # A registry per service: tests run several services in one process.
-        self.registry = CollectorRegistry()
+    `registry` holds them (a new one of their own by default: tests run several services in one
+    process). `multiprocess` says this process is one worker of several: prometheus_client then
+    writes every value to files (it reads $PROMETHEUS_MULTIPROC_DIR once, when imported), and the
+    answer to /metrics adds up every worker's.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, multiprocess: bool = False):
+        self.registry = registry if registry is not None else CollectorRegistry()
         self._children = {}
-        # prometheus_client reads the variable once, at import: this process writes files.
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.multiprocess = multiprocess
         # (gauge, function) of the gauges that show a value the service holds (see watch()).
         self._watched = []
         self.events_inserted = Counter(
@@ -116,9 +107,23 @@ class Metrics:
     def render(self) -> bytes:
         """The metrics in Prometheus' text format: this process's, or every worker's."""
         if not self.multiprocess:
-            return generate_latest(self.registry)
+            return generate_latest(_WithoutCreated(self.registry))
         self.refresh()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
+        return generate_latest(_WithoutCreated(registry))
+
+
+class _WithoutCreated:
+    """A registry's metrics without their `_created` samples: operators read what counters count,
+    not a timestamp series beside each (prometheus_client's own switch for this is process-wide)."""
+
+    def __init__(self, registry):
+        self.registry = registry
+
+    def collect(self):
+        """The registry's metric families, each without its `_created` samples."""
+        for family in self.registry.collect():
+            family.samples = [sample for sample in family.samples if not sample.name.endswith("_created")]
+            yield family
 

@@ -1,16 +1,13 @@
-"""Reloading the configuration (SIGHUP): read the file again, check it whole, make its tables ready,
-then put it in force between two requests. A configuration with any mistake is refused whole and
-the one in force stays; what only a restart can change is left as it is."""
+"""What the service tree is handed, at start-up and at each reload (SIGHUP): the configuration
+file read and checked whole, with what it means computed once (the column types of its tables,
+the ids the browser client fills). What only a restart can change is kept as it is in force."""
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Callable
 
-from twisted.internet.defer import DeferredLock
-
-from attolytics import systemd
-from attolytics.config import Config, ConfigError, load_config
+from attolytics.config import Config
 from attolytics.logs import logger
-from attolytics.storage.declarations import declared_types, uuid_ids
-from attolytics.storage.preparation import SchemaError
+from attolytics.storage.declarations import DeclaredTypes, declared_types, event_ids
 
 log = logger(__name__)
 
@@ -25,84 +22,29 @@ RESTART_ONLY = {
 }
 
 
-class Reloader:
-    """Reloads the configuration in force into the service's parts.
+@dataclass(frozen=True)
+class Configuration:
+    """A checked configuration and what it means, as each service of the tree takes it."""
 
-    `overrides(config)` applies what the command line says over the file (--listen, --db-url),
-    as it did at start-up.
-    """
+    config: Config
+    # Table name -> column name -> column type.
+    types: DeclaredTypes
+    # App id -> event type -> the uuid column the browser client fills (storage.declarations).
+    event_ids: dict
 
-    def __init__(self, config: Config, reactor, parts, overrides=None):
-        self.config = config
-        self.reactor = reactor
-        # routes, site, writer (WriterService), database (DatabaseService), metrics, shutdown,
-        # maintenance (PartitionMaintenance)
-        self.parts = parts
-        self.overrides = overrides or (lambda config: config)
-        self._lock = DeferredLock()
-        parts.metrics.config_loaded.set(reactor.seconds())
-
-    def reload(self):
-        """Reload now, after any reload under way; a Deferred firing with True when the new
-        configuration is in force, False when it was refused."""
-        return self._lock.run(self._reload)
-
-    async def _reload(self) -> bool:
-        systemd.notify("RELOADING=1")
-        path = self.config.path
-        log.info("reloading {file}", file=path)
-        try:
-            config, types = self._read(path)
-            prepared = await self.parts.database.prepare(config, types)
-        except (ConfigError, SchemaError) as e:
-            return self._refused(path, str(e))
-        except Exception as e:  # the database could not be reached to make the tables ready
-            return self._refused(path, f"{path}: the tables could not be made ready: {str(e).strip() or e!r}")
-        self._apply(config, types, prepared)
-        self.parts.metrics.config_reloads.labels("applied").inc()
-        self.parts.metrics.config_loaded.set(self.reactor.seconds())
-        log.info("reloaded {file}", file=path)
-        systemd.notify("READY=1")
-        return True
-
-    def _read(self, path: str):
-        """The file's configuration, with the command line's overrides and what only a restart
-        changes kept as in force; and its declared types."""
-        config = self.overrides(load_config(path))
-        for key, (value_of, with_value) in RESTART_ONLY.items():
-            if value_of(config) != value_of(self.config):
-                log.warn("{file}: {key} changes only with a restart; it stays as it is", file=path, key=key)
-                config = with_value(config, value_of(self.config))
-        return config, declared_types(config)
-
-    def _apply(self, config: Config, types, prepared) -> None:
-        """Put the configuration in force: from the next request on, apps, keys, origins, event
-        types, tables, limits and writer settings are the new ones."""
-        parts = self.parts
-        parts.routes.configure(config, event_ids(config, uuid_ids(config, types)))
-        parts.site.limit(config.max_body_bytes, config.request_timeout)
-        parts.writer.configure(config.writer)
-        parts.shutdown.seconds = config.shutdown_timeout
-        if prepared is not None:
-            tables, refused_pool = prepared
-            parts.writer.keep_refused(refused_pool)
-            parts.routes.serve(tables, parts.writer.writer, parts.writer.refused_writer)
-            parts.maintenance.serve(parts.database.pool, config, types)
-        self.config = config
-
-    def _refused(self, path: str, problem: str) -> bool:
-        log.error("{file}: reload refused, the configuration in force stays: {problem}", file=path,
-                  problem=problem)
-        self.parts.metrics.config_reloads.labels("refused").inc()
-        systemd.notify("READY=1")
-        return False
+    @classmethod
+    def of(cls, config: Config) -> "Configuration":
+        """`config` with its meaning; raises ConfigError for a column type nobody knows."""
+        types = declared_types(config)
+        return cls(config, types, event_ids(config, types))
 
 
-def event_ids(config: Config, ids: dict[str, str]) -> dict:
-    """App id -> event type -> the uuid id column of its table, for the browser client."""
-    found = {}
-    for app in config.apps.values():
-        columns = {type_id: ids[table] for type_id, table in app.event_types.items() if table in ids}
-        if columns:
-            found[app.app_id] = columns
-    return found
+def read_again(read: Callable[[], Config], in_force: Configuration) -> Configuration:
+    """The configuration `read()` gives now (the file with the command line's overrides), with
+    what only a restart changes kept as `in_force` has it; raises ConfigError."""
+    config = read()
+    for key, (value_of, with_value) in RESTART_ONLY.items():
+        if value_of(config) != value_of(in_force.config):
+            log.warn("{file}: {key} changes only with a restart; it stays as it is", file=config.path, key=key)
+            config = with_value(config, value_of(in_force.config))
+    return Configuration.of(config)

@@ -1,29 +1,34 @@
-"""The running service, made of small services: the embedded PostgreSQL (when no database is
-configured), the database, the writer and the HTTP endpoint. They start in that order and stop
-in the reverse one, each step awaited: stop listening, drain the writer, close the pool, stop the
-embedded PostgreSQL."""
+"""The running service, a tree of small services: the embedded PostgreSQL (when no database is
+configured), the database, the writer, partition upkeep, the routes and the HTTP endpoint. Each
+that depends on the configuration takes it from its parent, in that order, at start-up and at
+each reload; they start in that order and stop in the reverse one, each step awaited: stop
+listening, drain the writer, close the pool, stop the embedded PostgreSQL."""
 
-from types import SimpleNamespace
+from dataclasses import dataclass
+from typing import Callable
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred, succeed
 from twisted.internet.task import deferLater
 
-from attolytics import systemd
-from attolytics.config import Config
+from attolytics.config import Config, ConfigError
 from attolytics.http.endpoint import HttpEndpointService
 from attolytics.http.routes import Routes
 from attolytics.http.site import AttolyticsSite
+from attolytics.logs import logger
 from attolytics.metrics import Metrics
-from attolytics.reload import Reloader, event_ids
+from attolytics.reconfigurable import ReconfigurableService, hand_down
+from attolytics.reload import Configuration, read_again
 from attolytics.shutdown import Shutdown
 from attolytics.storage.database import DatabaseService
-from attolytics.storage.declarations import declared_types, uuid_ids
-from attolytics.storage.embedded import EmbeddedPostgresService
+from attolytics.storage.embedded import database_location
 from attolytics.storage.maintenance import PartitionMaintenance
-from attolytics.storage.writer import Writer, WriterService
+from attolytics.storage.preparation import SchemaError
+from attolytics.storage.writer import WriterService
+
+# Reloads log in the namespace log shippers already filter their lines on.
+log = logger("attolytics.reload")
 
 # Answers just written sit in socket buffers until the reactor's next turns; they get this long
 # before the reactor drops every connection.
@@ -32,30 +37,96 @@ ANSWER_GRACE_SECONDS = 0.1
 METRICS_REFRESH_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class Process:
+    """What the process a service runs in chose where it started (tap.py), handed to the tree."""
+
+    reactor: object
+    # The time partitions and rate limits follow: the reactor, unless a test moves its own.
+    clock: object
+    metrics: Metrics
+    # notify(state): tells systemd (or a worker's parent) READY=1, RELOADING=1, STOPPING=1.
+    notify: Callable[[str], bool]
+    # on_fatal(message): start-up cannot go on.
+    on_fatal: Callable[[str], None]
+    # read() -> Config: the configuration file read again, with the command line's overrides.
+    read: Callable[[], Config]
+
+
 class AttolyticsService(MultiService):
-    """Starts its children in order; stops them in reverse order, one after the other (where
-    MultiService would stop them all at once), all within the shutdown's deadline; reloads its
-    configuration on demand."""
+    """The root of the tree: hands each configuration to its children in order (the first at
+    start-up, again once `database` is ready, then each reload's); starts its children in order;
+    stops them in reverse order, one after the other (where MultiService would stop them all at
+    once), all within the shutdown's deadline."""
 
-    def __init__(self, reactor, shutdown: Shutdown):
+    def __init__(self, configuration: Configuration, process: Process, shutdown: Shutdown,
+                 children: list, database: DatabaseService | None = None):
         super().__init__()
-        self.reactor = reactor
+        self.configuration = configuration
+        self.process = process
         self.shutdown = shutdown
-        self.reloader = None
-
-    def reload(self):
-        """Reload the configuration file (SIGHUP): a Deferred firing with True when the new one
-        is in force, False when it was refused and the old one stays."""
-        return self.reloader.reload()
+        self.database = database
+        self._turn = DeferredLock()  # one configuration handed down at a time
+        for name, child in children:
+            child.setName(name)
+            child.setServiceParent(self)
 
     def startService(self):
         self.shutdown.reset()
+        # The first configuration, handed down at once: nothing waits for the database yet.
+        self._turn.run(lambda: Deferred.fromCoroutine(self._hand_down(self.configuration)))
+        self.process.metrics.config_loaded.set(self.process.reactor.seconds())
         super().startService()
+        if self.database is not None:
+            self.database.starting.addCallback(self._database_ready)
+
+    def _database_ready(self, _) -> None:
+        """The database is ready: the configuration in force is handed down again, so that the
+        services after it take its tables."""
+        if self.database.pool is None or self.shutdown.begun:
+            return
+        handed = self._turn.run(lambda: Deferred.fromCoroutine(self._hand_down(self.configuration)))
+        handed.addErrback(lambda failure: self.process.on_fatal(failure.getErrorMessage()))
+
+    def reload(self) -> Deferred:
+        """Reload the configuration file (SIGHUP), after any reload under way: a Deferred firing
+        with True when the new one is in force, False when it was refused and the old one stays."""
+        return self._turn.run(lambda: Deferred.fromCoroutine(self._reload()))
+
+    async def _reload(self) -> bool:
+        notify, metrics = self.process.notify, self.process.metrics
+        notify("RELOADING=1")
+        path = self.configuration.config.path
+        log.info("reloading {file}", file=path)
+        try:
+            # The database comes first and may refuse, having changed nothing; the rest cannot.
+            await self._hand_down(read_again(self.process.read, self.configuration))
+        except (ConfigError, SchemaError) as e:
+            return self._refused(path, str(e))
+        except Exception as e:  # the database could not be reached to make the tables ready
+            return self._refused(path, f"{path}: the tables could not be made ready: {str(e).strip() or e!r}")
+        metrics.config_reloads.labels("applied").inc()
+        metrics.config_loaded.set(self.process.reactor.seconds())
+        log.info("reloaded {file}", file=path)
+        notify("READY=1")
+        return True
+
+    async def _hand_down(self, configuration: Configuration) -> None:
+        await hand_down(self, configuration)
+        self.shutdown.seconds = configuration.config.shutdown_timeout
+        self.configuration = configuration
+
+    def _refused(self, path: str, problem: str) -> bool:
+        log.error("{file}: reload refused, the configuration in force stays: {problem}", file=path,
+                  problem=problem)
+        self.process.metrics.config_reloads.labels("refused").inc()
+        self.process.notify("READY=1")
+        return False
 
     def stopService(self):
         if not self.running:
             return succeed(None)
-        systemd.notify("STOPPING=1")
+        self.process.notify("STOPPING=1")
         Service.stopService(self)
         # Start-up still under way is abandoned at once; then each child stops in its turn.
         self.shutdown.begin()
@@ -63,67 +134,63 @@ class AttolyticsService(MultiService):
 
     async def _stop_in_turn(self) -> None:
         for child in reversed(list(self)):
-            await child.stopService()
-        await deferLater(self.reactor, ANSWER_GRACE_SECONDS, lambda: None)
+            await maybeDeferred(child.stopService)
+        await deferLater(self.process.reactor, ANSWER_GRACE_SECONDS, lambda: None)
 
 
-def attolytics_service(config: Config, reactor, on_fatal, endpoint=None,
-                       writer_factory=Writer, overrides=None, clock=None) -> AttolyticsService:
-    """The service for `config`: `on_fatal(message)` is called when start-up cannot go on;
-    `endpoint` is where to listen (config.listen by default); `overrides(config)` applies the
-    command line's options to a reloaded file; `clock` (the reactor by default) is the time
-    partitions follow.
+class RoutesService(ReconfigurableService):
+    """The routes and the site's limits follow the configuration; once `database` is ready, the
+    routes serve its tables through the writers of `writers`."""
 
-    Raises ConfigError for a declared column whose type nobody knows.
-    """
-    types = declared_types(config)
-    if endpoint is None:
-        endpoint = serverFromString(reactor, config.listen)
-    metrics = Metrics()
-    shutdown = Shutdown(reactor, config.shutdown_timeout)
-    routes = Routes(config, metrics, event_ids(config, uuid_ids(config, types)), clock or reactor)
+    def __init__(self, routes: Routes, site: AttolyticsSite, database, writers):
+        self.routes = routes
+        self.site = site
+        self.database = database
+        self.writers = writers
+
+    def reconfigure(self, configuration: Configuration) -> None:
+        """Apps, keys, origins, event types and limits are the configuration's from the next
+        request on; and its tables, once the database has made them ready."""
+        config = configuration.config
+        self.routes.configure(config, configuration.event_ids)
+        self.site.limit(config.max_body_bytes, config.request_timeout)
+        if self.database.tables is not None:
+            self.routes.serve(self.database.tables, self.writers.writer, self.writers.refused_writer)
+
+
+def attolytics_service(configuration: Configuration, process: Process, endpoint) -> AttolyticsService:
+    """The service for `configuration`, listening on `endpoint` (an IStreamServerEndpoint)."""
+    config = configuration.config
+    shutdown = Shutdown(process.reactor, config.shutdown_timeout)
+    embedded, locate = database_location(config, shutdown)
+    database = DatabaseService(process.reactor, process.clock, shutdown, locate, process.on_fatal)
+    maintenance = PartitionMaintenance(database, process.clock, process.metrics)
+    writers = WriterService(database, maintenance, process.reactor, shutdown, process.metrics)
+    return serving(configuration, process, endpoint, shutdown, embedded, database, writers, maintenance)
+
+
+def serving(configuration: Configuration, process: Process, endpoint, shutdown: Shutdown, embedded,
+            database: DatabaseService, writers, maintenance) -> AttolyticsService:
+    """The tree of a service whose storage services are built: the embedded PostgreSQL (or
+    None), the database, `writers` (a service whose `writer` and `refused_writer` store what
+    the routes accept) and partition upkeep, then the routes and the HTTP endpoint."""
+    config, metrics, reactor = configuration.config, process.metrics, process.reactor
+    routes = Routes(config, metrics, configuration.event_ids, process.clock)
     site = AttolyticsSite(routes.resource(), config.max_body_bytes, config.request_timeout,
                           routes.early_headers, metrics, reactor)
-    service = AttolyticsService(reactor, shutdown)
-    writer = WriterService(reactor, config.writer, shutdown, metrics.writer_batch_rows.observe,
-                           make=writer_factory)
-    maintenance = PartitionMaintenance(clock or reactor, metrics)
-    writer.make_room = maintenance.make_room
-
-    def ready(pool, tables, refused_pool) -> None:
-        routes.serve(tables, writer.start_writing(pool, refused_pool), writer.refused_writer)
-        maintenance.serve(pool, database.config, database.types)
 
     def listening(port) -> None:
         # twistd starts services before the reactor runs; a stop request that follows READY at
         # once needs the reactor's signal handling in place.
-        reactor.callWhenRunning(systemd.notify, "READY=1")
+        reactor.callWhenRunning(process.notify, "READY=1")
 
-    locate = database_location(config, shutdown, service)
-    database = DatabaseService(config, types, reactor, shutdown, locate, ready, on_fatal, clock)
-    http = HttpEndpointService(endpoint, config.listen, site, shutdown, listening, on_fatal)
-    children = (("database", database), ("writer", writer), ("maintenance", maintenance), ("http", http))
-    for name, child in children:
-        child.setName(name)
-        child.setServiceParent(service)
-    parts = SimpleNamespace(routes=routes, site=site, writer=writer, database=database, metrics=metrics,
-                            shutdown=shutdown, maintenance=maintenance)
-    service.reloader = Reloader(config, reactor, parts, overrides)
-    metrics.watch(metrics.writer_queue_rows, lambda: writer.writer.queued_rows if writer.writer else 0)
+    http = HttpEndpointService(endpoint, config.listen, site, shutdown, listening, process.on_fatal)
+    children = [("embedded", embedded)] if embedded is not None else []
+    children += [("database", database), ("writer", writers), ("maintenance", maintenance),
+                 ("routes", RoutesService(routes, site, database, writers)), ("http", http)]
     metrics.watch(metrics.database_ready, lambda: 1 if routes.ready else 0)
     if metrics.multiprocess:  # the other workers read these gauges from this one's files
         refresh = TimerService(METRICS_REFRESH_SECONDS, metrics.refresh)
         refresh.clock = reactor
-        refresh.setServiceParent(service)
-    return service
-
-
-def database_location(config: Config, shutdown: Shutdown, service: AttolyticsService):
-    """locate() -> a Deferred of the database URL: the configured one, or the embedded server's,
-    whose service is then the first child of `service`."""
-    if config.database.url is not None:
-        return lambda: succeed(config.database.url)
-    embedded = EmbeddedPostgresService(config.database.embedded_path, shutdown)
-    embedded.setName("embedded")
-    embedded.setServiceParent(service)
-    return embedded.url
+        children.append(("metrics", refresh))
+    return AttolyticsService(configuration, process, shutdown, children, database)

@@ -13,20 +13,22 @@ import sys
 import tempfile
 
 from prometheus_client import multiprocess
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.internet.task import deferLater
 
-from attolytics import systemd
 from attolytics.logs import logger
-from attolytics.service import AttolyticsService, database_location
+from attolytics.reconfigurable import ReconfigurableService
+from attolytics.reload import Configuration
+from attolytics.service import AttolyticsService, Process
 from attolytics.shutdown import Shutdown
+from attolytics.storage.embedded import database_location
 from attolytics.twisted_internals import close_without_shutdown
-from attolytics.worker import LISTENING_FD
 
 log = logger(__name__)
 
+# The descriptor a worker finds the listening socket on.
+LISTENING_FD = 3
 # The worker's end of the pipe it tells its parent READY=1 and RELOADING=1 on.
 NOTIFY_FD = 4
 # How long a worker must have served before its exit counts as a crash to restart, not as a
@@ -84,19 +86,20 @@ class _Worker(ProcessProtocol):
         self.processes.worker_ended(self, reason.value)
 
 
-class WorkerProcesses(Service):
-    """Starts, watches and stops the workers once the listening socket is open and the database
-    is known (`locate()` -> Deferred of its URL, or None for the configuration's own)."""
+class WorkerProcesses(ReconfigurableService):
+    """Starts, watches and stops `count` workers once the listening socket is open and the
+    database is known (`locate()` -> Deferred of its URL); tells `notify` READY=1 once they all
+    serve; a new configuration is each worker's to read again."""
 
-    def __init__(self, config, reactor, count: int, endpoint, locate, worker_args: list[str], shutdown,
+    def __init__(self, reactor, count: int, endpoint, locate, worker_args: list[str], shutdown, notify,
                  on_fatal):
-        self.config = config
         self.reactor = reactor
         self.count = count
         self.endpoint = endpoint
         self.locate = locate
         self.worker_args = worker_args
         self.shutdown = shutdown
+        self.notify = notify
         self.on_fatal = on_fatal
         self.port = None
         self.url = None
@@ -128,23 +131,30 @@ class WorkerProcesses(Service):
             return
         worker = _Worker(self, number)
         env = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
-        env.update({systemd.PARENT_FD: str(NOTIFY_FD), "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir})
-        command = [sys.executable, "-m", "attolytics.worker", "--number", str(number),
-                   "--family", str(int(self.port.addressFamily)), *self.worker_args]
-        if self.url is not None:
-            command += ["--db-url", self.url]
-        self.reactor.spawnProcess(worker, sys.executable, command, env=env,
+        # prometheus_client reads it when the worker imports it: the worker writes its values there.
+        env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
+        self.reactor.spawnProcess(worker, sys.executable, self.command(number), env=env,
                                   childFDs={0: "w", 1: 1, 2: 2, LISTENING_FD: self.port.fileno(),
                                             NOTIFY_FD: "r"})
         self.workers[number] = worker
         log.info("started worker {number} (pid {pid})", number=number, pid=worker.pid)
+
+    def command(self, number: int) -> list[str]:
+        """The command line of worker `number`: twistd's options (tap.Options), with the
+        --worker ones."""
+        command = [sys.executable, "-m", "attolytics.worker", "--worker", str(number),
+                   "--worker-family", str(int(self.port.addressFamily)), "--worker-notify-fd", str(NOTIFY_FD),
+                   *self.worker_args]
+        if self.url is not None:
+            command += ["--db-url", self.url]
+        return command
 
     def worker_ready(self, worker: _Worker) -> None:
         """A worker serves; once all of them do, systemd hears READY=1."""
         if not self._announced and len(self.workers) == self.count and all(w.ready for w in self.workers.values()):
             self._announced = True
             log.info("all {count} workers serve", count=self.count)
-            systemd.notify("READY=1")
+            self.notify("READY=1")
 
     def worker_ended(self, worker: _Worker, reason) -> None:
         """A worker exited: expected while stopping; else started again, unless it exited with
@@ -161,19 +171,14 @@ class WorkerProcesses(Service):
                  number=worker.number, pid=worker.pid, reason=str(reason), delay=self._delay)
         deferLater(self.reactor, self._delay, self._spawn, worker.number)
 
-    def reload(self) -> Deferred:
-        """Pass SIGHUP on to every worker; fires with True once each has reloaded (or refused)."""
-        systemd.notify("RELOADING=1")
+    def reconfigure(self, configuration: Configuration) -> Deferred:
+        """Pass SIGHUP on to every worker, which reads the file again; fires once each has
+        reloaded (or refused). Before the workers run, they start with the file as it is."""
         workers = list(self.workers.values())
         waiting = [worker.next_ready() for worker in workers]
         for worker in workers:
             worker.signal("HUP")
-
-        def done(_):
-            systemd.notify("READY=1")
-            return True
-
-        return DeferredList(waiting).addCallback(done)
+        return DeferredList(waiting)
 
     def stopService(self):
         super().stopService()
@@ -203,19 +208,17 @@ class WorkerProcesses(Service):
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
-
-def workers_service(config, reactor, on_fatal, endpoint, worker_args: list[str]):
+def workers_service(configuration: Configuration, process: Process, endpoint,
+                    worker_args: list[str]) -> AttolyticsService:
     """The service of the parent process: the embedded PostgreSQL (when no database is
-    configured) and the workers, stopped in reverse order; reload() reloads every worker.
+    configured) and the workers, stopped in reverse order; a reload reloads every worker.
 
-    `worker_args` are the worker command line's own options (worker.arguments()).
+    `worker_args` are the options each worker's command line repeats (tap.worker_args()).
     """
-    shutdown = Shutdown(reactor, config.shutdown_timeout)
-    service = AttolyticsService(reactor, shutdown)
-    locate = database_location(config, shutdown, service)
-    processes = WorkerProcesses(config, reactor, config.workers, endpoint, locate, worker_args, shutdown,
-                                on_fatal)
-    processes.setName("workers")
-    processes.setServiceParent(service)
-    service.reloader = processes
-    return service
+    config = configuration.config
+    shutdown = Shutdown(process.reactor, config.shutdown_timeout)
+    embedded, locate = database_location(config, shutdown)
+    processes = WorkerProcesses(process.reactor, config.workers, endpoint, locate, worker_args, shutdown,
+                                process.notify, process.on_fatal)
+    children = [("embedded", embedded)] if embedded is not None else []
+    return AttolyticsService(configuration, process, shutdown, children + [("workers", processes)])

@@ -1,27 +1,34 @@
-"""The twistd plugin's command line and the factory that builds the service from it."""
+"""The one command line of Attolytics and the one bootstrap every process shares: twistd's
+plugin (makeService) and each worker process (worker.py) parse their options with Options and
+build their service with bootstrap(); the reactor, the metrics, the log observer and where
+systemd's notifications go are chosen here, where the process starts."""
 
+import os
+import signal
 import sys
 from dataclasses import replace
 
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import ILogObserver
+from twisted.logger import ILogObserver, LegacyLogObserverWrapper, textFileLogObserver
 from twisted.python import usage
 from twisted.python.logfile import LogFile
 
+from attolytics import systemd
 from attolytics.config import ConfigError, DatabaseLocation, load_config
-from attolytics.logs import JsonLinesObserver, logger, set_verbosity
+from attolytics.logs import JsonLinesObserver, with_verbosity
+from attolytics.metrics import Metrics
+from attolytics.reload import Configuration
+from attolytics.service import Process, attolytics_service
 from attolytics.signals import exit_on_fatal, reload_on_sighup, stop_on_signals
-from attolytics.service import attolytics_service
 from attolytics.supervisor import workers_service
-
-log = logger(__name__)
 
 DEFAULT_CONFIG = "attolytics.conf.yaml"
 
 
 class Options(usage.Options):
-    """`twistd attolytics` options; older spellings (--schema, --db_url) are accepted too."""
+    """`twistd attolytics` options (older spellings --schema and --db_url are accepted too); the
+    --worker options are the ones a parent process gives each of its workers."""
 
     optParameters = [
         ["config", "c", None, "The configuration file (YAML); default ./attolytics.conf.yaml."],
@@ -35,6 +42,10 @@ class Options(usage.Options):
         ["log-format", None, "text", "text, or json: one JSON object per line, for log shippers."],
         ["workers", None, None, "Worker processes serving the socket together (default: the config's "
          "workers key, else 1).", int],
+        ["worker", None, None, "(From a parent process.) Serve as worker N of several.", int],
+        ["worker-family", None, None, "(From a parent process.) The listening socket's address family.", int],
+        ["worker-notify-fd", None, None, "(From a parent process.) The pipe to tell it READY=1 on.", int],
+        ["worker-log-file", None, "-", "(From a parent process.) Where a worker logs: - for standard output."],
     ]
 
     def __init__(self):
@@ -69,6 +80,8 @@ class Options(usage.Options):
             raise usage.UsageError("--log-format is text or json")
         if self["workers"] is not None and self["workers"] < 1:
             raise usage.UsageError(f"--workers {self['workers']} must be 1 or more")
+        if self["worker"] is not None and None in (self["worker-family"], self["worker-notify-fd"], self["listen"]):
+            raise usage.UsageError("--worker needs --worker-family, --worker-notify-fd and --listen")
 
 
 def tcp_endpoint(host: str, port: int) -> str:
@@ -79,48 +92,81 @@ def tcp_endpoint(host: str, port: int) -> str:
 
 
 def makeService(options, reactor=None):
-    """Load the configuration and build the service; a configuration mistake exits with status 1."""
+    """twistd's entry: the service `options` ask for, logging to the observer they choose."""
     if reactor is None:
         from twisted.internet import reactor
-    set_verbosity(options["verbosity"])
-
-    def overrides(config):
-        """The options given over the file's keys, at start-up and at each reload."""
-        if options["listen"]:
-            config = replace(config, listen=options["listen"])
-        if options["db-url"]:
-            config = replace(config, database=DatabaseLocation(url=options["db-url"]))
-        if options["workers"]:
-            config = replace(config, workers=options["workers"])
-        return config
-
-    try:
-        config = overrides(load_config(options["config"]))
-        listen_source = f"{options['config']}: listen"
-        if options["listen"]:
-            listen_source = "--listen" if not options["port"] and not options["host"] else "--host/--port"
-        endpoint = _endpoint(reactor, config.listen, listen_source)
-        if config.workers > 1:
-            service = workers_service(config, reactor, exit_on_fatal(reactor), endpoint,
-                                      _worker_args(options, config))
-        else:
-            service = attolytics_service(config, reactor, exit_on_fatal(reactor), endpoint, overrides=overrides)
-    except ConfigError as e:
-        sys.exit(f"attolytics: {e}")
-    reactor.callWhenRunning(stop_on_signals, reactor)
-    reactor.callWhenRunning(reload_on_sighup, reactor, service)
-    if options["log-format"] != "json":
-        return service
-    top = _LoggingTo(JsonLinesObserver(_log_file(getattr(options, "parent", None))))
-    service.setServiceParent(top)
+    twistd_options = getattr(options, "parent", None) or {}
+    out = None if twistd_options.get("syslog") else _twistd_log(twistd_options, reactor)
+    top = _LoggingTo(log_observer(options, out, twistd_options))
+    bootstrap(options, reactor).setServiceParent(top)
     return top
 
 
-def _worker_args(options, config) -> list[str]:
-    """What each worker's command line says besides its number (see worker.arguments())."""
-    args = ["--config", options["config"], "--listen", config.listen, "--verbosity", str(options["verbosity"]),
-            "--log-format", options["log-format"], "--log-file", _log_file_name(getattr(options, "parent", None))]
-    return args
+def bootstrap(options, reactor, endpoint=None):
+    """The service of this process, as `options` say: one serving on `endpoint` (a worker's
+    adopted socket) or on the configuration's listen key, or the parent of several workers.
+    A configuration mistake exits with status 1."""
+    worker = options["worker"]
+    process = Process(reactor, reactor, Metrics(multiprocess=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))),
+                      systemd.notifier(os.environ.get("NOTIFY_SOCKET"), options["worker-notify-fd"]),
+                      exit_on_fatal(reactor), lambda: _with_overrides(options, load_config(options["config"])))
+    try:
+        configuration = Configuration.of(process.read())
+        config = configuration.config
+        if endpoint is None:
+            endpoint = _endpoint(reactor, config.listen, _listen_source(options))
+        if worker is None and config.workers > 1:
+            service = workers_service(configuration, process, endpoint, worker_args(options, config))
+        else:
+            service = attolytics_service(configuration, process, endpoint)
+    except ConfigError as e:
+        sys.exit(f"attolytics worker {worker}: {e}" if worker is not None else f"attolytics: {e}")
+    reactor.callWhenRunning(stop_on_signals, reactor)
+    reactor.callWhenRunning(reload_on_sighup, reactor, service)
+    return service
+
+
+def _with_overrides(options, config):
+    """`config` with what the command line says over the file's keys (at start-up and at each
+    reload)."""
+    if options["listen"]:
+        config = replace(config, listen=options["listen"])
+    if options["db-url"]:
+        config = replace(config, database=DatabaseLocation(url=options["db-url"]))
+    if options["workers"]:
+        config = replace(config, workers=options["workers"])
+    return config
+
+
+def _listen_source(options) -> str:
+    """What named the listening address, for a message about it."""
+    if not options["listen"]:
+        return f"{options['config']}: listen"
+    return "--listen" if not options["port"] and not options["host"] else "--host/--port"
+
+
+def worker_args(options, config) -> list[str]:
+    """What each worker's command line repeats of this one's, besides the --worker options."""
+    verbosity = options["verbosity"]
+    flags = ["--verbose"] * verbosity if verbosity > 0 else ["--quiet"] * -verbosity
+    twistd_options = getattr(options, "parent", None) or {}
+    return ["--config", options["config"], "--listen", config.listen, *flags, "--log-format", options["log-format"],
+            "--worker-log-file", _log_file_name(twistd_options)]
+
+
+def log_observer(options, out, twistd_options=None):
+    """The observer this process logs to: text or JSON lines written to `out`, or twistd's
+    --syslog; Attolytics' messages kept to the verbosity -v and -q chose."""
+    twistd_options = twistd_options or {}
+    if options["log-format"] == "json":
+        observer = JsonLinesObserver(out)
+    elif twistd_options.get("syslog"):
+        from twisted.python import syslog
+
+        observer = LegacyLogObserverWrapper(syslog.SyslogObserver(twistd_options.get("prefix", "twisted")).emit)
+    else:
+        observer = textFileLogObserver(out)
+    return with_verbosity(observer, options["verbosity"])
 
 
 def _endpoint(reactor, description: str, source: str):
@@ -146,13 +192,16 @@ class _LoggingTo(MultiService):
 
 def _log_file_name(twistd_options) -> str:
     """Where twistd would log: "-" (standard output) in the foreground, else its --logfile."""
-    twistd_options = twistd_options or {}
     return twistd_options.get("logfile") or ("-" if twistd_options.get("nodaemon", True) else "twistd.log")
 
 
-def _log_file(twistd_options):
-    """The file twistd would log to (see _log_file_name())."""
+def _twistd_log(twistd_options, reactor):
+    """The file twistd would log to (see _log_file_name()); a log file of its own is rotated
+    at SIGUSR1, as twistd does."""
     name = _log_file_name(twistd_options)
     if name == "-":
         return sys.stdout
-    return LogFile.fromFullPath(name)
+    log_file = LogFile.fromFullPath(name)
+    reactor.callWhenRunning(signal.signal, signal.SIGUSR1,
+                            lambda *_: reactor.callFromThread(log_file.rotate))
+    return log_file

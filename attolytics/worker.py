@@ -1,37 +1,18 @@
 """One worker process of several: the service on the listening socket its parent opened
-(supervisor.py starts it as `python -m attolytics.worker`), with its own writer and connections.
-It tells its parent, not systemd, when it is ready or reloading, and signs its log lines."""
+(supervisor.py starts it as `python -m attolytics.worker`, with the options of tap.Options), with
+its own writer and connections. It tells its parent, not systemd, when it is ready or reloading,
+and signs its log lines."""
 
-import argparse
 import os
 import sys
-from dataclasses import replace
 
 from twisted.internet.defer import succeed
-from twisted.logger import FileLogObserver, formatEventAsClassicLogText, globalLogBeginner
+from twisted.logger import globalLogBeginner
+from twisted.python import usage
 
-from attolytics.config import ConfigError, DatabaseLocation, load_config
-from attolytics.logs import JsonLinesObserver, set_verbosity
-from attolytics.service import attolytics_service
-from attolytics.signals import exit_on_fatal, reload_on_sighup, stop_on_signals
+from attolytics.supervisor import LISTENING_FD
+from attolytics.tap import Options, bootstrap, log_observer
 from attolytics.twisted_internals import accept_one_at_a_time
-
-# The descriptor the parent hands down the listening socket on.
-LISTENING_FD = 3
-
-
-def arguments(argv=None) -> argparse.Namespace:
-    """The command line the parent gives (supervisor.py worker_command())."""
-    parser = argparse.ArgumentParser(prog="python -m attolytics.worker")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--number", type=int, required=True, help="this worker's number, from 1")
-    parser.add_argument("--family", type=int, required=True, help="the listening socket's address family")
-    parser.add_argument("--listen", required=True, help="what the parent listens on, for messages")
-    parser.add_argument("--db-url", help="the database, when the parent chose it (embedded, --db-url)")
-    parser.add_argument("--verbosity", type=int, default=0)
-    parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    parser.add_argument("--log-file", default="-", help="where to log: - for standard output")
-    return parser.parse_args(argv)
 
 
 class _AdoptedEndpoint:
@@ -70,25 +51,16 @@ def main(argv=None) -> None:
     """Run one worker until its parent stops it."""
     from twisted.internet import reactor
 
-    args = arguments(argv)
-    set_verbosity(args.verbosity)
-    out = sys.stdout if args.log_file == "-" else open(args.log_file, "a", buffering=1)
-    observer = (JsonLinesObserver(out) if args.log_format == "json"
-                else FileLogObserver(out, lambda event: formatEventAsClassicLogText(event)))
-    globalLogBeginner.beginLoggingTo([signed(observer, args.number)], redirectStandardIO=False)
-
-    def overrides(config):
-        config = replace(config, listen=args.listen)
-        return replace(config, database=DatabaseLocation(url=args.db_url)) if args.db_url else config
-
+    options = Options()
     try:
-        config = overrides(load_config(args.config))
-        service = attolytics_service(config, reactor, exit_on_fatal(reactor),
-                                     _AdoptedEndpoint(reactor, LISTENING_FD, args.family), overrides=overrides)
-    except ConfigError as e:
-        sys.exit(f"attolytics worker {args.number}: {e}")
-    reactor.callWhenRunning(stop_on_signals, reactor)
-    reactor.callWhenRunning(reload_on_sighup, reactor, service)
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as e:
+        sys.exit(f"attolytics worker: {e}")
+    number = options["worker"]
+    name = options["worker-log-file"]
+    out = sys.stdout if name == "-" else open(name, "a", buffering=1)
+    globalLogBeginner.beginLoggingTo([signed(log_observer(options, out), number)], redirectStandardIO=False)
+    service = bootstrap(options, reactor, _AdoptedEndpoint(reactor, LISTENING_FD, options["worker-family"]))
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

@@ -31,12 +31,19 @@ from twisted.logger import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # measure this checkout
 
-from attolytics.config import DatabaseLocation, parse_config  # noqa: E402
+from attolytics.config import DatabaseLocation, load_config  # noqa: E402
 from attolytics.http.site import AttolyticsSite  # noqa: E402
-from attolytics.logs import set_verbosity  # noqa: E402
+from attolytics.metrics import Metrics  # noqa: E402
 from attolytics.outcomes import Stored  # noqa: E402
-from attolytics.service import attolytics_service  # noqa: E402
-from attolytics.supervisor import workers_service  # noqa: E402
+from attolytics.reconfigurable import ReconfigurableService  # noqa: E402
+from attolytics.reload import Configuration  # noqa: E402
+from attolytics.service import Process, serving  # noqa: E402
+from attolytics.shutdown import Shutdown  # noqa: E402
+from attolytics.storage.database import DatabaseService  # noqa: E402
+from attolytics.storage.embedded import database_location  # noqa: E402
+from attolytics.storage.maintenance import PartitionMaintenance  # noqa: E402
+from attolytics.systemd import nowhere  # noqa: E402
+from attolytics.tap import Options, bootstrap  # noqa: E402
 
 CONFIG_PATH = Path(__file__).with_name("bench.conf.yaml")
 IDS_CONFIG_PATH = Path(__file__).with_name("bench-ids.conf.yaml")
@@ -45,7 +52,7 @@ IDS_CONFIG_PATH = Path(__file__).with_name("bench-ids.conf.yaml")
 class PerEventWriter:
     """The baseline writer: one INSERT per event, one transaction per request."""
 
-    def __init__(self, db, reactor, settings, batch_observer):
+    def __init__(self, db):
         self.db = db
         self.queued_rows = 0
 
@@ -77,6 +84,21 @@ class PerEventWriter:
         return d
 
 
+class PerEventWriters(ReconfigurableService):
+    """The baseline's writer service: a PerEventWriter through the database's pool once it is
+    ready; no refused events kept."""
+
+    def __init__(self, database: DatabaseService):
+        self.database = database
+        self.writer = None
+        self.refused_writer = None
+
+    def reconfigure(self, configuration) -> None:
+        """Write through the database's pool once it is ready."""
+        if self.writer is None and self.database.pool is not None:
+            self.writer = PerEventWriter(self.database.pool)
+
+
 class NullAPI:
     """Klein parses the JSON and answers 200; nothing is checked or stored."""
 
@@ -101,29 +123,36 @@ def main() -> None:
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(textFileLogObserver(sys.stderr), [warnings_only])]
     )
-    set_verbosity(-1)
     path = IDS_CONFIG_PATH if args.mode == "attolytics-ids" else CONFIG_PATH
-    config = parse_config(path.read_text(), str(path))
+    listen = f"tcp:{args.port}:interface=127.0.0.1"
     if args.mode == "null":
-        site = AttolyticsSite(NullAPI().app.resource(), config.max_body_bytes, config.request_timeout)
+        config = load_config(str(path))
+        site = AttolyticsSite(NullAPI().app.resource(), config.max_body_bytes, config.request_timeout,
+                              reactor=reactor)
         reactor.listenTCP(args.port, site, interface="127.0.0.1")
     else:
-        config = replace(
-            config, listen=f"tcp:{args.port}:interface=127.0.0.1", database=DatabaseLocation(url=args.db_url)
-        )
-        writer = PerEventWriter if args.mode == "per-event" else None
-        if args.workers > 1:
-            config = replace(config, workers=args.workers)
-            worker_args = ["--config", str(path), "--listen", config.listen, "--verbosity", "-1"]
-            service = workers_service(config, reactor, _fatal, serverFromString(reactor, config.listen),
-                                      worker_args)
-        else:
-            service = attolytics_service(
-                config, reactor, on_fatal=_fatal, **({"writer_factory": writer} if writer else {})
-            )
+        if args.mode == "per-event":
+            service = per_event_service(replace(load_config(str(path)), listen=listen,
+                                                database=DatabaseLocation(url=args.db_url)))
+        else:  # the service as twistd builds it, from the same command line
+            options = Options()
+            options.parseOptions(["--config", str(path), "--listen", listen, "--db-url", args.db_url,
+                                  "--workers", str(args.workers), "--quiet"])
+            service = bootstrap(options, reactor)
         service.startService()
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
+
+
+def per_event_service(config):
+    """The service as shipped, built from the same constructors, with the per-event writer."""
+    process = Process(reactor, reactor, Metrics(), nowhere, _fatal, lambda: config)
+    shutdown = Shutdown(reactor, config.shutdown_timeout)
+    embedded, locate = database_location(config, shutdown)
+    database = DatabaseService(reactor, reactor, shutdown, locate, _fatal)
+    maintenance = PartitionMaintenance(database, reactor, process.metrics)
+    return serving(Configuration.of(config), process, serverFromString(reactor, config.listen), shutdown,
+                   embedded, database, PerEventWriters(database), maintenance)
 
 
 def _fatal(message: str) -> None:

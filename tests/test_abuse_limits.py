@@ -82,7 +82,7 @@ class Client(threading.Thread):
 async def test_one_client_far_over_its_limit_leaves_a_well_behaved_one_alone(start, sql):
     running = await start(config("{events_per_second: 200, burst: 400, by: client}"))
     assert running.fatal == []
-    buckets = running.service.getServiceNamed("http").site.resource.routes.intake.limits.buckets("game")
+    buckets = running.service.getServiceNamed("http").site.resource.routes.intake.admission.limits.buckets("game")
     buckets.max_buckets = 200  # the bound, made small enough to reach
     port = running.port
     polite = Client(port, 5, "198.51.100.1", pause=0.05)  # about 100 events a second

@@ -7,16 +7,19 @@ char(n), ((p << 16) | s) + 4 for numeric(p, s).
 """
 
 import json
+import re
 import struct
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attolytics.storage.column_types import Rejected, for_catalog
+import attolytics
+from attolytics.storage.column_types import TYPES, Rejected, for_catalog, for_declaration
 
 pytestmark = pytest.mark.unit
 
@@ -719,3 +722,24 @@ def test_timestamp_precision_of_the_column_is_respected():
     assert converter_for("timestamp", 3)(Decimal("1554130180.123")).microsecond == 123000
     with pytest.raises(Rejected):
         converter_for("timestamp", 3)(Decimal("1554130180.1234"))
+
+
+# --- One class a type: the registry knows each type from its own class alone.
+
+@pytest.mark.parametrize("kind", TYPES, ids=lambda kind: kind.__name__)
+def test_each_type_is_found_by_every_name_its_class_gives(kind):
+    for spelling, typname in kind.spellings.items():
+        assert typname in kind.typnames
+        assert isinstance(for_declaration(spelling), kind), spelling
+    for typname in kind.typnames:
+        assert isinstance(for_catalog(typname, -1), kind), typname
+
+
+def test_no_module_outside_the_registry_asks_which_class_a_column_type_is():
+    """What differs by type (its names, its JSON, the C decoder's field) is asked of the type."""
+    package = Path(attolytics.__file__).parent
+    found = [f"{path.relative_to(package)}:{number}" for path in package.rglob("*.py")
+             if "column_types" not in path.parts
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"isinstance\([^)]*\.type, ", line)]
+    assert found == []

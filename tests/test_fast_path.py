@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 
 from attolytics.config import App, PartitionDecl
 from attolytics.http.answers import ApiError
-from attolytics.http.auth import authenticated_events, check_key
-from attolytics.http.body import parse_json
+from attolytics.http.admission import check_keys
 from attolytics.http.fast_body import FastBodies
-from attolytics.outcomes import EventRejected
+from attolytics.http.native_body import NativeBodies
+from attolytics.http.rows import rows_of
+from attolytics.outcomes import Undecided
 from attolytics.request_values import RECEIVED_AT
 from attolytics.storage.column_types import for_catalog, for_declaration
 from attolytics.storage.partitions import AcceptedRange
@@ -76,38 +77,51 @@ TABLES = make_tables()
 APP = App(app_id="game", secret_keys=(b"s3cret",),
           event_types={"every": "every", "filled": "filled", "parted": "parted", "also": "every"})
 REQUEST = {"user-agent": "curl/8", RECEIVED_AT: NOW}
-FAST = FastBodies(TABLES)
+
+
+class Request:
+    """What the adapter reads of a request: here, no Authorization header."""
+
+    events_received = 0
+
+    def getHeader(self, name):
+        return None
+
+
+PRECISE = NativeBodies(Clock())  # never given the tables: it reads every body precisely
+FAST = NativeBodies(Clock())
+FAST.serve(TABLES)
 
 
 def precise(raw: bytes, event_type_id: str | None):
-    """What the precise path makes of a body: ("ok", key, events, batches) or ("refused", ...)."""
+    """What the precise form makes of a body: ("ok", keys, events, rows by table) or ("refused", why)."""
     try:
-        body = parse_json(raw)
-        events = authenticated_events(body, APP, None)
-        batches: dict = {}
-        for index, event in enumerate(events):
-            type_id = event_type_id if event_type_id is not None else event.get("_t") if type(event) is dict else None
-            if type_id not in APP.event_types:
-                return ("refused", "routing")
-            table = TABLES[APP.event_types[type_id]]
-            row = table.row(event, index, REQUEST, ignore="_t" if event_type_id is None else None)
-            batches.setdefault(table.name, []).append(row)
-    except (ApiError, EventRejected, RecursionError) as e:
+        submission = PRECISE.read(Request(), APP, event_type_id, raw)
+        check_keys(submission.keys, APP)
+        batches = rows_of(submission, TABLES, REQUEST)
+    except ApiError as e:
         return ("refused", str(e))
-    return ("ok", body.get("secret_key"), len(events), batches)
+    return ("ok", submission.keys, submission.count, {table.name: rows for table, rows in batches})
 
 
 def fast(raw: bytes, event_type_id: str | None):
-    """What the fast path makes of a body, its key checked as the intake checks it; None when
-    it leaves the body to the precise path."""
-    found = FAST.decode(raw, APP, event_type_id, REQUEST)
-    if found is None:
+    """What the fast form makes of a body, its keys checked as the admission checks them; None
+    when it leaves the body to the precise form."""
+    try:
+        submission = FAST.read(Request(), APP, event_type_id, raw)
+    except ApiError:
+        return None  # the precise parser read it, and refused it
+    if submission.decoded is None:
         return None
     try:
-        check_key(found.secret_key, APP, None)
+        rows = {table.name: table.decoded_rows(events, REQUEST) for table, events in submission.decoded}
+    except Undecided:
+        return None
+    try:
+        check_keys(submission.keys, APP)
     except ApiError as e:
         return ("refused", str(e))
-    return ("ok", found.secret_key, found.events, {table.name: rows for table, rows in found.batches})
+    return ("ok", submission.keys, submission.count, rows)
 
 
 # --- JSON written by hand: keys may repeat, numbers keep their spelling, strings their escapes.
@@ -350,6 +364,6 @@ def test_a_table_with_a_column_msgspec_cannot_name_takes_the_precise_path(odd):
     for raw, route in ((b'{"secret_key":"s3cret","events":[{"n":1}]}', "odd"),
                        (b'{"secret_key":"s3cret","events":[{"_t":"odd","n":1}]}', None),
                        (b'{"secret_key":"s3cret","events":[{"n":1,' + json.dumps(odd).encode() + b':"x"}]}', "odd")):
-        assert bodies.decode(raw, app, route, REQUEST) is None, raw
+        assert bodies.decode(raw, app, route) is None, raw
         event = json.loads(raw)["events"][0]
         assert odd_table.row(event, 0, REQUEST, ignore="_t" if route is None else None) is not None

@@ -11,8 +11,9 @@ import pytest
 from twisted.web.test.requesthelper import DummyRequest
 
 from attolytics.http.answers import ApiError
-from attolytics.http.auth import bearer_token
-from attolytics.http.body import check_content_type, decoded_body, inflate, parse_json
+from attolytics.http.native_body import bearer_token
+from attolytics.http.body import check_content_type, decoded_body, inflate
+from attolytics.http.strict_json import parse_json
 
 pytestmark = pytest.mark.unit
 

@@ -478,7 +478,7 @@ def test_a_fault_of_the_fast_path_is_logged_and_the_precise_path_answers(game_se
     ever, and the operator is told, with the traceback, at most once a minute."""
     def broken(*args):
         raise KeyError("a fault in the fast path")
-    game_service.routes.intake._fast.decode = broken
+    game_service.routes.intake.native._fast.decode = broken
     logged = []
     globalLogPublisher.addObserver(logged.append)
     try:

@@ -1,8 +1,8 @@
-r"""The fast path of a POST: a whole body decoded in C (msgspec) straight into its rows, for the
-bodies it can decide; for any other, None, and the precise path (body.parse_json, auth,
-Table.row) answers as before, with its messages.
+r"""Our body read in C (msgspec): the secret_key and each table's events decoded into the fields
+its row builder takes, for the bodies it can decide; for any other, None, and the precise parser
+(strict_json.parse_json) reads the body.
 
-What the fast path accepts is exactly what the precise path accepts, with the same rows:
+What the C decoder accepts is exactly what the precise parser accepts, with the same events:
 - a body with the escape \u0000 goes to the precise path (NUL, which text columns refuse);
   msgspec refuses an unpaired surrogate, and decodes every other escape as the precise parser;
 - every key ends with a quote and a colon, whitespace between or not, so counting those places
@@ -10,17 +10,16 @@ What the fast path accepts is exactly what the precise path accepts, with the sa
   a colon adds one); the keys counted in the decoded body are never more than those of the
   text, and fewer when a key repeats (msgspec keeps the last of two equal keys, which the
   precise parser refuses); so the two counts are equal only when neither happened;
-- each table's columns decode as its EventShape says (storage/event_shapes.py), and whatever
-  msgspec refuses goes to the precise path for the answer.
+- each table's events decode as its event_struct() says, and whatever msgspec refuses goes to
+  the precise parser for the answer.
 """
 
 import re
 from decimal import Decimal
-from typing import Union
+from typing import NamedTuple, Union
 
 import msgspec
 
-from attolytics.outcomes import Undecided
 
 # Where a key may end: at a quote, with whitespace before the colon or not. Every key ends so;
 # an escaped quote or a string value followed by a colon counts too, which only sends its body to
@@ -46,15 +45,12 @@ def _keys_at_most(raw: bytes) -> int:
     return ends
 
 
-class FastBody:
-    """What the fast path made of a body: its key, its rows per table, its event count."""
+class FastBody(NamedTuple):
+    """What the C decoder made of a body: its key, each table's events, its event count."""
 
-    __slots__ = ("secret_key", "batches", "events")
-
-    def __init__(self, secret_key, batches: list, events: int):
-        self.secret_key = None if secret_key is _NO_KEY else secret_key
-        self.batches = batches  # [(Table, rows)] in first-seen order
-        self.events = events
+    secret_key: str | None
+    decoded: list  # [(Table, its DecodedEvents)] in first-seen order
+    events: int
 
 
 class FastBodies:
@@ -64,9 +60,8 @@ class FastBodies:
         self.tables = tables
         self._decoders: dict = {}
 
-    def decode(self, raw: bytes, app, event_type_id: str | None, request_values) -> FastBody | None:
-        """The body's rows, or None when the precise path must decide. `request_values` are the
-        values the tables take from the request (Table.row's `request`)."""
+    def decode(self, raw: bytes, app, event_type_id: str | None) -> FastBody | None:
+        """The body's key and events, or None when the precise parser must read it."""
         if _NUL_ESCAPE in raw:
             return None
         decoder, table_of = self._decoder(app, event_type_id)
@@ -74,33 +69,30 @@ class FastBodies:
             return None
         try:
             body = decoder.decode(raw)
-            batches, keys = self._rows(body.events, table_of, event_type_id, request_values)
-        except (msgspec.MsgspecError, Undecided, RecursionError):  # (deep nesting: precise path too)
+            decoded, keys = self._by_table(body.events, table_of, event_type_id)
+        except (msgspec.MsgspecError, RecursionError):  # (deep nesting: the precise parser too)
             return None
         keys += 1 + (body.secret_key is not _NO_KEY)
         if event_type_id is None:
             keys += len(body.events)  # each event's _t
         if _keys_at_most(raw) != keys:  # a repeated key, or _t left out
             return None
-        return FastBody(body.secret_key, batches, len(body.events))
+        key = None if body.secret_key is _NO_KEY else body.secret_key
+        return FastBody(key, decoded, len(body.events))
 
-    def _rows(self, events: list, table_of: dict, event_type_id: str | None, request_values):
-        """[(Table, rows)] in first-seen order, and the keys the events held."""
+    def _by_table(self, events: list, table_of: dict, event_type_id: str | None):
+        """[(Table, DecodedEvents)] in first-seen order, and the keys the events held."""
         if not events:
             return [], 0
         if event_type_id is not None:
             table = table_of[None]
-            rows, keys = table.shape.rows(events, request_values)
-            return [(table, rows)], keys
-        grouped: dict = {}  # tables in first-seen order, as the precise path has them
+            decoded = table.decoded(events)
+            return [(table, decoded)], decoded.keys
+        grouped: dict = {}  # tables in first-seen order, as the precise parser has them
         for event in events:
             grouped.setdefault(table_of[type(event)], []).append(event)
-        batches, keys = [], 0
-        for table, table_events in grouped.items():
-            rows, table_keys = table.shape.rows(table_events, request_values)
-            batches.append((table, rows))
-            keys += table_keys
-        return batches, keys
+        found = [(table, table.decoded(table_events)) for table, table_events in grouped.items()]
+        return found, sum(decoded.keys for _, decoded in found)
 
     def _decoder(self, app, event_type_id: str | None):
         """(msgspec Decoder of a whole body, struct type (None on a typed route) -> Table)."""
@@ -113,17 +105,17 @@ class FastBodies:
     def _make(self, app, event_type_id: str | None):
         if event_type_id is not None:
             table = self.tables[app.event_types[event_type_id]]
-            if not table.shape.decodable:
+            if not table.decodable:
                 return None, None
-            event_struct, table_of = table.shape.struct(), {None: table}
+            event_struct, table_of = table.event_struct(), {None: table}
         else:
             table_of = {}
             for type_id, table_name in app.event_types.items():
                 table = self.tables[table_name]
                 # A column named like the routing key, or one msgspec cannot name: precise path.
-                if "_t" in table.columns or not table.shape.decodable:
+                if "_t" in table.columns or not table.decodable:
                     return None, None
-                table_of[table.shape.struct(type_id)] = table
+                table_of[table.event_struct(type_id)] = table
             if not table_of:
                 return None, None
             event_struct = Union[tuple(table_of)]

@@ -1,11 +1,17 @@
 """Refused events kept: the rows a refused request leaves in the table of refused events, when it
-carried the app's key (no one fills that table anonymously)."""
+carried the app's key (no one fills that table anonymously), written by a writer of their own so
+that a failure to keep them never holds up the events stored."""
 
 import re
 
 from attolytics.config import App
-from attolytics.http.answers import ApiError
-from attolytics.http.auth import bearer_token, check_key
+from attolytics.http.admission import check_keys, request_values
+from attolytics.http.answers import ApiError, OverLimit
+from attolytics.http.client_address import client_address
+from attolytics.http.strict_json import parse_json
+from attolytics.http.native_body import bearer_token, given_keys
+from attolytics.interfaces import TableRows
+from attolytics.outcomes import EventRejected, WriterBusy
 
 # The refusals whose events are kept: the events were read and could be looked at again.
 KEPT_STATUSES = frozenset({400, 404, 409, 413})
@@ -44,12 +50,45 @@ class Redactor:
         return value
 
 
+class RefusedEvents:
+    """Keeps the events of refused requests in `table` through `writer`, counting in `metrics`
+    those kept and those dropped."""
+
+    def __init__(self, config, table, writer, metrics):
+        self.table, self.writer, self.metrics = table, writer, metrics
+        self.trusted_proxies = config.trusted_proxies
+        self.redactor = Redactor(config.apps.values())
+
+    def keep(self, request, app: App, raw: bytes, event_type_id: str | None, error: ApiError,
+             fault_known: bool) -> None:
+        """Keep the events of a request refused with `error`, when the request carried the app's
+        key and no limit refused it; `fault_known` is False when PostgreSQL refused its rows
+        without saying which event was at fault. Its answer does not wait."""
+        if error.status not in KEPT_STATUSES or isinstance(error, OverLimit):
+            return
+        body = _parsed(raw)
+        if not carries_the_key(request, app, body):
+            return
+        table, count = self.table, self.metrics.child
+        try:
+            address = client_address(request, self.trusted_proxies)
+            values = request_values(request, table.request_keys, address)
+            rows = refused_rows(table, values, app.app_id, event_type_id, body, raw, error, fault_known,
+                                self.redactor)
+            kept = self.writer.insert([TableRows(table, rows)], len(raw))
+        except (EventRejected, RecursionError, WriterBusy):
+            count(self.metrics.rejected_dropped, app.app_id).inc(request.events_received or 1)
+            return
+        kept.addCallbacks(lambda _: count(self.metrics.events_kept_rejected, app.app_id).inc(len(rows)),
+                          lambda _: count(self.metrics.rejected_dropped, app.app_id).inc(len(rows)))
+
+
 def carries_the_key(request, app: App, body) -> bool:
     """Whether the request's key is the app's: every key it sent (in the body, as a Bearer token)
     is right, and it sent one."""
     key = body.get("secret_key") if isinstance(body, dict) else None
     try:
-        check_key(key if isinstance(key, str) else None, app, bearer_token(request))
+        check_keys(given_keys(key if isinstance(key, str) else None, bearer_token(request)), app)
     except ApiError:
         return False
     return True
@@ -57,6 +96,14 @@ def carries_the_key(request, app: App, body) -> bool:
 
 # Stands for the body of a request that could not be read as JSON.
 NOT_JSON = object()
+
+
+def _parsed(raw: bytes):
+    """The body as JSON, or NOT_JSON."""
+    try:
+        return parse_json(raw)
+    except ApiError:
+        return NOT_JSON
 
 
 def refused_events(body, raw: bytes, redactor: Redactor) -> tuple[list | None, object]:

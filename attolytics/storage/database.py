@@ -1,23 +1,23 @@
 """The database service: connects to PostgreSQL (trying again with backoff while it cannot),
-makes the tables ready, hands the pool and the tables on, and closes the pool at shutdown."""
+makes the tables of each configuration ready before the services after it take that
+configuration, and closes the pool at shutdown."""
 
-from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import deferLater
 
-from attolytics.config import Config
 from attolytics.logs import logger
+from attolytics.reconfigurable import ReconfigurableService
 from attolytics.shutdown import Shutdown
-from attolytics.storage.declarations import DeclaredTypes
 from attolytics.storage.pool import Backoff, ConnectionPool
 from attolytics.storage.preparation import SchemaError, prepare_tables
 
 log = logger(__name__)
 
 
-class DatabaseService(Service):
-    """Connects once started; `on_ready(pool, tables, refused_pool)` is called when the tables are
-    ready to write to, `on_fatal(message)` when start-up cannot go on (a table that does not fit).
+class DatabaseService(ReconfigurableService):
+    """Connects once started, with the configuration it was handed last; `tables` holds the
+    tables ready to write to once it is connected, `on_fatal(message)` is called when start-up
+    cannot go on (a table that does not fit).
 
     With rejected_events, refused events get a pool of their own (one connection), so that a
     table of refused events that is locked or slow never takes a connection stored events need.
@@ -26,21 +26,21 @@ class DatabaseService(Service):
     this service's turn to stop comes.
     """
 
-    def __init__(self, config: Config, types: DeclaredTypes, reactor, shutdown: Shutdown, locate,
-                 on_ready, on_fatal, clock=None):
-        self.config = config
-        self.types = types
+    def __init__(self, reactor, clock, shutdown: Shutdown, locate, on_fatal):
         self.reactor = reactor
-        # Now, for the partitions a table needs; the reactor's time unless a test moves it.
-        self.clock = clock or reactor
+        # Now, for the partitions a table needs.
+        self.clock = clock
         self.shutdown = shutdown
         # locate() -> Deferred of the database URL (the embedded server's, once it runs).
         self.locate = locate
-        self.on_ready = on_ready
         self.on_fatal = on_fatal
+        self.configuration = None  # the one in force; start-up connects with the latest
         self.url = None
         self.pool = None
         self.refused_pool = None
+        # Table name -> Table, once ready; and the configuration they were made ready for.
+        self.tables = None
+        self.tables_for = None
         # Fires once start-up has ended: ready, given up (on_fatal), or abandoned.
         self.starting = None
         shutdown.on_begin(self._abandon_start)
@@ -59,17 +59,17 @@ class DatabaseService(Service):
             return
         backoff = Backoff()
         while not self.shutdown.begun:
-            pool = ConnectionPool(url, self.reactor, size=self.config.writer.connections)
-            refused_pool = ConnectionPool(url, self.reactor, size=1) if self.config.rejected_events else None
+            configuration = self.configuration
+            config = configuration.config
+            pool = ConnectionPool(url, self.reactor, size=config.writer.connections)
+            refused_pool = ConnectionPool(url, self.reactor, size=1) if config.rejected_events else None
             try:
                 await pool.connect()
-                tables = await prepare_tables(pool, self.config, self.types, self.clock)
+                tables = await prepare_tables(pool, config, configuration.types, self.clock)
                 if refused_pool is not None:
                     await refused_pool.connect()
             except Exception as e:
-                pool.close()
-                if refused_pool is not None:
-                    refused_pool.close()
+                _close(pool, refused_pool)
                 if self.shutdown.begun:
                     return  # abandoned: what failed does not matter any more
                 if isinstance(e, SchemaError):
@@ -81,23 +81,25 @@ class DatabaseService(Service):
                 await deferLater(self.reactor, delay, lambda: None)
                 continue
             if self.shutdown.begun:  # a connect or query that cancelling could not stop
-                pool.close()
-                if refused_pool is not None:
-                    refused_pool.close()
+                _close(pool, refused_pool)
                 return
             self.pool, self.refused_pool = pool, refused_pool
-            self.on_ready(pool, tables, refused_pool)
+            self.tables, self.tables_for = tables, configuration
             log.info("ready: {count} tables checked", count=len(tables))
             return
 
-    async def prepare(self, config: Config, types: DeclaredTypes):
-        """Make the tables of a reloaded configuration ready: (tables, refused_pool), or None
-        while start-up is still under way (it goes on with this configuration). Raises
-        SchemaError, having changed nothing, when the database does not fit it."""
-        if self.pool is None:
-            self.config, self.types = config, types
-            return None
-        tables = await prepare_tables(self.pool, config, types, self.clock)
+    def reconfigure(self, configuration):
+        """Make the tables of `configuration` ready before anything else takes it (a Deferred);
+        fails with SchemaError, having changed nothing, when the database does not fit it.
+        While start-up is still under way, it goes on with this configuration."""
+        if self.pool is None or configuration is self.tables_for:
+            self.configuration = configuration
+            return succeed(None)
+        return Deferred.fromCoroutine(self._prepare(configuration))
+
+    async def _prepare(self, configuration) -> None:
+        config = configuration.config
+        tables = await prepare_tables(self.pool, config, configuration.types, self.clock)
         if config.rejected_events and self.refused_pool is None:
             refused_pool = ConnectionPool(self.url, self.reactor, size=1)
             try:
@@ -106,8 +108,8 @@ class DatabaseService(Service):
                 refused_pool.close()
                 raise
             self.refused_pool = refused_pool
-        self.config, self.types = config, types
-        return tables, self.refused_pool
+        self.configuration = self.tables_for = configuration
+        self.tables = tables
 
     def _abandon_start(self) -> None:
         if self.starting is not None and not self.starting.called:
@@ -121,7 +123,11 @@ class DatabaseService(Service):
 
     def stopService(self):
         super().stopService()
-        for pool in (self.pool, self.refused_pool):
-            if pool is not None:
-                pool.close()
+        _close(self.pool, self.refused_pool)
         return succeed(None)
+
+
+def _close(*pools) -> None:
+    for pool in pools:
+        if pool is not None:
+            pool.close()

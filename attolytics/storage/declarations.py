@@ -65,3 +65,15 @@ def uuid_ids(config: Config, types: DeclaredTypes) -> dict[str, str]:
         for column in table.columns
         if column.unique and isinstance(types[table.name][column.name], Uuid)
     }
+
+
+def event_ids(config: Config, types: DeclaredTypes) -> dict[str, dict[str, str]]:
+    """App id -> event type -> the uuid `unique` column of its table: the browser client fills
+    that column with a new id for each event it sends, so that a retry stores it once."""
+    ids = uuid_ids(config, types)
+    found = {}
+    for app in config.apps.values():
+        columns = {type_id: ids[table] for type_id, table in app.event_types.items() if table in ids}
+        if columns:
+            found[app.app_id] = columns
+    return found

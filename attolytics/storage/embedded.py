@@ -6,9 +6,10 @@ import warnings
 from pathlib import Path
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThread
 
+from attolytics.config import Config
 from attolytics.logs import logger
 from attolytics.shutdown import Shutdown, shielded
 
@@ -106,3 +107,13 @@ class EmbeddedPostgresService(Service):
 
 class EmbeddedFailed(Exception):
     """The embedded PostgreSQL could not be started; the message says where and why."""
+
+
+def database_location(config: Config, shutdown: Shutdown):
+    """Where the database is: (the embedded server's service, to start first, or None; and
+    locate() -> a Deferred of the database URL): the configured URL, else the embedded server's."""
+    if config.database.url is not None:
+        url = config.database.url
+        return None, lambda: succeed(url)
+    embedded = EmbeddedPostgresService(config.database.embedded_path, shutdown)
+    return embedded, embedded.url

@@ -1,31 +1,36 @@
-"""The fast path of a table's checks: a msgspec Struct that decodes an event in C straight into
-the values its columns take, and the few steps left to Python. What the fast path cannot decide
-raises Undecided, and Table.row, the precise path, decides with its answer and message.
+"""The fast form of a table's row builder: a msgspec Struct that decodes an event in C straight
+into the values its columns take, and the few steps left to Python. What the fast form cannot
+decide raises Undecided, and Table.rows, the precise form, decides with its answer and message.
 
-A Struct field is typed exactly as the column's converter rules only where the two agree on
-every JSON value the fast path lets through (booleans, integers in range, strings no longer than
-the column, canonical uuids); every other column takes the value as the precise parser would
-have made it (msgspec's Any, floats as Decimal) and runs the column's own converter on it.
-The caller must keep bodies with a NUL escape away (msgspec refuses unpaired surrogates) and
-count keys (duplicate keys collapse), see http/fast_body.py.
+Each column's field is the type its ColumnType gives for the decoder (decoded_type), where one
+takes exactly the JSON values the column's converter accepts; every other column takes the value
+as the precise parser would have made it (msgspec's Any, floats as Decimal) and runs the column's
+own converter on it. The caller must keep bodies with a NUL escape away (msgspec refuses
+unpaired surrogates) and count keys (duplicate keys collapse), see http/fast_body.py.
 """
 
 import re
 from operator import itemgetter, methodcaller
-from typing import Annotated, Any, Union
+from typing import Any, NamedTuple, Union
 
 import msgspec
-from msgspec import Meta
 from msgspec.structs import astuple
 
 from attolytics.outcomes import Undecided
-from attolytics.storage.column_types import Boolean, Integer, Rejected, Text, Uuid
+from attolytics.storage.column_types import Rejected
 from attolytics.storage.row_default import DEFAULT
 
-_UUID_CHARACTERS = re.compile("[0-9a-f-]*", re.ASCII).fullmatch
 # msgspec cannot rename a field to a name with a quote, a backslash or a control character.
 _RENAMEABLE = re.compile(r'[^"\\\x00-\x1f]*').fullmatch
-_UUID_HYPHENS = (8, 13, 18, 23)  # where the canonical spelling has its four hyphens
+
+
+class DecodedEvents(NamedTuple):
+    """A table's events as the C decoder read them: a tuple of fields each, and how many keys
+    they held (nested ones too) and left out."""
+
+    values: list
+    keys: int
+    missing: int
 
 
 class _Missing:
@@ -39,32 +44,6 @@ MISSING = _Missing()
 _count_missing = methodcaller("count", MISSING)
 
 
-def exact_type(column) -> Any:
-    """The msgspec type that takes exactly the JSON values the column's converter accepts,
-    giving the same value; None when no such type is known."""
-    column_type = column.type
-    if isinstance(column_type, Boolean):
-        return bool
-    if isinstance(column_type, Integer):
-        return Annotated[int, Meta(ge=column_type.low, le=column_type.high)]
-    if isinstance(column_type, Text):
-        if column_type.max_length is None:
-            return str
-        return Annotated[str, Meta(max_length=column_type.max_length)]
-    if isinstance(column_type, Uuid):  # canonical, which canonical_uuids() checks for a whole batch
-        return Annotated[str, Meta(min_length=36, max_length=36)]
-    return None
-
-
-def canonical_uuids(values: list[str]) -> bool:
-    """Whether every one of these 36-character strings is a uuid spelled canonically (what
-    Uuid.convert returns as it is); other spellings are rewritten, by the precise path."""
-    joined = "".join(values)
-    count = len(values)
-    return (_UUID_CHARACTERS(joined) is not None and joined.count("-") == 4 * count
-            and all(joined[offset::36] == "-" * count for offset in _UUID_HYPHENS))
-
-
 class EventShape:
     """How one table's events decode on the fast path: of `table`, a storage.table.Table (which
     makes its shape, so this module does not import it)."""
@@ -76,19 +55,20 @@ class EventShape:
         self.converted = []  # (struct position, the column's converter, whether NOT NULL)
         self.documents = []  # struct positions of values taken as they are (Any): nested keys
         self.request_slots = []  # (row position, request key, Column) of values from the request
-        self.uuids = []  # itemgetters of the uuid columns' values
+        self.checks = []  # (itemgetter of a column's values, the check of a batch of them)
         body_columns = [c for c in table.ordered if c.request_key is None]
         partition_column = table.accepted[0] if table.accepted else None
         for position, column in enumerate(body_columns):
-            field_type = exact_type(column)
+            field_type = column.type.decoded_type()
             if field_type is None or column.name == partition_column:
                 field_type = Any
                 self.converted.append((position, table.converter(column), column.not_null))
                 self.documents.append(position)
             elif not column.not_null:
                 field_type = Union[field_type, None]
-            if isinstance(column.type, Uuid) and field_type is not Any:
-                self.uuids.append(itemgetter(position))
+            check = column.type.decoded_check()
+            if check is not None and field_type is not Any:
+                self.checks.append((itemgetter(position), check))
             name = f"f{position}"
             rename[name] = column.name
             if column.not_null and not column.has_default:
@@ -119,20 +99,25 @@ class EventShape:
                 **options)
         return found
 
-    def rows(self, events: list, request: dict | None) -> tuple[list, int]:
-        """The rows of decoded events, and how many keys (nested ones too) the events held."""
-        rows = list(map(astuple, events))
-        missing = self._missing(rows) if self._optional else 0
-        for uuid_of in self.uuids:
-            if not canonical_uuids([value for value in map(uuid_of, rows) if type(value) is str]):
-                raise Undecided
-        keys = len(rows) * self.width - missing
+    def decoded(self, events: list) -> DecodedEvents:
+        """Decoded events as tuples of their fields, with the keys they held and left out."""
+        values = list(map(astuple, events))
+        missing = self._missing(values) if self._optional else 0
+        keys = len(values) * self.width - missing
         if self.documents:
-            keys += sum(_keys_in(row[p]) for row in rows for p in self.documents)
-        if missing or self.converted or self.request_slots:
+            keys += sum(_keys_in(row[p]) for row in values for p in self.documents)
+        return DecodedEvents(values, keys, missing)
+
+    def rows(self, events: DecodedEvents, request: dict | None) -> list:
+        """The rows of decoded events, with the request's values."""
+        values = events.values
+        for value_of, check in self.checks:
+            if not check([value for value in map(value_of, values) if value is not None and value is not MISSING]):
+                raise Undecided
+        if events.missing or self.converted or self.request_slots:
             filled = self._request_values(request) if self.request_slots else ()
-            rows = [self._finish(row, filled) for row in rows]
-        return rows, keys
+            return [self._finish(row, filled) for row in values]
+        return values
 
     def _missing(self, rows: list) -> int:
         """How many keys the events left out, looking only where that may be."""

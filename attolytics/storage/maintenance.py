@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred, DeferredLock, succeed
 
 from attolytics.config import Config
 from attolytics.logs import logger
+from attolytics.reconfigurable import ReconfigurableService
 from attolytics.storage import catalog, partitions
 from attolytics.storage.declarations import DeclaredTypes
 from attolytics.storage.preparation import SCHEMA_LOCK
@@ -28,11 +29,13 @@ LOCK_TIMEOUT = "2s"
 UPKEEP_TIMEOUT = 60.0
 
 
-class PartitionMaintenance(TimerService):
-    """Keeps up the partitions of the declared tables partitioned by time, on `clock`'s time."""
+class PartitionMaintenance(TimerService, ReconfigurableService):
+    """Keeps up the partitions of the declared tables partitioned by time, on `clock`'s time,
+    through `database` once it is ready."""
 
-    def __init__(self, clock, metrics, step: float = HOUR):
+    def __init__(self, database, clock, metrics, step: float = HOUR):
         super().__init__(step, self.run)
+        self.database = database
         self.clock = clock
         self.metrics = metrics
         self.db = None
@@ -40,6 +43,12 @@ class PartitionMaintenance(TimerService):
         # Table name -> (PartitionDecl, whether its column is a timestamp with time zone).
         self.tables: dict = {}
         self._turn = DeferredLock()
+
+    def reconfigure(self, configuration) -> None:
+        """Keep up the partitioned tables of `configuration` once the database is ready; a first
+        upkeep starts at once, and is not waited for."""
+        if self.database.pool is not None:
+            self.serve(self.database.pool, configuration.config, configuration.types)
 
     def serve(self, db, config: Config, types: DeclaredTypes) -> Deferred:
         """Keep up the partitioned tables of `config` through `db` from now on; a first upkeep

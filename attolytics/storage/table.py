@@ -6,7 +6,7 @@ from typing import Any, Mapping
 from attolytics.outcomes import EventRejected
 from attolytics.request_values import CLIENT_IP, CLIENT_NETWORK, RECEIVED_AT
 from attolytics.storage.column_types import ColumnType, Rejected, describe
-from attolytics.storage.event_shapes import EventShape
+from attolytics.storage.event_shapes import DecodedEvents, EventShape
 from attolytics.storage.partitions import AcceptedRange
 from attolytics.storage.row_default import DEFAULT
 
@@ -75,11 +75,42 @@ class Table:
         self._shape = None
 
     @property
-    def shape(self):
-        """How this table's events decode on the fast path (storage.event_shapes.EventShape)."""
+    def _fast(self) -> EventShape:
+        """The fast form of this row builder, made on first use."""
         if self._shape is None:
             self._shape = EventShape(self)
         return self._shape
+
+    @property
+    def decodable(self) -> bool:
+        """Whether the C decoder can read this table's events (it cannot name every column)."""
+        return self._fast.decodable
+
+    def event_struct(self, tag: str | None = None) -> type:
+        """The msgspec Struct the C decoder reads an event of this table as; with `tag`, one whose
+        `_t` names that event type."""
+        return self._fast.struct(tag)
+
+    def decoded(self, events: list) -> DecodedEvents:
+        """Events the C decoder read as event_struct(): their fields, and the keys they held."""
+        return self._fast.decoded(events)
+
+    def decoded_rows(self, events: DecodedEvents, request: Mapping[str, Any] | None) -> list[tuple]:
+        """The rows of decoded events, as rows() would make them; raises Undecided where only
+        rows() can tell."""
+        return self._fast.rows(events, request)
+
+    def rows(self, events: list[tuple[int, Any]], request: Mapping[str, Any] | None = None,
+             ignore: str | None = None) -> list[tuple]:
+        """The rows of (index, event) pairs, each checked by row(); raises EventRejected for the
+        first event at fault."""
+        rows = []
+        for index, event in events:
+            try:
+                rows.append(self.row(event, index, request, ignore))
+            except RecursionError:
+                raise EventRejected(index, None, "an event is nested too deeply") from None
+        return rows
 
     def row(self, event: Any, index: int, request: Mapping[str, Any] | None = None,
             ignore: str | None = None) -> tuple:

@@ -12,12 +12,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import psycopg2
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 
 from attolytics.config import WriterSettings
 from attolytics.logs import logger
 from attolytics.outcomes import DatabaseUnavailable, RowsRefused, WriterBusy
+from attolytics.reconfigurable import ReconfigurableService
 from attolytics.shutdown import Shutdown
 from attolytics.storage.inserts import Batch
 from attolytics.storage.pool import QueryTimeout
@@ -64,7 +64,8 @@ class _Pending:
 class Writer:
     """Queues rows per request and writes them with group commit."""
 
-    def __init__(self, db, reactor, settings: WriterSettings = WriterSettings(), batch_observer=None):
+    def __init__(self, db, reactor, settings: WriterSettings = WriterSettings(), batch_observer=None,
+                 make_room=None):
         self.db = db
         self.reactor = reactor
         self.configure(settings)
@@ -72,7 +73,7 @@ class Writer:
         self.batch_observer = batch_observer
         # make_room(requests) -> Deferred: makes the partitions the rows of a batch need
         # (storage.maintenance); without it, rows that fall into no partition are refused.
-        self.make_room = None
+        self.make_room = make_room
         self.queued_rows = 0  # rows accepted and not yet answered, in the queue or in flight
         self.queued_bytes = 0
         self._queue: deque[_Pending] = deque()
@@ -226,47 +227,44 @@ class Writer:
         return results
 
 
-class WriterService(Service):
-    """Owns the writers: made once the database is ready; at shutdown, what is queued is written
+class WriterService(ReconfigurableService):
+    """Owns the writers: made once `database` is ready; at shutdown, what is queued is written
     before the pool closes, within the shutdown's deadline.
 
-    `writer` stores events; `refused_writer`, given a pool of its own, keeps the events of
-    refused requests in transactions of their own, so that they never hold up the others.
+    `writer` stores events, making the partitions they need through `maintenance`;
+    `refused_writer`, given a pool of its own, keeps the events of refused requests in
+    transactions of their own, so that they never hold up the others.
     """
 
-    def __init__(self, reactor, settings: WriterSettings, shutdown: Shutdown, batch_observer=None,
-                 make=Writer):
+    def __init__(self, database, maintenance, reactor, shutdown: Shutdown, metrics):
+        self.database = database
+        self.maintenance = maintenance
         self.reactor = reactor
-        self.settings = settings
         self.shutdown = shutdown
-        self.batch_observer = batch_observer
-        # Builds the writer from (pool, reactor, settings, batch_observer); the benchmark swaps
-        # in its baselines.
-        self.make = make
+        self.metrics = metrics
+        self.settings = None
         self.writer = None
         self.refused_writer = None
-        # Given to the writer of stored events: see Writer.make_room.
-        self.make_room = None
+        metrics.watch(metrics.writer_queue_rows, self._queued_rows)
 
-    def start_writing(self, pool, refused_pool=None):
-        """Make the writer that writes through `pool`, and the one for refused events through
-        `refused_pool` (with one); return the first."""
-        self.writer = self.make(pool, self.reactor, self.settings, self.batch_observer)
-        self.writer.make_room = self.make_room
-        self.keep_refused(refused_pool)
-        return self.writer
-
-    def keep_refused(self, refused_pool) -> None:
-        """Keep refused events through `refused_pool` from now on (none: no refused events kept)."""
-        if refused_pool is not None and (self.refused_writer is None or self.refused_writer.db is not refused_pool):
-            self.refused_writer = Writer(refused_pool, self.reactor, self.settings)
-
-    def configure(self, settings: WriterSettings) -> None:
-        """Write with these settings from now on (the connection count stays the pool's)."""
-        self.settings = settings
+    def reconfigure(self, configuration) -> None:
+        """Write with the configuration's settings from now on (the connection count stays the
+        pool's); once the database is ready, through its pools."""
+        self.settings = settings = configuration.config.writer
         for writer in (self.writer, self.refused_writer):
             if writer is not None:
                 writer.configure(settings)
+        if self.database.pool is None:
+            return
+        if self.writer is None:
+            self.writer = Writer(self.database.pool, self.reactor, settings,
+                                 self.metrics.writer_batch_rows.observe, self.maintenance.make_room)
+        refused_pool = self.database.refused_pool
+        if refused_pool is not None and (self.refused_writer is None or self.refused_writer.db is not refused_pool):
+            self.refused_writer = Writer(refused_pool, self.reactor, settings)
+
+    def _queued_rows(self) -> int:
+        return self.writer.queued_rows if self.writer is not None else 0
 
     def stopService(self):
         super().stopService()

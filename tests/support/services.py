@@ -3,9 +3,13 @@
 from dataclasses import replace
 
 from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
 
 from attolytics.config import DatabaseLocation, load_config, parse_config
-from attolytics.service import attolytics_service
+from attolytics.metrics import Metrics
+from attolytics.reload import Configuration
+from attolytics.service import Process, attolytics_service
+from attolytics.systemd import nowhere
 from support.http import Client
 
 
@@ -49,7 +53,9 @@ async def start_service(config_text: str, database_url: str, wait: bool = True, 
     else:
         config = overrides(parse_config(config_text, "test.conf.yaml"))
     fatal = []
-    service = attolytics_service(config, reactor, on_fatal=fatal.append, overrides=overrides, clock=clock)
+    process = Process(reactor, clock or reactor, Metrics(), nowhere, fatal.append,
+                      lambda: overrides(load_config(str(path))))
+    service = attolytics_service(Configuration.of(config), process, serverFromString(reactor, config.listen))
     service.startService()  # a TCP endpoint listens at once, so the port is known now
     if wait:
         await service.getServiceNamed("database").starting

@@ -13,6 +13,13 @@ _SHARED = "#/components/schemas/"
 class Json(ColumnType):
     """json and jsonb: any JSON value, sent back as text; jsonb refuses NUL in strings and keys."""
 
+    typnames = ("json", "jsonb")
+    spellings = {"json": "json", "jsonb": "jsonb"}
+
+    @classmethod
+    def of_catalog(cls, typname: str, typmod: int) -> "Json":
+        return cls(binary=typname == "jsonb")
+
     def __init__(self, binary: bool):
         self.binary = binary
         self.typname = self.ddl = "jsonb" if binary else "json"

@@ -23,6 +23,15 @@ _MAX_POSTGRES_OFFSET = timedelta(hours=16)
 class Timestamp(ColumnType):
     """timestamp [(p)] with or without time zone: Unix seconds or an RFC 3339 string with a zone."""
 
+    typnames = ("timestamptz", "timestamp")
+    spellings = {"timestamptz": "timestamptz", "timestamp with time zone": "timestamptz",
+                 "timestamp without time zone": "timestamp"}
+
+    @classmethod
+    def of_catalog(cls, typname: str, typmod: int) -> "Timestamp":
+        # A timestamp's typmod is its precision itself (0-6), or -1 for the default of 6.
+        return cls(typname == "timestamptz", typmod if typmod >= 0 else None)
+
     def __init__(self, with_zone: bool, precision: int | None = None):
         self.typname = "timestamptz" if with_zone else "timestamp"
         self.with_zone, self.precision = with_zone, precision
@@ -108,6 +117,8 @@ def _moment(value: Any, type_name: str) -> datetime:
 class Date(ColumnType):
     """date: "YYYY-MM-DD"."""
 
+    typnames = ("date",)
+    spellings = {"date": "date"}
     typname = "date"
     ddl = "date"
 

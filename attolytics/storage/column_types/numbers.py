@@ -2,14 +2,18 @@
 
 import struct
 from decimal import Context, Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from attolytics.storage.column_types.base import ColumnType, Rejected, describe, is_number
+from msgspec import Meta
+
+from attolytics.storage.column_types.base import VARHDRSZ, ColumnType, Rejected, describe, is_number
 
 
 class Boolean(ColumnType):
     """boolean: true or false."""
 
+    typnames = ("bool",)
+    spellings = {"boolean": "bool"}
     typname = "bool"
     ddl = "boolean"
 
@@ -22,6 +26,9 @@ class Boolean(ColumnType):
     def json_schema(self) -> dict:
         return {"type": "boolean"}
 
+    def decoded_type(self) -> Any:
+        return bool
+
 
 # typname -> (bits, name, OpenAPI format)
 _INTEGERS = {
@@ -31,6 +38,14 @@ _INTEGERS = {
 
 class Integer(ColumnType):
     """smallint, integer, bigint: a JSON integer in range; 42.0 is 42, since nothing is lost."""
+
+    typnames = ("int2", "int4", "int8")
+    spellings = {"smallint": "int2", "int2": "int2", "integer": "int4", "int": "int4", "int4": "int4",
+                 "bigint": "int8", "int8": "int8"}
+
+    @classmethod
+    def of_catalog(cls, typname: str, typmod: int) -> "Integer":
+        return cls(typname)
 
     def __init__(self, typname: str):
         self.typname = typname
@@ -44,6 +59,9 @@ class Integer(ColumnType):
         if self._format:
             schema["format"] = self._format
         return schema
+
+    def decoded_type(self) -> Any:
+        return Annotated[int, Meta(ge=self.low, le=self.high)]
 
 
 def _integer_converter(low: int, high: int, type_name: str):
@@ -72,6 +90,14 @@ _DOUBLE_MAX = 1.7976931348623157e308
 
 class Floating(ColumnType):
     """real and double precision: a number the type can hold, neither overflowing nor vanishing."""
+
+    typnames = ("float4", "float8")
+    spellings = {"real": "float4", "float4": "float4", "double precision": "float8", "float8": "float8",
+                 "float": "float8"}
+
+    @classmethod
+    def of_catalog(cls, typname: str, typmod: int) -> "Floating":
+        return cls(typname)
 
     def __init__(self, typname: str):
         self.typname = typname
@@ -129,7 +155,26 @@ _WIDE = Context(prec=_NUMERIC_MAX_SCALE + 1100)
 class Numeric(ColumnType):
     """numeric and numeric(p,s): every digit kept; refused when it would need rounding."""
 
+    typnames = ("numeric",)
+    spellings = {"numeric": "numeric", "decimal": "numeric"}
     typname = "numeric"
+
+    @classmethod
+    def of_catalog(cls, typname: str, typmod: int) -> "Numeric":
+        if typmod < VARHDRSZ:
+            return cls()
+        packed = typmod - VARHDRSZ
+        scale = ((packed & 0x7FF) ^ 0x400) - 0x400  # an 11-bit signed field since PostgreSQL 15
+        return cls((packed >> 16) & 0xFFFF, scale)
+
+    @classmethod
+    def declared_typmod(cls, typname: str, first: int | None, second: int | None) -> int | None:
+        if first is None:
+            return super().declared_typmod(typname, first, second)
+        scale = second or 0
+        if not 1 <= first <= 1000 or scale > first:
+            return None
+        return ((first << 16) | scale) + VARHDRSZ
 
     def __init__(self, precision: int | None = None, scale: int | None = None):
         self.precision, self.scale = precision, scale

@@ -3,9 +3,19 @@
 import ipaddress
 import re
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from attolytics.storage.column_types.base import NO_NUL_PATTERN, ColumnType, Rejected, check_text, describe
+from msgspec import Meta
+
+from attolytics.storage.column_types.base import (
+    NO_NUL_PATTERN,
+    NO_TYPMOD,
+    VARHDRSZ,
+    ColumnType,
+    Rejected,
+    check_text,
+    describe,
+)
 
 _TEXT_NOTE = ("PostgreSQL cannot store the NUL character (\\u0000), so it is refused; so is an unpaired "
               "UTF-16 surrogate (\\ud800 alone), which JSON can spell but which is not Unicode.")
@@ -17,6 +27,22 @@ _TEXT_NAMES = {"text": ("text", "text"), "varchar": ("varchar", "character varyi
 
 class Text(ColumnType):
     """text, varchar(n), char(n): a string of at most n characters, without NUL."""
+
+    typnames = ("text", "varchar", "bpchar")
+    spellings = {"text": "text", "varchar": "varchar", "character varying": "varchar", "char": "bpchar",
+                 "character": "bpchar", "bpchar": "bpchar"}
+
+    @classmethod
+    def of_catalog(cls, typname: str, typmod: int) -> "Text":
+        return cls(typname, typmod - VARHDRSZ if typmod >= VARHDRSZ else None)
+
+    @classmethod
+    def declared_typmod(cls, typname: str, first: int | None, second: int | None) -> int | None:
+        if first is None:
+            return VARHDRSZ + 1 if typname == "bpchar" else NO_TYPMOD  # char alone is char(1)
+        if typname in ("varchar", "bpchar") and second is None and first >= 1:
+            return first + VARHDRSZ
+        return None
 
     def __init__(self, typname: str, max_length: int | None = None):
         self.typname = typname
@@ -34,6 +60,12 @@ class Text(ColumnType):
         if self.max_length is not None:
             schema["maxLength"] = self.max_length
         return schema
+
+    def decoded_type(self) -> Any:
+        # The C decoder refuses an unpaired surrogate, and bodies with a NUL never reach it.
+        if self.max_length is None:
+            return str
+        return Annotated[str, Meta(max_length=self.max_length)]
 
 
 def _text_converter(max_length: int | None, type_name: str):
@@ -58,11 +90,15 @@ _UUID = re.compile(r"\{?" + _UUID_DIGITS + r"\}?", re.ASCII | re.IGNORECASE)
 _UUID_SCHEMA_DIGITS = _UUID_DIGITS.replace("[0-9a-f]", "[0-9a-fA-F]")
 # The canonical spelling, which needs no rewriting: the usual case, made cheap.
 _CANONICAL_UUID = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII).fullmatch
+_UUID_CHARACTERS = re.compile("[0-9a-f-]*", re.ASCII).fullmatch
+_UUID_HYPHENS = (8, 13, 18, 23)  # where the canonical spelling has its four hyphens
 
 
 class Uuid(ColumnType):
     """uuid: a UUID string, in any spelling PostgreSQL reads."""
 
+    typnames = ("uuid",)
+    spellings = {"uuid": "uuid"}
     typname = "uuid"
     ddl = "uuid"
 
@@ -81,10 +117,28 @@ class Uuid(ColumnType):
                 "pattern": f"^(?:{_UUID_SCHEMA_DIGITS}|\\{{{_UUID_SCHEMA_DIGITS}\\}})$",
                 "description": "32 hex digits, hyphens as in the standard form or none, braces optional."}
 
+    def decoded_type(self) -> Any:
+        # Any 36 characters; canonical_uuids() then keeps only the canonical spelling.
+        return Annotated[str, Meta(min_length=36, max_length=36)]
+
+    def decoded_check(self):
+        return canonical_uuids
+
+
+def canonical_uuids(values: list[str]) -> bool:
+    """Whether every one of these 36-character strings is a uuid spelled canonically (what
+    Uuid.convert returns as it is); other spellings are rewritten, by `convert`."""
+    joined = "".join(values)
+    count = len(values)
+    return (_UUID_CHARACTERS(joined) is not None and joined.count("-") == 4 * count
+            and all(joined[offset::36] == "-" * count for offset in _UUID_HYPHENS))
+
 
 class Inet(ColumnType):
     """inet: an IPv4 or IPv6 address, with a network prefix or without."""
 
+    typnames = ("inet",)
+    spellings = {"inet": "inet"}
     typname = "inet"
     ddl = "inet"
 

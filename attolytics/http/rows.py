@@ -1,0 +1,32 @@
+"""A submission's rows: each table's row builder makes the rows of its events, by the C decoder's
+form when the adapter has it and it can decide, else by the precise form, which names the first
+event at fault."""
+
+from attolytics.http.answers import ApiError
+from attolytics.http.submission import Submission
+from attolytics.interfaces import TableRows
+from attolytics.outcomes import EventRejected, Undecided
+
+
+def rows_of(submission: Submission, tables, request_values: dict | None) -> list[TableRows]:
+    """The rows of every event, by table in first-seen order; raises ApiError naming the first
+    event at fault (in the request's order) and its field."""
+    if submission.decoded is not None:
+        try:
+            return [TableRows(table, table.decoded_rows(events, request_values))
+                    for table, events in submission.decoded]
+        except Undecided:
+            pass  # the precise form decides, and says why
+    groups, first_fault, _ = submission.events_by_table()
+    found = []
+    for name, events in groups:
+        table = tables[name]
+        try:
+            found.append(TableRows(table, table.rows(events, request_values, submission.routing_key)))
+        except EventRejected as e:
+            # Each table stops at its first fault; the request's first is the earliest of those.
+            if first_fault is None or e.index < first_fault.index:
+                first_fault = e
+    if first_fault is not None:
+        raise ApiError(first_fault.status, first_fault.message, event=first_fault.index, field=first_fault.field)
+    return found
