@@ -244,3 +244,45 @@ def test_no_subclass_of_twisted_touches_a_private_name_of_its_base():
             found += [f"{path.relative_to(ROOT)}: {node.name}.{name}" for name in sorted(private)
                       if re.search(rf"\b{name}\b", source)]
     assert found == []
+
+
+# No hidden process-wide state (issue 18, point 7): importing a module changes nothing, and the
+# code that builds the service takes no class to build in its place (tests and the benchmark use
+# the same constructors).
+
+def test_importing_a_module_calls_nothing_and_no_function_rebinds_a_global():
+    """At the top of a module only names are bound (imports, definitions, constants, loggers):
+    no call for its effect, such as prometheus_client's disable_created_metrics()."""
+    found = []
+    for path in modules(PACKAGE):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in tree.body:
+            if isinstance(node, ast.Expr) and not isinstance(node.value, ast.Constant):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} calls at import")
+        found += [f"{path.relative_to(ROOT)}:{node.lineno} rebinds a global"
+                  for node in ast.walk(tree) if isinstance(node, ast.Global)]
+    assert found == []
+
+
+# The modules that build and start the service tree.
+BUILDERS = ["service.py", "tap.py", "supervisor.py", "worker.py", "storage/writer.py", "storage/database.py",
+            "storage/maintenance.py", "storage/embedded.py", "http/endpoint.py"]
+
+
+def hook_parameters(path: Path) -> list[str]:
+    """Parameters of constructors and module functions named like a hook that swaps what gets
+    built: `make`, `*_factory`, `*_class`."""
+    found = []
+    tree = ast.parse(path.read_text(), str(path))
+    functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
+        functions += [node for node in cls.body if isinstance(node, ast.FunctionDef) and node.name == "__init__"]
+    for function in functions:
+        arguments = function.args.posonlyargs + function.args.args + function.args.kwonlyargs
+        found += [f"{path.relative_to(ROOT)}:{function.name}({argument.arg})" for argument in arguments
+                  if argument.arg == "make" or argument.arg.endswith(("_factory", "_class"))]
+    return found
+
+
+def test_no_production_constructor_takes_a_class_to_build_as_a_hook():
+    assert [found for name in BUILDERS for found in hook_parameters(PACKAGE / name)] == []
