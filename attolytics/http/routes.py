@@ -1,5 +1,9 @@
 """The Klein routes of the service: the two event routes, health and readiness, the metrics, the
-browser client and the OpenAPI document; and every error answered in JSON."""
+browser client and the OpenAPI document; and every error answered in JSON.
+
+The routes are declared once, in paths.ROUTE_TABLE: Klein's rules are made from it, and a request
+whose plain path names a declared route and method skips werkzeug (Routes.dispatch) for the same
+method Klein would call with the same values (tests/test_route_table.py holds them to it)."""
 
 import json
 from urllib.parse import unquote_to_bytes
@@ -17,13 +21,22 @@ from attolytics.http import cors, openapi
 from attolytics.http.answers import unavailable, write_error, write_json
 from attolytics.http.browser import BrowserClient
 from attolytics.http.intake import ALLOWED_METHODS, Intake
-from attolytics.http.paths import OTHER, Route
+from attolytics.http.paths import OTHER, ROUTE_TABLE, Route
 from attolytics.logs import logger
 from attolytics.metrics import CONTENT_TYPE
 
 log = logger(__name__)
 
 
+def _with_declared_routes(cls):
+    """Give the class's Klein app a rule for each route of ROUTE_TABLE, answered by the class's
+    method that the route names."""
+    for declared in ROUTE_TABLE:
+        cls.app.route(declared.rule, methods=list(declared.methods))(getattr(cls, declared.handler))
+    return cls
+
+
+@_with_declared_routes
 class Routes:
     """The Klein application; `serve()` gives it the tables and the writer once the database is
     up, `configure()` a configuration reloaded."""
@@ -67,27 +80,25 @@ class Routes:
             return {}
         return cors.response_headers(app, origin.decode("latin-1") if origin else None)
 
-    # One rule per path, POST and OPTIONS together: werkzeug's matcher costs grow with rules.
-    @app.route("/apps/<app_id>/events/<event_type_id>", methods=["POST", "OPTIONS"])
-    def typed_events(self, request, app_id, event_type_id):
+    # The handlers of ROUTE_TABLE's routes, each given the request and the path's values. One
+    # rule per path, POST and OPTIONS together: werkzeug's matcher costs grow with rules.
+
+    def typed_events(self, request, app, event_type):
         """The typed route: every event goes to the table of the event type in the URL."""
         if request.method == b"OPTIONS":
-            return self.intake.preflight(request, app_id)
-        return self.intake.post(request, app_id, event_type_id)
+            return self.intake.preflight(request, app)
+        return self.intake.post(request, app, event_type)
 
-    @app.route("/apps/<app_id>/events", methods=["POST", "OPTIONS"])
-    def events(self, request, app_id):
+    def events(self, request, app):
         """The `_t` route: each event names its event type (its table) in `_t`."""
         if request.method == b"OPTIONS":
-            return self.intake.preflight(request, app_id)
-        return self.intake.post(request, app_id, None)
+            return self.intake.preflight(request, app)
+        return self.intake.post(request, app, None)
 
-    @app.route("/healthz", methods=["GET"])
     def healthz(self, request):
         """200 while the process runs."""
         return write_json(request, 200, {"status": "ok"})
 
-    @app.route("/readyz", methods=["GET"])
     def readyz(self, request):
         """200 when the tables are checked and a database connection is up, else 503."""
         if self.intake.tables is None:
@@ -96,13 +107,11 @@ class Routes:
             return write_json(request, 503, {"ready": False, "error": "no connection to the database"})
         return write_json(request, 200, {"ready": True})
 
-    @app.route("/metrics", methods=["GET"])
     def metrics_page(self, request):
         """The Prometheus metrics."""
         request.setHeader(b"Content-Type", CONTENT_TYPE)
         return self.metrics.render()
 
-    @app.route("/attolytics.js", methods=["GET"])
     def browser_client(self, request):
         """The browser client, which pages load from here with a script tag."""
         request.setHeader(b"Content-Type", b"text/javascript; charset=utf-8")
@@ -115,7 +124,6 @@ class Routes:
             request.setHeader(b"Content-Encoding", encoding)
         return body
 
-    @app.route("/openapi.json", methods=["GET"])
     def openapi_document(self, request):
         """The OpenAPI description of the routes, apps, event types and columns (never the keys)."""
         if self._openapi is None:
@@ -141,11 +149,12 @@ class Routes:
         log.failure("unexpected error answering {uri}", failure=failure, uri=request.uri)
         return write_error(request, unavailable("internal error; retry later"))
 
-    def post(self, request, route: Route):
-        """A POST of events, straight to the intake: the routing Klein would do is already done
-        (request.route), and its Deferreds are not needed."""
+    def dispatch(self, request, route: Route):
+        """Answer a request whose plain path names a declared route and method, as Klein would:
+        the same handler, given the same values, and every error answered the same way; only the
+        routing (werkzeug's) and Klein's Deferreds are skipped."""
         try:
-            answer = self.intake.post(request, route.app_id, route.event_type_id)
+            answer = getattr(self, route.declared.handler)(request, *route.values)
         except Exception:
             return self.unexpected(request, Failure())
         if not isinstance(answer, Deferred):
@@ -170,8 +179,8 @@ def _finish(body: bytes, request) -> None:
 
 class _Front(Resource):
     """In front of the Klein resource: a URL or Host that is not UTF-8 gets a JSON 400 (Klein
-    would answer in plain text), and a POST to an event route by a plain path goes straight to
-    the intake."""
+    would answer in plain text), and a request by a plain path to a declared route and method
+    goes straight to its handler (Routes.dispatch)."""
 
     isLeaf = True
 
@@ -187,12 +196,15 @@ class _Front(Resource):
         except UnicodeDecodeError:
             return write_json(request, 400, {"error": "the URL is not valid UTF-8"})
         route = getattr(request, "route", OTHER)
-        if request.method == b"POST" and route.app_id and _plain(request.path, route):
-            return self.routes.post(request, route)
+        if is_plain(request.method, request.path, route):
+            return self.routes.dispatch(request, route)
         return self.inner.render(request)
 
 
-def _plain(path: bytes, route: Route) -> bool:
-    """Whether the route's ids are the path's segments as they are (ASCII, nothing escaped, none
-    empty), so that Klein would route the request to the same endpoint with the same ids."""
-    return (route.event_type_id is None or bool(route.event_type_id)) and path.isascii() and b"%" not in path
+def is_plain(method: bytes, path: bytes, route: Route) -> bool:
+    """Whether a request goes straight to its handler: its route and method are declared, and the
+    path's values are its segments as they are (ASCII, nothing escaped, none empty), so that Klein
+    would call the same handler with the same values."""
+    declared = route.declared
+    return (declared is not None and method in declared.method_names and path.isascii()
+            and b"%" not in path and all(route.values))

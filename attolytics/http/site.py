@@ -103,13 +103,14 @@ class AttolyticsSite(Site):
         if not info_logged():
             return
         address = request.getClientAddress()
+        app = route.app_id
         log.info(
             "{client} {method} {path} {status} {bytes} bytes {duration:.1f} ms",
             client=getattr(address, "host", "-"),
             method=request.method.decode("latin-1"),
             path=request.uri.decode("latin-1")[:200],
             route=route.label,
-            app=route.app_id[:100] if route.app_id is not None else None,
+            app=app[:100] if app is not None else None,
             events=request.events_received,
             status=request.code,
             bytes=request.sentLength,
