@@ -74,7 +74,8 @@ class AttolyticsService(MultiService):
     def startService(self):
         self.shutdown.reset()
         # The first configuration, handed down at once: nothing waits for the database yet.
-        self._turn.run(lambda: Deferred.fromCoroutine(self._hand_down(self.configuration)))
+        first = self._turn.run(lambda: Deferred.fromCoroutine(self._hand_down(self.configuration)))
+        first.addErrback(lambda failure: self.process.on_fatal(failure.getErrorMessage()))
         self.process.metrics.config_loaded.set(self.process.reactor.seconds())
         super().startService()
         if self.database is not None:
