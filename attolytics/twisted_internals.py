@@ -33,6 +33,10 @@ Replaced by public ways:
   connectionLost (http/request.py).
 - `_parsePOSTFormSubmission` of twisted.web.server.Site: Site's parsePOSTFormSubmission argument,
   from Twisted 25.5 on, given through NO_FORM_PARSING (before 25.5 forms are always parsed).
+
+Looked at, and public: storage/pool.py overrides doRead of txpostgres's Connection, the
+IReadDescriptor method the reactor calls; what it relies on is txpostgres raising from it when the
+server is gone (tests/test_reconnect.py), not a part of Twisted.
 """
 
 import inspect

@@ -9,13 +9,19 @@ from urllib.parse import quote
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.web.http import unquote
+from twisted.web.test.requesthelper import DummyChannel
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from attolytics.http.paths import OTHER, ROUTE_TABLE, route_of
 from attolytics.http.routes import Routes, is_plain
-from support.configs import COUNTRY, DECLARED_CONFIG, GAME_KEY, GAME_ORIGIN, SESSION
+from attolytics.outcomes import Stored
+from support.configs import (COUNTRY, DECLARED_CONFIG, GAME_CONFIG, GAME_EVENTS, GAME_KEY, GAME_ORIGIN,
+                             SECRET, SESSION)
 from support.examples import examples
 from support.memory import InMemoryService
 
@@ -167,3 +173,24 @@ def test_the_openapi_document_describes_the_declared_routes_and_methods():
         assert declared is not None, path
         assert set(operations) == {method.lower() for method in declared.methods}, path
     assert {route_of(path.encode()).label for path in paths} == {d.path for d in ROUTE_TABLE}
+
+
+def test_an_answer_to_a_client_gone_is_not_written():
+    """The fast dispatch writes an answer that comes later only while the client is there."""
+    service = InMemoryService(GAME_CONFIG)
+    pending = Deferred()
+    service.writer.insert = lambda batches, size=0: pending
+    channel = DummyChannel()
+    channel.site = channel.factory = service.site
+    channel.callLater = service.clock.callLater
+    request = service.site.requestFactory(channel, True)
+    body = json.dumps({"secret_key": SECRET, "events": GAME_EVENTS}).encode()
+    request.requestHeaders.addRawHeader(b"Content-Type", b"application/json")
+    request.gotLength(len(body))
+    request.handleContentChunk(body)
+    request.requestReceived(b"POST", b"/apps/mygame/events/game_events", b"HTTP/1.1")
+    assert not request.finished
+    request.connectionLost(Failure(ConnectionDone()))
+    pending.callback(Stored(2))
+    assert request.client_gone and not request.finished
+    assert channel.transport.written.getvalue() == b""
