@@ -96,7 +96,8 @@ def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     twistd_options = getattr(options, "parent", None) or {}
-    out = None if twistd_options.get("syslog") else _twistd_log(twistd_options, reactor)
+    to_syslog = twistd_options.get("syslog") and options["log-format"] == "text"
+    out = None if to_syslog else _twistd_log(twistd_options, reactor)
     top = _LoggingTo(log_observer(options, out, twistd_options))
     bootstrap(options, reactor).setServiceParent(top)
     return top
@@ -160,7 +161,7 @@ def log_observer(options, out, twistd_options=None):
     twistd_options = twistd_options or {}
     if options["log-format"] == "json":
         observer = JsonLinesObserver(out)
-    elif twistd_options.get("syslog"):
+    elif out is None:  # twistd --syslog
         from twisted.python import syslog
 
         observer = LegacyLogObserverWrapper(syslog.SyslogObserver(twistd_options.get("prefix", "twisted")).emit)
