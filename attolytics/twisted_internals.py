@@ -1,8 +1,12 @@
 """Every use of a part of Twisted that is not its public API, in one place, each pinned by a test
 (tests/test_twisted_internals.py) so that a Twisted upgrade that changes it fails a test, not a
-production process. Checked on Twisted 23.10.0, 24.3.0, 24.11.0, 25.5.0, 26.4.0 and 26.10.0;
-setup.py states the range. No name in backquotes below appears anywhere else in attolytics
+production process. No name in backquotes below appears anywhere else in attolytics
 (tests/test_layout.py checks it).
+
+Checked on Twisted 23.10.0, 24.3.0, 24.11.0, 25.5.0, 26.4.0 and 26.10.0: what is used here holds
+on each. setup.py asks for 25.5 or later, below 27: before 25.5 a POST body is always parsed as a
+form, and its Content-Type parser raises on hostile headers (tests/test_hostile.py), and 23.10
+answers a request line with any HTTP version as given.
 
 Used, and why:
 
@@ -31,25 +35,16 @@ Replaced by public ways:
 
 - `_disconnected` of twisted.web.http.Request: the request records a lost connection in its own
   connectionLost (http/request.py).
-- `_parsePOSTFormSubmission` of twisted.web.server.Site: Site's parsePOSTFormSubmission argument,
-  from Twisted 25.5 on, given through NO_FORM_PARSING (before 25.5 forms are always parsed).
+- `_parsePOSTFormSubmission` of twisted.web.server.Site: Site's parsePOSTFormSubmission argument
+  (Twisted 25.5 and later), given by http/site.py.
 
 Looked at, and public: storage/pool.py overrides doRead of txpostgres's Connection, the
 IReadDescriptor method the reactor calls; what it relies on is txpostgres raising from it when the
 server is gone (tests/test_reconnect.py), not a part of Twisted.
 """
 
-import inspect
-
 from twisted.python.failure import Failure
 from twisted.web import http, server
-
-# Site keyword arguments that turn off parsing a POST body as an HTML form, where Twisted can.
-NO_FORM_PARSING = (
-    {"parsePOSTFormSubmission": False}
-    if "parsePOSTFormSubmission" in inspect.signature(server.Site.__init__).parameters
-    else {}
-)
 
 
 def request_line_path(channel) -> bytes:

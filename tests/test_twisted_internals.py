@@ -13,8 +13,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web import http, resource, server
 from twisted.web.test.requesthelper import DummyChannel
 
+from attolytics.http.site import AttolyticsSite
 from attolytics.twisted_internals import (
-    NO_FORM_PARSING,
     HookedHTTPChannel,
     accept_one_at_a_time,
     close_without_shutdown,
@@ -232,14 +232,13 @@ def test_a_closed_port_leaves_other_copies_of_its_socket_listening(shut_down):
         copy.close()
 
 
-# NO_FORM_PARSING: a form body is left alone, where Twisted can be told to.
+# The site leaves a form body alone (Site's parsePOSTFormSubmission, the public way).
 
 
-@pytest.mark.skipif(not NO_FORM_PARSING, reason="Twisted before 25.5 always parses forms")
-def test_a_form_body_is_not_parsed():
+def test_the_site_parses_no_form_body():
     channel = DummyChannel()
-    channel.site = server.Site(_Leaf(), **NO_FORM_PARSING)
-    request = server.Request(channel, False)
+    channel.site = AttolyticsSite(_Leaf(), 1000, 30.0, reactor=MemoryReactorClock())
+    request = channel.site.requestFactory(channel, False)
     request.requestHeaders.setRawHeaders(b"content-type", [b"application/x-www-form-urlencoded"])
     request.gotLength(3)
     request.handleContentChunk(b"a=1")
