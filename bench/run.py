@@ -1,6 +1,6 @@
 """The benchmark: embedded PostgreSQL, the real service and two baselines, driven by wrk.
 
-    python bench/run.py [--duration 10] [--connections 32]
+    python bench/run.py [--duration 10] [--connections 32] [--before REV]
 
 For 1, 10 and 100 events a request it measures events/s, p50 and p99 latency, and the rows
 really stored against the 200s received, for the service and, in the same run, for a null
@@ -8,6 +8,8 @@ handler on the same web stack and for one INSERT per event; for the service, 10 
 with a string written in escapes (as Python's json.dumps writes é). It then measures p99
 latency at half the service's maximum rate, and resident memory before and after 1,000,000
 events.
+With --before REV, the service as it was at that commit (its own package and bench/serve.py,
+taken with git archive) is measured too, right after today's, and reported beside it.
 Figures are reported as ratios too, since the machines are shared and noisy.
 """
 
@@ -33,9 +35,9 @@ SHAPES = (1, 10, 100)
 MODES = ("null", "per-event", "attolytics", "attolytics-ids", "attolytics-2w")
 # The table each mode writes to.
 TABLES = {"per-event": "game_events", "attolytics": "game_events", "attolytics-ids": "game_events_ids",
-          "attolytics-2w": "game_events"}
+          "attolytics-2w": "game_events", "before": "game_events"}
 # Modes that are serve.py's with other options.
-SERVE_ARGS = {"attolytics-2w": ["--mode", "attolytics", "--workers", "2"]}
+SERVE_ARGS = {"attolytics-2w": ["--mode", "attolytics", "--workers", "2"], "before": ["--mode", "attolytics"]}
 ROUTE = "/apps/bench/events/game_events"
 
 
@@ -65,11 +67,12 @@ def body_file(directory: Path, events: int, ids: bool = False, escaped: bool = F
 class Server:
     """One bench/serve.py process."""
 
-    def __init__(self, mode: str, db_url: str):
+    def __init__(self, mode: str, db_url: str, root: Path = HERE.parent):
+        """`root`: the checkout whose bench/serve.py (and package) serves."""
         self.mode = mode
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "serve.py"), *SERVE_ARGS.get(mode, ["--mode", mode]),
+            [sys.executable, str(root / "bench" / "serve.py"), *SERVE_ARGS.get(mode, ["--mode", mode]),
              "--port", str(self.port), "--db-url", db_url],
         )
         self._wait_ready()
@@ -240,6 +243,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--before", metavar="REV", help="measure the service at this commit too, beside today's")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: install it with `apt-get install wrk` (Debian/Ubuntu).")
@@ -257,9 +261,13 @@ def main() -> None:
         say(f"wrk: 1 thread, {args.connections} connections, {args.duration} s a run; "
             f"{os.cpu_count()} cores; body = one game event repeated")
         results, paced, memory = {}, {}, {}
+        modes, roots = MODES, {}
+        if args.before:
+            roots["before"] = checkout(args.before, tmp / "before")
+            modes = MODES[:3] + ("before",) + MODES[3:]
         try:
-            for mode in MODES:
-                server = Server(mode, db_url)
+            for mode in modes:
+                server = Server(mode, db_url, roots.get(mode, HERE.parent))
                 try:
                     results[mode] = measure(server, db_url, bodies, args)
                     if mode == "attolytics":
@@ -274,6 +282,30 @@ def main() -> None:
         finally:
             pg.stop()
     report(results, paced, memory)
+    if args.before:
+        report_before(results, args.before)
+
+
+def checkout(revision: str, folder: Path) -> Path:
+    """The files of `revision` of this repository, in `folder`."""
+    folder.mkdir()
+    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", revision], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def report_before(results: dict, revision: str) -> None:
+    """Today's service beside the one at `revision`, measured in the same run."""
+    say()
+    say(f"Today's service beside the one at {revision}, same run:")
+    say()
+    say("| events/request | before ev/s | now ev/s | now / before | CPU us/event (before / now) |")
+    say("|---|---|---|---|---|")
+    for shape in SHAPES:
+        before, now = results["before"][shape], results["attolytics"][shape]
+        say(f"| {shape} | {before['events_per_s']:,.0f} | {now['events_per_s']:,.0f} "
+            f"| {now['events_per_s'] / before['events_per_s']:.2f} | {before['cpu_us']:.1f} / {now['cpu_us']:.1f} |")
 
 
 def _mib(values: list[float]) -> str:
