@@ -122,6 +122,14 @@ def test_a_path_that_names_no_route_is_other():
     assert route_of(b"*") == OTHER
 
 
+def test_a_long_path_is_routed_as_a_short_one():
+    """Only short paths are remembered; a long one is matched each time, the same way."""
+    app = "a" * 5000
+    route = route_of(f"/apps/{app}/events/game_events?x=1".encode())
+    assert (route.label, route.app_id, route.event_type_id) == (
+        "/apps/{app}/events/{event_type}", app, "game_events")
+
+
 # The same request by a plain path (the fast dispatch) and by an escaped one (Klein) is answered
 # the same.
 

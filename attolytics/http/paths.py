@@ -107,12 +107,12 @@ _SHAPES = _shapes(ROUTE_TABLE)
 
 def route_of(path: bytes) -> Route:
     """The route of a request path (a query string is ignored)."""
-    return _route_of_path(path.split(b"?", 1)[0])
+    path = path.split(b"?", 1)[0]
+    return _remembered(path) if len(path) <= _REMEMBERED_LENGTH else _match(path)
 
 
-# Remembered: a service sees the same few paths again and again, and a hit costs a dict lookup.
-@lru_cache(maxsize=4096)
-def _route_of_path(path: bytes) -> Route:
+def _match(path: bytes) -> Route:
+    """The route of a path without its query."""
     whole = _WHOLE.get(path)
     if whole is not None:
         return whole
@@ -121,6 +121,12 @@ def _route_of_path(path: bytes) -> Route:
         if fixed(parts) == expected:
             return Route(declared.path, tuple(map(_segment, values(parts))), declared)
     return OTHER
+
+
+# Remembered: a service sees the same few paths again and again, and a hit costs a dict lookup.
+# Only short paths, so that what is kept stays small (a few MiB) whatever clients send.
+_REMEMBERED_LENGTH = 256
+_remembered = lru_cache(maxsize=4096)(_match)
 
 
 def _segment(raw: bytes) -> str:
