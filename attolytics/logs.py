@@ -47,13 +47,6 @@ class _OwnLevel:
         return PredicateResult.maybe if level is None or level >= self.lowest else PredicateResult.no
 
 
-def info_logged() -> bool:
-    """Always True: which info messages are written is decided by the observer the process
-    logs to (with_verbosity()); a caller that would skip building a dropped line must be told
-    the verbosity instead."""
-    return True
-
-
 @implementer(ILogObserver)
 class JsonLinesObserver:
     """Writes each log event as one JSON object per line, for log shippers.

@@ -51,6 +51,8 @@ class Process:
     on_fatal: Callable[[str], None]
     # read() -> Config: the configuration file read again, with the command line's overrides.
     read: Callable[[], Config]
+    # Whether a line is logged for each request (not with --quiet): a line not logged is not built.
+    access_log: bool = True
 
 
 class AttolyticsService(MultiService):
@@ -178,7 +180,7 @@ def serving(configuration: Configuration, process: Process, endpoint, shutdown: 
     config, metrics, reactor = configuration.config, process.metrics, process.reactor
     routes = Routes(config, metrics, configuration.event_ids, process.clock)
     site = AttolyticsSite(routes.resource(), config.max_body_bytes, config.request_timeout,
-                          routes.early_headers, metrics, reactor)
+                          routes.early_headers, metrics, reactor, access_log=process.access_log)
 
     def listening(port) -> None:
         # twistd starts services before the reactor runs; a stop request that follows READY at

@@ -110,7 +110,8 @@ def bootstrap(options, reactor, endpoint=None):
     worker = options["worker"]
     process = Process(reactor, reactor, Metrics(multiprocess=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))),
                       systemd.notifier(os.environ.get("NOTIFY_SOCKET"), options["worker-notify-fd"]),
-                      exit_on_fatal(reactor), lambda: _with_overrides(options, load_config(options["config"])))
+                      exit_on_fatal(reactor), lambda: _with_overrides(options, load_config(options["config"])),
+                      access_log=options["verbosity"] >= 0)
     try:
         configuration = Configuration.of(process.read())
         config = configuration.config

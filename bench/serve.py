@@ -128,7 +128,7 @@ def main() -> None:
     if args.mode == "null":
         config = load_config(str(path))
         site = AttolyticsSite(NullAPI().app.resource(), config.max_body_bytes, config.request_timeout,
-                              reactor=reactor)
+                              reactor=reactor, access_log=False)
         reactor.listenTCP(args.port, site, interface="127.0.0.1")
     else:
         if args.mode == "per-event":
@@ -146,7 +146,7 @@ def main() -> None:
 
 def per_event_service(config):
     """The service as shipped, built from the same constructors, with the per-event writer."""
-    process = Process(reactor, reactor, Metrics(), nowhere, _fatal, lambda: config)
+    process = Process(reactor, reactor, Metrics(), nowhere, _fatal, lambda: config, access_log=False)
     shutdown = Shutdown(reactor, config.shutdown_timeout)
     embedded, locate = database_location(config, shutdown)
     database = DatabaseService(reactor, reactor, shutdown, locate, _fatal)

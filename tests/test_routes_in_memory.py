@@ -10,7 +10,7 @@ import gzip
 import json
 
 import pytest
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import capturedLogs, formatEvent, globalLogPublisher
 
 from support.configs import (
     COUNTRY,
@@ -494,3 +494,17 @@ def test_a_fault_of_the_fast_path_is_logged_and_the_precise_path_answers(game_se
     said = "the fast path failed on a body of app mygame ({} since the last such message); the precise path answers them"
     assert [formatEvent(event) for event in failures] == [said.format(1), said.format(3)]
     assert all(event["log_failure"].check(KeyError) for event in failures)
+
+
+def test_a_quiet_site_logs_no_access_line_yet_counts_the_request(game_service):
+    """--quiet (the process's access_log False): no line is built for a request; it is counted."""
+    def site_lines() -> list:
+        with capturedLogs() as logged:
+            assert game_service.request("GET", "/healthz").status == 200
+        return [event for event in logged if event.get("log_namespace") == "attolytics.site"]
+
+    assert len(site_lines()) == 1
+    game_service.site.access_log = False
+    counted = game_service.metrics.child(game_service.metrics.requests, "/healthz", "200")._value.get()
+    assert site_lines() == []
+    assert game_service.metrics.child(game_service.metrics.requests, "/healthz", "200")._value.get() == counted + 1

@@ -6,7 +6,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import Site
 
 from attolytics.http.request import JsonErrorsChannel, request_factory
-from attolytics.logs import info_logged, logger
+from attolytics.logs import logger
 
 # The access log keeps the namespace log shippers already filter its lines on.
 log = logger("attolytics.site")
@@ -50,7 +50,7 @@ class AttolyticsSite(Site):
     protocol = JsonErrorsChannel
 
     def __init__(self, resource, max_body_bytes: int, receive_timeout: float, early_headers=None,
-                 metrics=None, reactor=None):
+                 metrics=None, reactor=None, access_log: bool = True):
         super().__init__(
             resource,
             requestFactory=request_factory(max_body_bytes, receive_timeout, early_headers),
@@ -70,6 +70,8 @@ class AttolyticsSite(Site):
         # Set as the service stops: every answer from then on closes its connection.
         self.closing = False
         self.metrics = metrics
+        # Whether log() writes a line for each request (the service's verbosity says).
+        self.access_log = access_log
 
     def stop_keeping_alive(self) -> None:
         """From now on, every answer (those not yet begun too) closes its connection."""
@@ -99,7 +101,7 @@ class AttolyticsSite(Site):
         if self.metrics is not None:
             self.metrics.child(self.metrics.requests, route.label, str(request.code)).inc()
             self.metrics.request_seconds.observe(seconds)
-        if not info_logged():
+        if not self.access_log:
             return
         address = request.getClientAddress()
         app = route.app_id
