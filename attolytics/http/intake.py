@@ -13,6 +13,7 @@ from attolytics.http.admission import Admission
 from attolytics.http.answers import ApiError, set_headers, unavailable, write_error, write_json, write_stored
 from attolytics.http.body import check_content_type, decoded_body
 from attolytics.http.native_body import NativeBodies
+from attolytics.http.paths import ROUTE_TABLE
 from attolytics.http.refused import RefusedEvents
 from attolytics.http.rows import rows_of
 from attolytics.logs import logger
@@ -20,7 +21,8 @@ from attolytics.outcomes import DatabaseUnavailable, RowsRefused, Stored, Writer
 
 log = logger(__name__)
 
-ALLOWED_METHODS = "POST, OPTIONS"
+# The Allow header of a preflight's answer: the methods the event routes answer, as declared.
+ALLOWED_METHODS = ", ".join(next(route.methods for route in ROUTE_TABLE if route.handler == "events"))
 
 # The reason label of attolytics_events_rejected_total, by the status of the refusal.
 _REJECTION_REASONS = {
