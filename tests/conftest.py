@@ -16,10 +16,10 @@ from support.postgres import OwnPostgres, fresh_database
 from support.services import start_service
 
 # CI (and ATTOLYTICS_HYPOTHESIS=thorough) explores every example the tests ask for, the same ones
-# every run, so a landing never hangs on a lucky draw; a developer's run draws a fifth as many
+# every run, so a landing never hangs on a lucky draw; a developer's run draws a tenth as many
 # (support.examples), new ones each time.
 settings.register_profile("thorough", derandomize=True, deadline=None, max_examples=THOROUGH_DEFAULT)
-settings.register_profile("quick", deadline=None, max_examples=THOROUGH_DEFAULT // 5)
+settings.register_profile("quick", deadline=None, max_examples=THOROUGH_DEFAULT // 10)
 settings.load_profile(os.environ.get("ATTOLYTICS_HYPOTHESIS") or ("thorough" if os.environ.get("CI") else "quick"))
 
 # Each test module says what it needs with one of these (pytest.ini describes them).

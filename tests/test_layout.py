@@ -3,6 +3,7 @@ nothing they share imports either, no modules import each other in a circle, mod
 functions stay short, and no test module imports another."""
 
 import ast
+import functools
 import importlib
 import inspect
 import re
@@ -22,6 +23,12 @@ SHARED = ["config", "interfaces", "logs", "metrics", "outcomes", "reconfigurable
           "systemd", "twisted_internals"]
 
 
+@functools.cache
+def syntax_tree(path: Path) -> ast.Module:
+    """The module at `path`, parsed once for all the rules."""
+    return ast.parse(path.read_text(), str(path))
+
+
 def modules(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
 
@@ -29,7 +36,7 @@ def modules(folder: Path) -> list[Path]:
 def imported(path: Path) -> set[str]:
     """Every module name `path` imports (absolute names; relative imports are not used)."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(syntax_tree(path)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -108,7 +115,7 @@ def test_no_module_is_longer_than_400_lines():
 def test_no_function_is_longer_than_50_lines():
     long = {}
     for path in modules(PACKAGE):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(syntax_tree(path)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lines = node.end_lineno - node.lineno + 1
                 if lines > MAX_FUNCTION_LINES:
@@ -118,7 +125,7 @@ def test_no_function_is_longer_than_50_lines():
 
 def test_every_module_says_what_it_is_for():
     assert [str(p.relative_to(ROOT)) for p in modules(PACKAGE)
-            if not ast.get_docstring(ast.parse(p.read_text()))] == []
+            if not ast.get_docstring(syntax_tree(p))] == []
 
 
 def test_no_test_module_imports_another():
@@ -153,7 +160,7 @@ ONCE_SPREAD = {"_disconnected", "_path", "_shouldShutdown", "numberAccepts", "_I
 
 def internals_listed() -> set[str]:
     """The names twisted_internals.py's docstring puts in backquotes: those it uses or replaced."""
-    return set(re.findall(r"`(\w+)`", ast.get_docstring(ast.parse(INTERNALS.read_text()))))
+    return set(re.findall(r"`(\w+)`", ast.get_docstring(syntax_tree(INTERNALS))))
 
 
 def names_in(tree: ast.AST) -> set[str]:
@@ -183,7 +190,7 @@ def test_the_twisted_internals_module_lists_what_it_uses():
 def test_no_other_module_names_a_twisted_internal():
     listed = internals_listed()
     found = {f"{path.relative_to(ROOT)}: {name}" for path in modules(PACKAGE) if path != INTERNALS
-             for name in names_in(ast.parse(path.read_text())) & listed}
+             for name in names_in(syntax_tree(path)) & listed}
     assert sorted(found) == []
 
 
@@ -192,7 +199,7 @@ def test_no_other_module_imports_a_private_part_of_twisted():
     for path in modules(PACKAGE):
         if path == INTERNALS:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(syntax_tree(path)):
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "twisted":
                 names = node.module.split(".") + [alias.name for alias in node.names]
             elif isinstance(node, ast.Import):
@@ -231,7 +238,7 @@ def test_no_subclass_of_twisted_touches_a_private_name_of_its_base():
     for path in modules(PACKAGE):
         if path == INTERNALS:
             continue
-        tree = ast.parse(path.read_text())
+        tree = syntax_tree(path)
         for node in ast.walk(tree):
             if not isinstance(node, ast.ClassDef) or not (bases := twisted_bases(tree, node)):
                 continue
@@ -255,7 +262,7 @@ def test_importing_a_module_calls_nothing_and_no_function_rebinds_a_global():
     no call for its effect, such as prometheus_client's disable_created_metrics()."""
     found = []
     for path in modules(PACKAGE):
-        tree = ast.parse(path.read_text(), str(path))
+        tree = syntax_tree(path)
         for node in tree.body:
             if isinstance(node, ast.Expr) and not isinstance(node.value, ast.Constant):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} calls at import")
@@ -273,7 +280,7 @@ def hook_parameters(path: Path) -> list[str]:
     """Parameters of constructors and module functions named like a hook that swaps what gets
     built: `make`, `*_factory`, `*_class`."""
     found = []
-    tree = ast.parse(path.read_text(), str(path))
+    tree = syntax_tree(path)
     functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
     for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
         functions += [node for node in cls.body if isinstance(node, ast.FunctionDef) and node.name == "__init__"]

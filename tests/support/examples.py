@@ -1,5 +1,5 @@
 """How many examples a hypothesis test draws, by the profile in force: `thorough` (what .ci/run
-runs) draws what each test asks for; `quick` (a developer's run) a fifth of it, so that
+runs) draws what each test asks for; `quick` (a developer's run) a tenth of it, so that
 `pytest -m unit` stays a matter of seconds."""
 
 from hypothesis import settings
