@@ -98,7 +98,7 @@ def precise(raw: bytes, event_type_id: str | None):
     try:
         submission = PRECISE.read(Request(), APP, event_type_id, raw)
         check_keys(submission.keys, APP)
-        batches = rows_of(submission, TABLES, REQUEST)
+        batches = rows_of(submission, TABLES, REQUEST, fast_failed=None)
     except ApiError as e:
         return ("refused", str(e))
     return ("ok", submission.keys, submission.count, {table.name: rows for table, rows in batches})

@@ -508,3 +508,35 @@ def test_a_quiet_site_logs_no_access_line_yet_counts_the_request(game_service):
     counted = game_service.metrics.child(game_service.metrics.requests, "/healthz", "200")._value.get()
     assert site_lines() == []
     assert game_service.metrics.child(game_service.metrics.requests, "/healthz", "200")._value.get() == counted + 1
+
+
+def test_a_fault_of_the_fast_form_of_the_rows_is_logged_and_the_precise_form_answers(game_service):
+    """The C decoder read the body, then making rows from what it read failed: the events are
+    stored by the precise form all the same, and the operator is told with the traceback."""
+    table = game_service.tables["game_events"]
+
+    def broken(*args):
+        raise KeyError("a fault in the fast form")
+    table.decoded_rows = broken
+    with capturedLogs() as logged:
+        answer = game_service.post_events("mygame", "game_events", [START], SECRET)
+    assert (answer.status, answer.json()) == (200, {"inserted": 1})
+    assert game_service.writer.rows["game_events"] == [(1554130180, "game_start", None)]
+    failures = [event for event in logged if "log_failure" in event]
+    assert len(failures) == 1 and failures[0]["log_failure"].check(KeyError)
+
+
+@pytest.mark.parametrize("raw", [body(), b"{not json"], ids=["good body", "not json"])
+def test_a_malformed_authorization_header_is_read_after_the_body_and_its_events_counted(game_service, raw):
+    """The body is read (and its events counted) before the Authorization header: a body that is
+    not JSON says so, whatever the header; one that is gets 401 with its events counted."""
+    rejected = game_service.metrics.events_rejected
+    before = game_service.metrics.child(rejected, "mygame", "unauthenticated")._value.get()
+    answer = game_service.request("POST", "/apps/mygame/events/game_events", raw,
+                                  {"Content-Type": "application/json", "Authorization": "Basic abc"})
+    after = game_service.metrics.child(rejected, "mygame", "unauthenticated")._value.get()
+    if raw == b"{not json":
+        assert answer.status == 400 and answer.json()["error"].startswith("body is not valid JSON")
+    else:
+        assert (answer.status, answer.json()) == (401, {"error": "Authorization must be Bearer <secret key>"})
+        assert after == before + 1

@@ -87,7 +87,7 @@ class Intake:
             raw = decoded_body(request, self.config.max_body_bytes)
             submission = self.native.read(request, app, event_type_id, raw)
             values = self.admission.admit(request, submission)
-            batches = rows_of(submission, self.tables, values)
+            batches = rows_of(submission, self.tables, values, self.native.fast_failed)
             if not batches:
                 return write_json(request, 200, {"inserted": 0})
             try:

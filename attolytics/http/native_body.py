@@ -52,17 +52,18 @@ class NativeBodies:
 
     def read(self, request, app: App, event_type_id: str | None, raw: bytes) -> Submission:
         """The request's key and events, once the body is an object of secret_key and events;
-        counts them on the request (request.events_received) as soon as they are known."""
-        bearer = bearer_token(request)
+        counts them on the request (request.events_received) as soon as they are known, and only
+        then reads the Authorization header, so that a request refused for it is counted."""
         routing_key = ROUTING_KEY if event_type_id is None else None
         fast = self._decode(raw, app, event_type_id)
         if fast is not None:
             request.events_received = fast.events
-            return Submission(app, given_keys(fast.secret_key, bearer), fast.events, routing_key,
+            return Submission(app, given_keys(fast.secret_key, bearer_token(request)), fast.events, routing_key,
                               decoded=fast.decoded, read=lambda: _grouped(parse_json(raw), app, event_type_id))
         body = parse_json(raw)
         if isinstance(body, dict) and isinstance(body.get("events"), list):
             request.events_received = len(body["events"])
+        bearer = bearer_token(request)
         events = _grouped(body, app, event_type_id)
         return Submission(app, given_keys(body.get("secret_key"), bearer), len(body["events"]), routing_key,
                           events=events)
@@ -75,10 +76,10 @@ class NativeBodies:
             return self._fast.decode(raw, app, event_type_id)
         except Exception:
             # A fault of the C decoder (it only reads) must not cost a client its events.
-            self._fast_failed(app)
+            self.fast_failed(app)
             return None
 
-    def _fast_failed(self, app: App) -> None:
+    def fast_failed(self, app: App) -> None:
         """Log the fault being handled, with its traceback, at most once a minute (saying how many
         bodies failed since), so that a fault on every request does not flood the log."""
         self._faults += 1
@@ -102,7 +103,7 @@ def _grouped(body, app: App, event_type_id: str | None) -> EventsByTable:
             misrouted = e
             break
         groups.setdefault(app.event_types[type_id], []).append((index, event))
-    return EventsByTable(list(groups.items()), misrouted, body)
+    return EventsByTable(list(groups.items()), misrouted)
 
 
 def _events_of(body) -> list:

@@ -9,12 +9,11 @@ from attolytics.outcomes import EventRejected
 
 class EventsByTable(NamedTuple):
     """A request's events in the precise form: [(table name, [(index, event)])] in first-seen
-    order; the first event whose table is unknown (None when every one is known), after which
-    nothing is grouped; and the body as parsed."""
+    order; and the first event whose table is unknown (None when every one is known), after
+    which nothing is grouped."""
 
     groups: list[tuple[str, list[tuple[int, Any]]]]
     misrouted: EventRejected | None
-    body: Any
 
 
 class Submission:
