@@ -23,7 +23,7 @@ _MAX_CACHED_STATEMENTS = 64
 
 
 class Batch:
-    """The rows of `requests` (each a list of (Table, rows)) as SQL: `sql` and `params`, and,
+    """The rows of `requests` (each a list of TableRows) as SQL: `sql` and `params`, and,
     when a table skips duplicates (`skips`), `skipping_sql`, which takes the same params and
     whose result says which rows were stored (see outcomes())."""
 

@@ -81,7 +81,7 @@ class PartitionMaintenance(TimerService, ReconfigurableService):
                      error=str(e).strip() or repr(e))
 
     def make_room(self, requests: list) -> Deferred:
-        """Make the partitions that the rows of `requests` ([[(Table, rows)]], as the writer
+        """Make the partitions that the rows of `requests` ([[TableRows]], as the writer
         holds them) fall into, waiting for another service's upkeep; fails when they cannot be
         made."""
         needed: dict[str, set] = {}

@@ -15,6 +15,7 @@ import psycopg2
 from twisted.internet.defer import Deferred, succeed
 
 from attolytics.config import WriterSettings
+from attolytics.interfaces import TableRows
 from attolytics.logs import logger
 from attolytics.outcomes import DatabaseUnavailable, RowsRefused, WriterBusy
 from attolytics.reconfigurable import ReconfigurableService
@@ -55,7 +56,7 @@ def _is_data_error(error: Exception) -> bool:
 class _Pending:
     """One request's rows, waiting for the transaction that will hold them."""
 
-    batches: list  # [(Table, [row, ...]), ...]
+    batches: list[TableRows]
     rows: int
     size: int  # bytes of the request body the rows came from
     done: Deferred = field(default_factory=Deferred)
@@ -91,8 +92,8 @@ class Writer:
         # A flush without an answer for this long is given up: its requests get 503 (outcome unknown).
         self.flush_timeout = settings.flush_timeout
 
-    def insert(self, batches: list, size: int = 0) -> Deferred:
-        """Queue one request's rows, [(Table, rows)]; fires with a Stored after the COMMIT that
+    def insert(self, batches: list[TableRows], size: int = 0) -> Deferred:
+        """Queue one request's rows, [TableRows]; fires with a Stored after the COMMIT that
         holds them all.
 
         `size` is the request body's length in bytes, for the memory bound. Fails with
