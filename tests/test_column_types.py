@@ -743,3 +743,28 @@ def test_no_module_outside_the_registry_asks_which_class_a_column_type_is():
              for number, line in enumerate(path.read_text().splitlines(), 1)
              if re.search(r"isinstance\([^)]*\.type, ", line)]
     assert found == []
+
+
+# --- Milliseconds where seconds were meant: the refusal says so.
+
+@pytest.mark.parametrize("typname", ["timestamptz", "timestamp"])
+@pytest.mark.parametrize("value", [1796599165348, Decimal("1796599165348.5"), -1796599165348])
+def test_a_timestamp_in_milliseconds_is_refused_saying_seconds_are_expected(typname, value):
+    with pytest.raises(Rejected) as refused:
+        convert(typname, value)
+    message = str(refused.value)
+    assert "looks like milliseconds" in message and "Unix seconds" in message, message
+    if value == 1796599165348:
+        # The moment it would be in milliseconds, and the number to send instead.
+        assert "2026-12-06T23:19:25.348Z" in message and "1796599165.348" in message, message
+
+
+@pytest.mark.parametrize("value", [10**16, Decimal("1e1000000"), 253402300800 * 1000])
+def test_a_timestamp_too_large_even_as_milliseconds_is_only_out_of_range(value):
+    with pytest.raises(Rejected) as refused:
+        convert("timestamptz", value)
+    assert "out of range" in str(refused.value) and "milliseconds" not in str(refused.value)
+
+
+def test_seconds_near_the_end_of_the_range_are_still_seconds():
+    assert convert("timestamptz", 253402300799).year == 9999

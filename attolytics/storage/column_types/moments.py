@@ -89,7 +89,7 @@ def _moment(value: Any, type_name: str) -> datetime:
     if is_number(value):
         # copy_abs: abs() would apply the decimal context and overflow on 1e1000000.
         if (value.copy_abs() if isinstance(value, Decimal) else abs(value)) >= END_UNIX_SECOND:
-            raise Rejected(f"{describe(value)} is out of range for {type_name}")
+            raise Rejected(_out_of_range(value, type_name))
         try:
             micros = int((Decimal(value) * 1_000_000).to_integral_value())
             return _EPOCH + timedelta(microseconds=micros)
@@ -112,6 +112,19 @@ def _moment(value: Any, type_name: str) -> datetime:
     except (ValueError, OverflowError):
         raise Rejected(f"{value[:60]!r} is not a valid date-time") from None
     return moment
+
+
+def _out_of_range(value, type_name: str) -> str:
+    """Why Unix seconds past the years 1 to 9999 are refused: with the moment they would be in
+    milliseconds, where they would be a moment within those years (the usual mistake)."""
+    message = f"{describe(value)} is out of range for {type_name} as Unix seconds"
+    if not FIRST_UNIX_SECOND * 1000 <= value < END_UNIX_SECOND * 1000:
+        return message
+    seconds = Decimal(value) / 1000
+    moment = _EPOCH + timedelta(microseconds=int((seconds * 1_000_000).to_integral_value()))
+    spec = "microseconds" if moment.microsecond % 1000 else "milliseconds"
+    return (f"{message}; it looks like milliseconds ({moment.isoformat(timespec=spec).replace('+00:00', 'Z')}): "
+            f"send seconds, such as {seconds.normalize():f}")
 
 
 class Date(ColumnType):
