@@ -119,7 +119,7 @@ def _path_item(app: App, post: dict) -> dict:
 
 def _post_typed(app: App, type_id: str, table, schemas: _Schemas) -> dict:
     """POST /apps/<app>/events/<event type>: every event goes to the event type's table."""
-    return _post(
+    post = _post(
         app,
         summary=f"Store events of type {type_id!r} in table {table.name!r}",
         description="All events of a request are stored in one transaction: all or none.",
@@ -127,6 +127,9 @@ def _post_typed(app: App, type_id: str, table, schemas: _Schemas) -> dict:
         headers=_header_parameters([table], typed=True),
         statuses=POST_STATUSES,
     )
+    if table.key:
+        post["responses"]["200"] = POST_RESPONSES["200 skipping"]
+    return post
 
 
 def _post_any(app: App, typed: Mapping, schemas: _Schemas) -> dict:

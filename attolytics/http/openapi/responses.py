@@ -76,6 +76,10 @@ POST_STATUSES = frozenset({"200", "400", "401", "403", "408", "409", "413", "414
 POST_RESPONSES = {
     "200": {"description": "Every event is stored: answered after the COMMIT.", "headers": _CORS,
             "content": {"application/json": {"schema": {"$ref": SCHEMAS + "Inserted"}}}},
+    # The 200 of a typed route whose table skips duplicates.
+    "200 skipping": {"description": "Every event is stored or skipped as a duplicate: answered after "
+                                    "the COMMIT.", "headers": _CORS,
+                     "content": {"application/json": {"schema": {"$ref": SCHEMAS + "InsertedOrSkipped"}}}},
     "400": _error("Not JSON, not UTF-8, the wrong shape, or an event that fails its table's checks "
                   "(`event` is its index, `field` the key at fault); also a row the table's "
                   "constraints refuse, or a malformed HTTP request. Nothing is stored.", _CORS),
@@ -149,10 +153,17 @@ COMPONENT_SCHEMAS = {
             "duplicates": {"type": "integer", "minimum": 0,
                            "description": "Events skipped because an event with their id is stored "
                                           "already; present when the request wrote to a table that "
-                                          "skips duplicates."},
+                                          "skips duplicates (for an empty batch: when the route's "
+                                          "table, or on the `_t` route any of the app's tables, "
+                                          "skips them)."},
         },
         "required": ["inserted"],
         "additionalProperties": False,
+    },
+    "InsertedOrSkipped": {
+        "description": "The answer of a route whose table skips duplicates: always with `duplicates`.",
+        "allOf": [{"$ref": SCHEMAS + "Inserted"}],
+        "required": ["inserted", "duplicates"],
     },
     "Health": {
         "type": "object",
