@@ -23,7 +23,7 @@ from attolytics.http.fast_body import FastBodies
 from attolytics.http.native_body import NativeBodies
 from attolytics.http.rows import rows_of
 from attolytics.outcomes import Undecided
-from attolytics.request_values import RECEIVED_AT
+from attolytics.request_values import APP_ID, RECEIVED_AT
 from attolytics.storage.column_types import for_catalog, for_declaration
 from attolytics.storage.partitions import AcceptedRange
 from attolytics.storage.table import Column, Table
@@ -64,7 +64,8 @@ def make_tables() -> dict:
     every = Table("every", [column(*c) for c in COLUMNS])
     filled = Table("filled", [
         column("name", "text", True, False), column("agent", "varchar(8)", False, False, header="User-Agent"),
-        column("at", "timestamp with time zone", True, False, source="received_at")])
+        column("at", "timestamp with time zone", True, False, source="received_at"),
+        column("app", "text", True, False, source="app_id"), column("kind", "text", False, False, source="event_type")])
     clock = Clock()
     partitioned = Table("parted", [column("id", "uuid", False, False), column("ts", "timestamp with time zone",
                                                                             True, False)],
@@ -76,7 +77,7 @@ def make_tables() -> dict:
 TABLES = make_tables()
 APP = App(app_id="game", secret_keys=(b"s3cret",),
           event_types={"every": "every", "filled": "filled", "parted": "parted", "also": "every"})
-REQUEST = {"user-agent": "curl/8", RECEIVED_AT: NOW}
+REQUEST = {"user-agent": "curl/8", RECEIVED_AT: NOW, APP_ID: "game"}
 
 
 class Request:

@@ -76,3 +76,33 @@ async def test_an_event_naming_a_filled_column_is_refused(start, sql):
     assert answer.status == 400
     assert answer.json()["field"] == "ip"
     assert sql("select count(*) from visits") == [(0,)]
+
+
+# Two apps share a table; each row says which app sent it and as which event type.
+SHARED = f"""
+tables:
+  plays:
+    columns:
+      - {{name: level, type: i32, required: true}}
+      - {{name: app, type: string, source: app_id, required: true}}
+      - {{name: kind, type: text, source: event_type, required: true}}
+apps:
+  - app_id: ios
+    app_secret_key: {SECRET}
+    event_types: [{{event_type_id: level_up, table: plays}}, {{event_type_id: level_lost, table: plays}}]
+  - app_id: android
+    app_secret_key: {SECRET}
+    event_types: [{{event_type_id: level_up, table: plays}}]
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_app_and_the_event_type_are_stored_from_both_routes(start, sql):
+    running = await start(SHARED)
+    client = running.client
+    assert (await client.post_events("android", "level_up", [{"level": 1}])).status == 200
+    answer = await client.request("POST", "/apps/ios/events", {"secret_key": SECRET, "events": [
+        {"_t": "level_lost", "level": 2}, {"_t": "level_up", "level": 3}]})
+    assert answer.status == 200, answer.body
+    assert sql("select level, app, kind from plays order by level") == [
+        (1, "android", "level_up"), (2, "ios", "level_lost"), (3, "ios", "level_up")]

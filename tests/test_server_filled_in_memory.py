@@ -1,5 +1,6 @@
-"""Columns the service fills, decided in memory: when the request arrived (the site's clock), and
-the client's address behind the proxies the configuration trusts, anonymised on request."""
+"""Columns the service fills, decided in memory: when the request arrived (the site's clock), the
+client's address behind the proxies the configuration trusts, anonymised on request, and the app
+and the event type a request or an event is for."""
 
 from datetime import datetime, timezone
 
@@ -121,7 +122,8 @@ def test_a_required_address_that_cannot_be_known_is_refused_naming_the_column():
     ("{name: c, type: date, source: received_at}", "source: received_at fills only a timestamp column, not date"),
     ("{name: c, type: uuid, source: client_ip}", "source: client_ip fills only an inet, text or varchar"),
     ("{name: c, type: varchar(20), source: client_ip}", "of at least 45 characters, not character varying(20)"),
-    ("{name: c, source: nowhere}", "source: expected one of received_at, client_ip, got 'nowhere'"),
+    ("{name: c, source: nowhere}",
+     "source: expected one of received_at, client_ip, app_id, event_type, got 'nowhere'"),
     ("{name: c, header: X-Forwarded-For, source: client_ip}", "filled from a header or by the service, not both"),
     ("{name: c, anonymize: true}", "anonymize: only a column with source: client_ip can be anonymized"),
     ("{name: c, type: uuid, unique: true, source: client_ip}", "unique: an event's id comes from the event"),
@@ -142,3 +144,61 @@ def test_trusted_proxies_must_be_addresses_or_networks(proxies, words):
     with pytest.raises(ConfigError) as caught:
         parse_config(f"trusted_proxies: {proxies}\napps:\n  - {{app_id: a, app_secret_key: k}}\n", "my.yaml")
     assert str(caught.value).startswith(f"my.yaml: {words}")
+
+
+# Two apps (a game's builds) share a table whose rows say which app and which event type.
+SHARED = f"""
+tables:
+  plays:
+    columns:
+      - {{name: level, type: i32, required: true}}
+      - {{name: app, type: string, source: app_id, required: true}}
+      - {{name: kind, type: varchar(12), source: event_type, required: true}}
+      - {{name: note, type: jsonb}}
+apps:
+  - app_id: ios
+    app_secret_key: {SECRET}
+    event_types: [{{event_type_id: level_up, table: plays}}, {{event_type_id: level_lost, table: plays}}]
+  - app_id: android
+    app_secret_key: {SECRET}
+    event_types: [{{event_type_id: level_up, table: plays}}]
+"""
+
+
+@pytest.mark.parametrize("note", [None, 1.5], ids=["read by the C decoder", "read by the strict parser"])
+def test_the_app_and_the_event_type_fill_their_columns_on_both_routes(note):
+    """On the typed route the route names the event type; on the _t route each event's own _t."""
+    service = InMemoryService(SHARED)
+    extra = {} if note is None else {"note": note}  # a float in jsonb: decided by the strict parser
+    assert service.post_events("ios", "level_lost", [{"level": 1, **extra}], SECRET).status == 200
+    answer = service.post("/apps/ios/events", {"secret_key": SECRET, "events": [
+        {"_t": "level_up", "level": 2, **extra}, {"_t": "level_lost", "level": 3, **extra}]})
+    assert answer.status == 200, answer.body
+    assert service.post_events("android", "level_up", [{"level": 4, **extra}], SECRET).status == 200
+    rows = [row[:3] for row in service.writer.rows["plays"]]
+    assert rows == [(1, "ios", "level_lost"), (2, "ios", "level_up"), (3, "ios", "level_lost"),
+                    (4, "android", "level_up")]
+
+
+@pytest.mark.parametrize("field", ["app", "kind"])
+def test_an_event_may_not_name_the_app_or_the_event_type_column(field):
+    service = InMemoryService(SHARED)
+    answer = service.post_events("ios", "level_up", [{"level": 1, field: "x"}], SECRET)
+    assert answer.status == 400
+    assert (answer.json()["event"], answer.json()["field"]) == (0, field)
+    assert "is filled by the service" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("column, words", [
+    ("{name: c, type: i64, source: app_id}", "source: app_id fills only a text or varchar column long enough "
+                                             "for every id that fills it ('android'), not bigint"),
+    ("{name: c, type: varchar(5), source: app_id}", "('android'), not character varying(5)"),
+    ("{name: c, type: char(12), source: event_type}", "('level_lost'), not character(12)"),
+    ("{name: c, type: varchar(9), source: event_type}", "('level_lost'), not character varying(9)"),
+])
+def test_an_app_or_event_type_column_must_hold_every_id(column, words):
+    text = SHARED.replace("{name: note, type: jsonb}", column)
+    with pytest.raises(ConfigError) as caught:
+        declared_types(parse_config(text, "my.yaml"))
+    assert str(caught.value).startswith("my.yaml: tables.plays.columns[3].source: ")
+    assert words in str(caught.value)

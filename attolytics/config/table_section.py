@@ -34,7 +34,7 @@ def parse_tables(node: Node) -> dict[str, TableDecl]:
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", re.ASCII)
-SOURCES = ("received_at", "client_ip")
+SOURCES = ("received_at", "client_ip", "app_id", "event_type")
 _FLAGS = ("required", "indexed", "unique", "anonymize")
 
 

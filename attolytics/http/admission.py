@@ -12,7 +12,7 @@ from attolytics.http.answers import ApiError, OverLimit, unavailable
 from attolytics.http.client_address import client_address, network_of
 from attolytics.http.rate_limits import RateLimits
 from attolytics.http.submission import Submission
-from attolytics.request_values import CLIENT_IP, CLIENT_NETWORK, RECEIVED_AT
+from attolytics.request_values import APP_ID, CLIENT_IP, CLIENT_NETWORK, EVENT_TYPE, RECEIVED_AT
 
 
 class Admission:
@@ -51,7 +51,9 @@ class Admission:
         if (needed and not needed.isdisjoint(_FROM_ADDRESS)) or (buckets is not None and buckets.limit.by == "client"):
             address = client_address(request, self.config.trusted_proxies)
         self._limit(app, submission.count, buckets, address)
-        return request_values(request, needed, address) if needed else None
+        if not needed:
+            return None
+        return request_values(request, needed, address, app.app_id, submission.event_type)
 
     def _limit(self, app: App, events: int, buckets, address: str | None) -> None:
         """413 past the events a request may carry (before any is checked); 429 when the app's
@@ -94,16 +96,22 @@ def _known_key(given: bytes, keys: tuple[bytes, ...]) -> bool:
 _FROM_ADDRESS = frozenset({CLIENT_IP, CLIENT_NETWORK})
 
 
-def request_values(request, needed: frozenset, address: str | None) -> dict:
+def request_values(request, needed: frozenset, address: str | None, app_id: str | None = None,
+                   event_type: str | None = None) -> dict:
     """The request's headers by lower-case name (repeated ones joined with ", " as HTTP allows),
-    and of the values the service fills, those `needed`: the time it arrived, and the client's
-    `address` and network."""
+    and of the values the service fills, those `needed`: the time it arrived, the client's
+    `address` and network, the app's id, and the event type the route names (None on the route
+    where each event names its own)."""
     values = {
         name.decode("latin-1").lower(): ", ".join(v.decode("utf-8", errors="surrogateescape") for v in found)
         for name, found in request.requestHeaders.getAllRawHeaders()
     }
     if RECEIVED_AT in needed:
         values[RECEIVED_AT] = datetime.fromtimestamp(request.received_at, timezone.utc)
+    if APP_ID in needed:
+        values[APP_ID] = app_id
+    if EVENT_TYPE in needed and event_type is not None:
+        values[EVENT_TYPE] = event_type
     if not needed.isdisjoint(_FROM_ADDRESS):
         values[CLIENT_IP] = address
         values[CLIENT_NETWORK] = network_of(address)

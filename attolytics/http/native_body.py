@@ -58,15 +58,16 @@ class NativeBodies:
         fast = self._decode(raw, app, event_type_id)
         if fast is not None:
             request.events_received = fast.events
-            return Submission(app, given_keys(fast.secret_key, bearer_token(request)), fast.events, routing_key,
-                              decoded=fast.decoded, read=lambda: _grouped(parse_json(raw), app, event_type_id))
+            return Submission(app, given_keys(fast.secret_key, bearer_token(request)), fast.events, event_type_id,
+                              routing_key, decoded=fast.decoded,
+                              read=lambda: _grouped(parse_json(raw), app, event_type_id))
         body = parse_json(raw)
         if isinstance(body, dict) and isinstance(body.get("events"), list):
             request.events_received = len(body["events"])
         bearer = bearer_token(request)
         events = _grouped(body, app, event_type_id)
-        return Submission(app, given_keys(body.get("secret_key"), bearer), len(body["events"]), routing_key,
-                          events=events)
+        return Submission(app, given_keys(body.get("secret_key"), bearer), len(body["events"]), event_type_id,
+                          routing_key, events=events)
 
     def _decode(self, raw: bytes, app: App, event_type_id: str | None):
         """The C decoder's FastBody, or None when the precise parser must read the body."""

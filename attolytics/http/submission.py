@@ -20,17 +20,19 @@ class Submission:
     """A request's events as an adapter read them.
 
     `keys`: every key the request carries (in its body, as a token), as bytes; `count`: its
-    events; `routing_key`: the member naming each event's table, which is no column (None when
-    the route names the table); `decoded`: [(Table, DecodedEvents)] when the C decoder read the
+    events; `event_type`: the event type the route names, else None; `routing_key`: the member
+    naming each event's table (and type), which is no column (None when the route names the
+    table); `decoded`: [(Table, DecodedEvents)] when the C decoder read the
     body, else None. The precise form is made by `read()` when first asked for.
     """
 
-    __slots__ = ("app", "keys", "count", "routing_key", "decoded", "_read", "_events")
+    __slots__ = ("app", "keys", "count", "event_type", "routing_key", "decoded", "_read", "_events")
 
-    def __init__(self, app: App, keys: list[bytes], count: int, routing_key: str | None,
-                 decoded: list | None = None, read: Callable[[], EventsByTable] | None = None,
-                 events: EventsByTable | None = None):
-        self.app, self.keys, self.count, self.routing_key = app, keys, count, routing_key
+    def __init__(self, app: App, keys: list[bytes], count: int, event_type: str | None,
+                 routing_key: str | None, decoded: list | None = None,
+                 read: Callable[[], EventsByTable] | None = None, events: EventsByTable | None = None):
+        self.app, self.keys, self.count = app, keys, count
+        self.event_type, self.routing_key = event_type, routing_key
         self.decoded = decoded
         self._read, self._events = read, events
 

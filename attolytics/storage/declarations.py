@@ -20,6 +20,9 @@ def declared_types(config: Config) -> DeclaredTypes:
         for table in config.tables.values()
     }
     for table in config.tables.values():
+        for column in table.columns:
+            if column.source in ("app_id", "event_type"):
+                _check_fits_the_ids(config, table.name, column, types[table.name][column.name])
         partition = table.partition
         if partition is not None and not isinstance(types[table.name][partition.column], Timestamp):
             raise ConfigError(f"{config.path}: {partition.key}.column: a table is partitioned by a "
@@ -43,6 +46,22 @@ def _column_type(config: Config, column: ColumnDecl) -> ColumnType:
         raise ConfigError(f"{config.path}: {column.key}.source: client_ip fills only an inet, text or "
                           f"varchar column of at least {_LONGEST_ADDRESS} characters, not {column_type.ddl}")
     return column_type
+
+
+def _check_fits_the_ids(config: Config, table_name: str, column: ColumnDecl, column_type: ColumnType) -> None:
+    """A column filled with the app's id or the event type holds text, long enough for every id
+    that can fill it (char(n) is refused: it would pad them)."""
+    apps = [app for app in config.apps.values() if table_name in app.event_types.values()]
+    if column.source == "app_id":
+        ids = {app.app_id for app in apps}
+    else:
+        ids = {type_id for app in apps for type_id, table in app.event_types.items() if table == table_name}
+    longest = max(ids, key=len, default="")
+    if (not isinstance(column_type, Text) or column_type.typname == "bpchar"
+            or (column_type.max_length is not None and len(longest) > column_type.max_length)):
+        raise ConfigError(f"{config.path}: {column.key}.source: {column.source} fills only a text or "
+                          f"varchar column long enough for every id that fills it ({longest!r}), "
+                          f"not {column_type.ddl}")
 
 
 # The longest address text client_ip can give: an IPv6 address with an IPv4 part.

@@ -17,6 +17,7 @@ import msgspec
 from msgspec.structs import astuple
 
 from attolytics.outcomes import Undecided
+from attolytics.request_values import EVENT_TYPE
 from attolytics.storage.column_types import Rejected
 from attolytics.storage.row_default import DEFAULT
 
@@ -31,6 +32,8 @@ class DecodedEvents(NamedTuple):
     values: list
     keys: int
     missing: int
+    # Each event's type, as its `_t` named it, when a column takes it from there; else None.
+    tags: list | None = None
 
 
 class _Missing:
@@ -41,6 +44,8 @@ class _Missing:
 
 
 MISSING = _Missing()
+# In the values a request fills, the event type of a route that leaves it to each event's `_t`.
+EACH_EVENTS_TYPE = object()
 _count_missing = methodcaller("count", MISSING)
 
 
@@ -80,6 +85,8 @@ class EventShape:
             if column.request_key is not None:
                 self.request_slots.append((position, column.request_key, column))
         self.width = len(body_columns)
+        # Whether a column is filled with the event type, which each event may name itself.
+        self.takes_event_type = any(key == EVENT_TYPE for _, key, _ in self.request_slots)
         self._fields, self._rename = fields, rename
         # Whether msgspec can decode these events: else the precise path takes all of them.
         self.decodable = all(map(_RENAMEABLE, rename.values()))
@@ -106,7 +113,8 @@ class EventShape:
         keys = len(values) * self.width - missing
         if self.documents:
             keys += sum(_keys_in(row[p]) for row in values for p in self.documents)
-        return DecodedEvents(values, keys, missing)
+        tags = [type(event).__struct_config__.tag for event in events] if self.takes_event_type else None
+        return DecodedEvents(values, keys, missing, tags)
 
     def rows(self, events: DecodedEvents, request: dict | None) -> list:
         """The rows of decoded events, with the request's values."""
@@ -116,6 +124,8 @@ class EventShape:
                 raise Undecided
         if events.missing or self.converted or self.request_slots:
             filled = self._request_values(request) if self.request_slots else ()
+            if any(value is EACH_EVENTS_TYPE for _, value in filled):
+                return [self._finish(row, filled, tag) for row, tag in zip(values, events.tags)]
             return [self._finish(row, filled) for row in values]
         return values
 
@@ -124,8 +134,9 @@ class EventShape:
         optional = list(map(self._optional, rows))
         return optional.count(MISSING) if self._single_optional else sum(map(_count_missing, optional))
 
-    def _finish(self, row: tuple, filled) -> tuple:
-        """Left-out keys as their column takes them, converted values, the request's values."""
+    def _finish(self, row: tuple, filled, tag: str | None = None) -> tuple:
+        """Left-out keys as their column takes them, converted values, the request's values (and
+        `tag`, the event's own type, where the route leaves it to the event)."""
         cells = list(row)
         for position, replacement in self.missing_as:
             if cells[position] is MISSING:
@@ -141,7 +152,7 @@ class EventShape:
                 except Rejected:
                     raise Undecided from None
         for position, value in filled:
-            cells.insert(position, value)
+            cells.insert(position, tag if value is EACH_EVENTS_TYPE else value)
         return tuple(cells)
 
     def _request_values(self, request: dict | None) -> list:
@@ -149,7 +160,9 @@ class EventShape:
         filled = []
         for position, key, column in self.request_slots:
             value = request.get(key, MISSING) if request else MISSING
-            if value is None or value is MISSING:
+            if value is MISSING and key == EVENT_TYPE:
+                value = EACH_EVENTS_TYPE  # the `_t` route: each event's tag
+            elif value is None or value is MISSING:
                 if value is MISSING and column.has_default:
                     value = DEFAULT
                 elif column.not_null:

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from attolytics.outcomes import EventRejected
-from attolytics.request_values import CLIENT_IP, CLIENT_NETWORK, RECEIVED_AT
+from attolytics.request_values import APP_ID, CLIENT_IP, CLIENT_NETWORK, EVENT_TYPE, RECEIVED_AT
 from attolytics.storage.column_types import ColumnType, Rejected, describe
 from attolytics.storage.event_shapes import DecodedEvents, EventShape
 from attolytics.storage.partitions import AcceptedRange
@@ -14,7 +14,9 @@ from attolytics.storage.row_default import DEFAULT
 _MISSING = object()
 
 _SOURCE_NAMES = {RECEIVED_AT: "the time the request arrived", CLIENT_IP: "the client's address",
-                 CLIENT_NETWORK: "the client's network"}
+                 CLIENT_NETWORK: "the client's network", APP_ID: "the app's id", EVENT_TYPE: "the event type"}
+# The request value each other source fills a column with.
+_SOURCE_KEYS = {"received_at": RECEIVED_AT, "app_id": APP_ID, "event_type": EVENT_TYPE}
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class Column:
     has_default: bool
     # Filled from this HTTP request header (compared case-insensitively) instead of the body.
     header: str | None = None
-    # Filled by the service: "received_at" or "client_ip"; anonymize keeps a client's network.
+    # Filled by the service: "received_at", "client_ip", "app_id" or "event_type"; anonymize keeps
+    # a client's network.
     source: str | None = None
     anonymize: bool = False
 
@@ -37,11 +40,9 @@ class Column:
         """The key of the request values that fills this column; None when the event does."""
         if self.header is not None:
             return self.header.lower()
-        if self.source == "received_at":
-            return RECEIVED_AT
         if self.source == "client_ip":
             return CLIENT_NETWORK if self.anonymize else CLIENT_IP
-        return None
+        return _SOURCE_KEYS.get(self.source)
 
 
 class Table:
@@ -118,7 +119,7 @@ class Table:
 
         `request` holds the values this table takes from the request (request_keys): header
         values by lower-case name, and what the service fills; the key `ignore` (the `_t` of the
-        multi-table route) is not a column.
+        multi-table route) is not a column, and there fills a column with the event type.
         """
         if type(event) is not dict:
             raise EventRejected(index, None, f"an event must be a JSON object, got {describe(event)}")
@@ -133,6 +134,8 @@ class Table:
                 value = event.get(name, _MISSING)
             else:
                 value = request.get(request_key, _MISSING) if request else _MISSING
+                if value is _MISSING and request_key == EVENT_TYPE and ignore is not None:
+                    value = event.get(ignore, _MISSING)  # the event names its own type (`_t`)
             if value is None or value is _MISSING:
                 if value is _MISSING and has_default:
                     append(DEFAULT)
