@@ -1,7 +1,9 @@
 """The apps section in either form: a list of apps with their event types, or a map from app id
-to app with its tables; and each app's keys and allowed origins."""
+to app with its tables; and each app's keys, allowed origins, and whether the OpenAPI document
+describes it."""
 
 import re
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,17 +12,22 @@ from attolytics.config.yaml_tree import Node, describe
 
 _ORIGIN_KEY = "access_control_allow_origin"
 _RATE_KEY = "rate_limit"
+_OPENAPI_KEY = "openapi"
+# The keys of an app in either form, read by _with_common_keys.
+_COMMON_KEYS = (_ORIGIN_KEY, _RATE_KEY, _OPENAPI_KEY)
 
 
-def parse_apps(node: Node, declared_tables) -> tuple[dict[str, App], dict[str, tuple[str, ...]]]:
+def parse_apps(node: Node, declared_tables,
+               openapi: bool = True) -> tuple[dict[str, App], dict[str, tuple[str, ...]]]:
     """Both forms: a list of apps (app_id, app_secret_key and/or app_secret_keys, event_types), or
-    a map from app id to app (secret_key or secret_keys, tables); either may have a rate_limit.
-    Also, per table, the columns by which the list form's skip_duplicates recognises a duplicate."""
+    a map from app id to app (secret_key or secret_keys, tables); either may have a rate_limit and
+    openapi (true or false; `openapi` is the default). Also, per table, the columns by which the
+    list form's skip_duplicates recognises a duplicate."""
     by_id: dict[str, App] = {}
     skip_duplicates: dict[str, tuple[str, ...]] = {}
     if isinstance(node.value, list):
         for item in node.items():
-            app = _list_form_app(item, declared_tables, skip_duplicates)
+            app = _with_common_keys(_list_form_app(item, declared_tables, skip_duplicates), item, openapi)
             if app.app_id in by_id:
                 raise item.error(f"duplicate app id {app.app_id!r}")
             by_id[app.app_id] = app
@@ -28,7 +35,8 @@ def parse_apps(node: Node, declared_tables) -> tuple[dict[str, App], dict[str, t
         # The YAML loader already refuses a repeated key, so ids are unique here.
         for key, value in node.value.items():
             app_id = str(key) if type(key) is int else key
-            by_id[app_id] = _map_form_app(node.child(str(key), value), app_id)
+            item = node.child(str(key), value)
+            by_id[app_id] = _with_common_keys(_map_form_app(item, app_id), item, openapi)
     else:
         raise node.error(f"expected a list or a mapping of apps, got {describe(node.value)}")
     if not by_id:
@@ -37,7 +45,7 @@ def parse_apps(node: Node, declared_tables) -> tuple[dict[str, App], dict[str, t
 
 
 def _list_form_app(node: Node, declared_tables, skip_duplicates: dict) -> App:
-    keys = node.mapping({"app_id", "app_secret_key", "app_secret_keys", "event_types", _ORIGIN_KEY, _RATE_KEY},
+    keys = node.mapping({"app_id", "app_secret_key", "app_secret_keys", "event_types", *_COMMON_KEYS},
                         {"app_id"})
     event_types: dict[str, str] = {}
     for item in keys["event_types"].items() if "event_types" in keys else []:
@@ -52,8 +60,20 @@ def _list_form_app(node: Node, declared_tables, skip_duplicates: dict) -> App:
         app_id=_app_id(keys["app_id"]),
         secret_keys=_keys(node, keys, "app_secret_key", "app_secret_keys", together=True),
         event_types=event_types,
-        allowed_origins=_origins(keys.get(_ORIGIN_KEY)),
+    )
+
+
+def _with_common_keys(app: App, node: Node, openapi: bool) -> App:
+    """`app` with its origins, rate limit and place in the OpenAPI document (`openapi` when the
+    app does not say)."""
+    keys = {key: node.child(key, node.value[key]) for key in _COMMON_KEYS if key in node.value}
+    origins = keys.get(_ORIGIN_KEY)
+    return replace(
+        app,
+        allowed_origins=_origins(origins),
+        browsers=origins is None or origins.value != [],
         rate_limit=_rate_limit(keys[_RATE_KEY]) if _RATE_KEY in keys else None,
+        openapi=keys[_OPENAPI_KEY].boolean() if _OPENAPI_KEY in keys else openapi,
     )
 
 
@@ -119,7 +139,7 @@ def _column_names(node: Node) -> tuple[str, ...]:
 def _map_form_app(node: Node, app_id: Any) -> App:
     if not isinstance(app_id, str) or not app_id:
         raise node.error("an app id must be a non-empty string")
-    keys = node.mapping({"secret_key", "secret_keys", "tables", _ORIGIN_KEY, _RATE_KEY})
+    keys = node.mapping({"secret_key", "secret_keys", "tables", *_COMMON_KEYS})
     secrets = _keys(node, keys, "secret_key", "secret_keys", together=False)
     tables: dict[str, str] = {}
     for item in keys["tables"].items() if "tables" in keys else []:
@@ -131,13 +151,12 @@ def _map_form_app(node: Node, app_id: Any) -> App:
         app_id=app_id,
         secret_keys=secrets,
         event_types=tables,
-        allowed_origins=_origins(keys.get(_ORIGIN_KEY)),
-        rate_limit=_rate_limit(keys[_RATE_KEY]) if _RATE_KEY in keys else None,
     )
 
 
 def _origins(node: Node | None) -> frozenset[str]:
-    """One origin, a list of origins, or "*" (also the default); "*" becomes the empty set."""
+    """One origin, a list of origins, or "*" (also the default); "*" becomes the empty set, and so
+    does an empty list (no web page: App.browsers)."""
     if node is None:
         return frozenset()
     items = node.items() if isinstance(node.value, list) else [node]

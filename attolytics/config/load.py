@@ -21,7 +21,7 @@ from attolytics.config.yaml_tree import Node, describe, read_yaml
 
 _TOP_LEVEL_KEYS = {"listen", "database", "database_url", "apps", "tables", "max_body_bytes", "writer",
                    "request_timeout", "shutdown_timeout", "trusted_proxies", "rejected_events", "workers",
-                   "max_events_per_request"}
+                   "max_events_per_request", "openapi"}
 
 
 def load_config(path: str) -> Config:
@@ -50,7 +50,9 @@ def parse_config(text: str, source: str) -> Config:
         database = DatabaseLocation(url=keys["database_url"].string())
     else:
         database = _database(keys.get("database"))
-    apps, skip_duplicates = parse_apps(keys["apps"], tables)
+    # openapi: false leaves every app out of /openapi.json but those that say openapi: true.
+    openapi = keys["openapi"].boolean() if "openapi" in keys else True
+    apps, skip_duplicates = parse_apps(keys["apps"], tables, openapi)
     if rejected is not None:
         for app in apps.values():
             if rejected in app.event_types.values():

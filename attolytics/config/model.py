@@ -102,9 +102,14 @@ class App:
     secret_keys: tuple[bytes, ...]
     # event type id (the URL segment, or an event's _t) -> table name
     event_types: Mapping[str, str]
-    # Origins a browser may post from (CORS); empty means any origin ("*").
+    # Origins a browser may post from (CORS); empty means any origin ("*") while `browsers`.
     allowed_origins: frozenset[str] = frozenset()
     rate_limit: RateLimit | None = None
+    # False when no web page may post (access_control_allow_origin: []): the app is then left
+    # out of the browser client at /attolytics.js.
+    browsers: bool = True
+    # Whether /openapi.json describes the app (its `openapi` key, else the top-level one).
+    openapi: bool = True
 
     def most_events(self, max_events_per_request: int) -> int:
         """The most events one request of this app may carry: the service's cap, or the burst of
@@ -120,7 +125,7 @@ class App:
     @property
     def allows_any_origin(self) -> bool:
         """True when any web page may post to this app."""
-        return not self.allowed_origins
+        return self.browsers and not self.allowed_origins
 
 
 @dataclass(frozen=True)

@@ -32,14 +32,16 @@ _RESERVED_HEADERS = {"accept", "content-type", "authorization"}
 
 def document(config: Config, tables: Mapping) -> dict:
     """The OpenAPI document of a service with this configuration and these checked tables (name ->
-    Table, as the service hands them over)."""
+    Table, as the service hands them over): the apps that say `openapi: false` are left out, with
+    their routes and the tables no other app writes to."""
+    apps = [app for app in config.apps.values() if app.openapi]
     schemas = _Schemas()
-    for table in tables.values():
-        for column in table.columns.values():
+    for name in dict.fromkeys(name for app in apps for name in app.event_types.values()):
+        for column in tables[name].columns.values():
             # Named before any table, so that a table of the same name gets another.
             schemas.named.update(column.type.shared_schemas())
     paths = {}
-    for app in config.apps.values():
+    for app in apps:
         paths.update(_app_paths(app, tables, schemas, config.max_events_per_request))
     paths.update(service_paths())
     return {
@@ -195,7 +197,8 @@ thousand levels deep is refused (400)."""
 
 def _preflight(app: App) -> dict:
     """OPTIONS: a browser's CORS preflight."""
-    allowed = "any origin" if app.allows_any_origin else ", ".join(sorted(app.allowed_origins))
+    allowed = ("any origin" if app.allows_any_origin else ", ".join(sorted(app.allowed_origins))
+               or "none (no web page may post to this app)")
     return {
         "tags": [app.app_id],
         "summary": "CORS preflight",

@@ -24,11 +24,13 @@
   // Filled in by the service as it serves this file: its max_body_bytes and
   // max_events_per_request; the apps whose rate limit takes fewer events at once (its burst):
   // {app: events}; and for each app the event types whose table has a uuid id column:
-  // {app: {event type: column}}.
+  // {app: {event type: column}}; and the event types of each app that web pages may post to:
+  // {app: [event type, ...]} (an app that allows no page is not named).
   var MAX_BODY_BYTES = __MAX_BODY_BYTES__;
   var MAX_EVENTS_PER_REQUEST = __MAX_EVENTS_PER_REQUEST__;
   var EVENTS_AT_ONCE = __EVENTS_AT_ONCE__;
   var EVENT_IDS = __EVENT_IDS__;
+  var EVENT_TYPES = __EVENT_TYPES__;
   // Browsers allow 64 KiB of beacon and keepalive bodies in flight at once; stay under it.
   var KEEPALIVE_BYTES = 60000;
   // A batch this size survives the page being closed while it is sent (keepalive).
@@ -171,6 +173,9 @@
     // The most events one request of this app may carry: the service's cap, or the app's burst.
     this.maxEvents = Object.prototype.hasOwnProperty.call(EVENTS_AT_ONCE, this.app) ?
                      EVENTS_AT_ONCE[this.app] : MAX_EVENTS_PER_REQUEST;
+    // The app's event types, as the service that served this file knows them; null for an app it
+    // does not name (then the service the events go to decides).
+    this.types = Object.prototype.hasOwnProperty.call(EVENT_TYPES, this.app) ? EVENT_TYPES[this.app] : null;
     this.endpoint = String(base).replace(/\/+$/, "") + "/apps/" + encodeURIComponent(options.app) +
                     "/events";
     this.prefix = '{"secret_key":' + JSON.stringify(String(options.key)) + ',"events":[';
@@ -218,8 +223,9 @@
     this.restore();
   }
 
-  // Queue one event for the event type (a table) `type`; false, and onError, if it cannot be sent;
-  // false alone if the visitor opted out and the page asked to respect that (a choice, not an error).
+  // Queue one event for the event type (a table) `type`; false, and onError, if it cannot be sent
+  // (an event type the app does not have among them); false alone if the visitor opted out and the
+  // page asked to respect that (a choice, not an error).
   Client.prototype.track = function (type, properties) {
     if (typeof type !== "string" || !type) {
       throw new TypeError("attolytics.track: the first argument names the event type (a table)");
@@ -232,6 +238,12 @@
       if (Object.prototype.hasOwnProperty.call(properties, key)) {
         event[key] = properties[key];
       }
+    }
+    if (this.types !== null && this.types.indexOf(type) < 0) {
+      event._t = type;
+      this.report(clientError("app " + JSON.stringify(this.app) + " has no event type " +
+                              JSON.stringify(type) + "; event not sent", 404, [event]));
+      return false;
     }
     // The id is given once, here: every send of this event (again after a 503, in a smaller
     // batch, from localStorage by the next page) carries it, and the service stores it once.
