@@ -584,3 +584,20 @@ async def test_a_batch_answered_503_of_unknown_outcome_and_resent_is_stored_once
     assert [row[:2] for row in ids(sql)] == [(1, "start"), (2, "level"), (3, "end")]
     metrics = await scrape(running.client)
     assert value(metrics, "attolytics_events_duplicate_total", app="mygame", table="game_events") == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_event_type_the_app_does_not_have_is_refused_in_the_page(game, pages, browser, sql):
+    page = pages.add("unknown-type", page_with_client(game.client.base_url, """
+        window.accepted = [
+          client.track("no_such_type", {timestamp: 1, event_type: "lost"}),
+          client.track("game_events", {timestamp: 2, event_type: "kept"}),
+        ];"""))
+    await in_browser(browser.get, page)
+    await wait_for(game_events_stored(sql, 1))
+    assert await in_browser(browser.execute_script, "return window.accepted") == [False, True]
+    [error] = await page_errors(browser)
+    assert error["status"] == 404 and 'has no event type "no_such_type"' in error["message"]
+    assert error["events"] == [{"timestamp": 1, "event_type": "lost", "_t": "no_such_type"}]
+    assert rows(sql) == [(2, "kept", None)]
+    assert await requests_answered(game, "404") == 0, "nothing was sent for it"
