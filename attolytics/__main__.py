@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from attolytics.config import ConfigError, load_config
 from attolytics.storage.declarations import declared_types
-from attolytics.storage.embedded import EmbeddedPostgres
+from attolytics.storage.embedded import EmbeddedInUse, EmbeddedPostgres
 from attolytics.storage.preparation import plan_tables
 
 
@@ -48,7 +48,9 @@ def check(config_path: str, db_url: str | None, out=sys.stdout) -> int:
     url = db_url or config.database.url
     if url is None:
         embedded = EmbeddedPostgres(config.database.embedded_path)
-        url = embedded.start()
+        url = _embedded_url(embedded, out)
+        if url is None:
+            return 1
     try:
         try:
             db = _BlockingDatabase(url)
@@ -76,6 +78,25 @@ def check(config_path: str, db_url: str | None, out=sys.stdout) -> int:
     if not plan.problems:
         out.write(f"ok: {config_path} fits the database ({len(config.table_names())} tables)\n")
     return 1 if plan.problems else 0
+
+
+def _embedded_url(embedded: EmbeddedPostgres, out) -> str | None:
+    """The embedded server's URL: started here (with initdb on a new directory; stopped after the
+    check), or the one another process serves, left as it is; None when neither can be had."""
+    try:
+        return embedded.start()
+    except EmbeddedInUse:
+        url = embedded.running_url()
+        if url is None:
+            out.write(f"problem: the embedded PostgreSQL in {embedded.path} is in use by another process "
+                      "but not running yet; try again once it serves\n")
+            return None
+        out.write(f"note: another process serves the embedded PostgreSQL in {embedded.path}; "
+                  "checking against its server, left running\n")
+        return url
+    except Exception as e:
+        out.write(f"problem: cannot start the embedded PostgreSQL in {embedded.path}: {str(e).strip() or e!r}\n")
+        return None
 
 
 def main(argv=None) -> int:

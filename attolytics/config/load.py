@@ -6,7 +6,9 @@ import os
 from attolytics.config.apps import parse_apps
 from attolytics.config.table_section import parse_tables, rejected_events_table
 from attolytics.config.model import (
+    DEFAULT_EMBEDDED_ADDRESS,
     DEFAULT_EMBEDDED_PATH,
+    DEFAULT_EMBEDDED_PORT,
     DEFAULT_LISTEN,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_EVENTS_PER_REQUEST,
@@ -122,21 +124,62 @@ _LIBPQ_KEYS = {"host": "host", "user": "user", "password": "password", "database
 
 
 def _database(node: Node | None) -> DatabaseLocation:
-    embedded = DatabaseLocation(embedded_path=os.path.abspath(DEFAULT_EMBEDDED_PATH))
     if node is None or node.value is None:
-        return embedded
-    keys = node.mapping({"url", "embedded", "port", *_LIBPQ_KEYS})
+        return DatabaseLocation(embedded_path=os.path.abspath(DEFAULT_EMBEDDED_PATH))
+    keys = node.mapping({"url", "embedded", "listen", "port", *_LIBPQ_KEYS})
     chosen = [k for k in ("url", "embedded") if k in keys]
     server_keys = [k for k in ("port", *_LIBPQ_KEYS) if k in keys]
     if len(chosen) + bool(server_keys) > 1:
         raise node.error("give only one of url, embedded, or host/port/user/password/database")
+    if "listen" in keys and (server_keys or "url" in keys):
+        raise keys["listen"].error("listen is for the embedded PostgreSQL; a server of your own listens where it is set up to")
     if "url" in keys:
         return DatabaseLocation(url=keys["url"].string())
-    if "embedded" in keys:
-        return DatabaseLocation(embedded_path=os.path.abspath(keys["embedded"].string()))
-    if not server_keys:
-        return embedded
-    return DatabaseLocation(url=_url_from_keys(keys))
+    if server_keys:
+        return DatabaseLocation(url=_url_from_keys(keys))
+    path = keys["embedded"].string() if "embedded" in keys else DEFAULT_EMBEDDED_PATH
+    listen = _embedded_listen(keys["listen"]) if "listen" in keys else None
+    return DatabaseLocation(embedded_path=os.path.abspath(path), embedded_listen=listen)
+
+
+def _embedded_listen(node: Node) -> tuple[str, int] | None:
+    """Where the embedded server listens over TCP: `true` (127.0.0.1:5432), a port, an address,
+    or ADDRESS:PORT ([::1]:5432 for IPv6); `false` for its socket alone."""
+    value, port = node.value, DEFAULT_EMBEDDED_PORT
+    mistake = f"expected true, a port, an IP address, or ADDRESS:PORT such as 127.0.0.1:5432, got {describe(value)}"
+    if value is True or value is False:
+        return (DEFAULT_EMBEDDED_ADDRESS, port) if value else None
+    if type(value) is int:
+        address, port = DEFAULT_EMBEDDED_ADDRESS, value
+    elif isinstance(value, str):
+        address, port = _address_and_port(value.strip(), node, mistake)
+    else:
+        raise node.error(mistake)
+    if not 1 <= port <= 65535:
+        raise node.error(f"expected a port from 1 to 65535, got {port}")
+    return address, port
+
+
+def _address_and_port(text: str, node: Node, mistake: str) -> tuple[str, int]:
+    address, port = text, str(DEFAULT_EMBEDDED_PORT)
+    if text.isdigit():  # a port alone
+        address, port = DEFAULT_EMBEDDED_ADDRESS, text
+    elif text.startswith("["):  # [::1]:5432
+        address, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise node.error(mistake)
+            port = rest[1:]
+    elif text.count(":") == 1:  # 127.0.0.1:5432 (a bare IPv6 address holds more than one)
+        address, port = text.split(":")
+    if not port.isdigit():
+        raise node.error(mistake)
+    if address not in ("localhost", "*"):
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise node.error(mistake) from None
+    return address, int(port)
 
 
 def _url_from_keys(keys: dict[str, Node]) -> str:

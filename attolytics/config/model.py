@@ -7,6 +7,9 @@ from typing import Mapping
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_EMBEDDED_PATH = "attolytics-data"
+# Where the embedded server listens over TCP when asked to without an address or a port.
+DEFAULT_EMBEDDED_ADDRESS = "127.0.0.1"
+DEFAULT_EMBEDDED_PORT = 5432
 # Seconds a client has to send a whole request; seconds a stop may take.
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
@@ -30,7 +33,8 @@ class ColumnDecl:
     unique: bool = False
     # The HTTP request header that fills this column instead of the event body.
     header: str | None = None
-    # Filled by the service instead of the event body: "received_at" or "client_ip".
+    # Filled by the service instead of the event body: "received_at", "client_ip", "app_id" (the
+    # app the request is for) or "event_type" (the route's event type, or the event's `_t`).
     source: str | None = None
     # For source client_ip: keep only the network part of the address.
     anonymize: bool = False
@@ -134,6 +138,8 @@ class DatabaseLocation:
 
     url: str | None = None
     embedded_path: str | None = None
+    # (address, port): the embedded server listens there over TCP too (for Metabase, Grafana...).
+    embedded_listen: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)

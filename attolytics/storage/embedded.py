@@ -1,7 +1,17 @@
 """The embedded PostgreSQL (from the pgserver package), for running without a database server,
-and the service that starts and stops it."""
+and the service that starts and stops it.
 
+The embedded database belongs to one service: the process that starts it holds a lock on its data
+directory (flock, released by the kernel when the process ends, however it ends), and stops it at
+shutdown. Another process finds the lock taken and refuses (EmbeddedInUse); `check` reads the
+server the owner runs. A server left running by an owner that died is taken over: stopped and
+started again, with this process's options."""
+
+import fcntl
+import functools
 import os
+import shlex
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -15,57 +25,170 @@ from attolytics.shutdown import Shutdown, shielded
 
 log = logger(__name__)
 
+# PostgreSQL's port, which its unix socket is named after too.
+DEFAULT_PORT = 5432
+# Seconds pg_ctl may take to start or stop the server.
+PG_CTL_SECONDS = 60
+
+
+class EmbeddedInUse(Exception):
+    """Another running process owns the embedded data directory; the message says what to do."""
+
 
 class EmbeddedPostgres:
-    """A PostgreSQL server whose data lives in one directory; start() and stop() block."""
+    """A PostgreSQL server whose data lives in one directory; start() and stop() block.
 
-    def __init__(self, path: str):
+    `listen` is (address, port): the server listens there over TCP too, not only on its socket.
+    """
+
+    def __init__(self, path: str, listen: tuple[str, int] | None = None):
         self.path = path
-        self._server = None
+        self.listen = listen
+        self._server = None  # the server this process started, to stop
+        self._lock = None  # the data directory's descriptor, locked while this process owns it
 
     def start(self) -> str:
-        """Initialise the data directory if needed, start the server, return its connection URL."""
-        with warnings.catch_warnings():
-            # platformdirs warns at import when XDG_RUNTIME_DIR is unset; harmless here.
-            warnings.simplefilter("ignore")
-            import pgserver
+        """Take the data directory (raising EmbeddedInUse when another process has it), initialise
+        it if need be, start the server, and return its connection URL."""
+        pgserver = _pgserver()
+        os.makedirs(self.path, exist_ok=True)
+        self._lock = _lock_directory(self.path)
+        try:
+            self._server = _server_class(pgserver)(Path(self.path).resolve(), self.listen)
+        except BaseException:
+            self._release()
+            raise
+        return self._server.url
+
+    def running_url(self) -> str | None:
+        """The URL of the server running in the data directory (another process's), or None."""
         from pgserver.utils import PostmasterInfo
 
-        os.makedirs(self.path, exist_ok=True)
         running = PostmasterInfo.read_from_pgdata(Path(self.path))
-        if running is not None and running.is_running():
-            # Another process (another instance, a psql session via pgserver) started it: use
-            # it, and leave it running at shutdown.
-            log.info("using the embedded PostgreSQL already running in {path}", path=self.path)
-            return running.get_uri()
-        # The class itself, not get_server(), which would return a cached handle without
-        # starting a server stopped since. cleanup_mode=None: pgserver's atexit hook must not
-        # stop the server behind our back; stop() does it at the right point of shutdown.
-        self._server = pgserver.PostgresServer(Path(self.path).resolve(), cleanup_mode=None)
-        return self._server.get_uri()
+        if running is None or not running.is_running() or running.status != "ready":
+            return None
+        return _url(running.socket_dir, running.port)
 
-    def stop(self, mode: str = "fast") -> None:
-        """Stop the server if this process started it, keeping the data.
+    def stop(self, mode: str = "fast") -> bool:
+        """Stop the server if this process started it, keeping the data; whether it did.
 
         `mode` is pg_ctl's: "fast" by default; tests use "immediate" to pull the plug.
         """
         if self._server is None:
-            return
+            self._release()
+            return False
         import pgserver
 
         server, self._server = self._server, None
         try:
-            pgserver.pg_ctl(["-w", "-m", mode, "stop"], pgdata=server.pgdata, user=server.system_user)
+            pgserver.pg_ctl(["-w", "-m", mode, "stop"], pgdata=server.pgdata, user=server.system_user,
+                            timeout=PG_CTL_SECONDS)
+            return True
         except Exception as e:  # already stopped, or the data directory vanished
             log.warn("could not stop the embedded PostgreSQL cleanly: {error}", error=e)
+            return False
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            os.close(lock)
+
+
+def _pgserver():
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset; harmless here.
+        warnings.simplefilter("ignore")
+        import pgserver
+    return pgserver
+
+
+def _lock_directory(path: str) -> int:
+    """The data directory's descriptor, locked for this process; EmbeddedInUse when another has it."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise EmbeddedInUse(
+            f"the embedded PostgreSQL in {path} is in use by another process (an Attolytics service or "
+            "its check): the embedded database belongs to one service; for more processes use workers:, "
+            "or a PostgreSQL server of your own (database: url)") from None
+    return descriptor
+
+
+def _url(socket_dir, port: int | None) -> str:
+    """The URL of the server with its socket in `socket_dir`, named after `port`."""
+    return f"postgresql://postgres:@/postgres?host={socket_dir}&port={port or DEFAULT_PORT}"
+
+
+def tcp_url(address: str, port: int) -> str:
+    """The URL a client on another host (or a tool) reaches the embedded server with over TCP."""
+    host = "127.0.0.1" if address in ("*", "0.0.0.0") else "::1" if address == "::" else address
+    return f"postgresql://postgres@{f'[{host}]' if ':' in host else host}:{port}/postgres"
+
+
+@functools.cache
+def _server_class(pgserver):
+    """pgserver's server, started with this service's options: pgserver's own start listens on a
+    unix socket alone (postgres -h ""), which its command line would hold over any setting."""
+    return type("_Server", (_StartedHere, pgserver.PostgresServer), {})
+
+
+class _StartedHere:
+    """Mixed into pgserver.PostgresServer: initdb and its handling of root stay pgserver's (run by
+    its constructor); starting the server is ours."""
+
+    def __init__(self, pgdata: Path, listen: tuple[str, int] | None):
+        self.listen = listen
+        self.url = None
+        # cleanup_mode=None: pgserver's atexit hook must not stop the server behind our back;
+        # stop() does it at the right point of shutdown.
+        super().__init__(pgdata, cleanup_mode=None)
+
+    def ensure_postgres_running(self) -> None:
+        """Start the server (called by pgserver's constructor, under its lock, after initdb)."""
+        from pgserver import pg_ctl
+        from pgserver.utils import PostmasterInfo, ensure_prefix_permissions, find_suitable_socket_dir
+
+        left = PostmasterInfo.read_from_pgdata(self.pgdata)
+        if left is not None and left.is_running():
+            log.info("taking over the embedded PostgreSQL left running in {path} (pid {pid}): restarting it",
+                     path=str(self.pgdata), pid=left.pid)
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user, timeout=PG_CTL_SECONDS)
+        socket_dir = find_suitable_socket_dir(self.pgdata, self.runtime_path)
+        if self.system_user is not None and socket_dir != self.pgdata:
+            ensure_prefix_permissions(socket_dir)
+            socket_dir.chmod(0o777)
+        address, port = self.listen or ("", DEFAULT_PORT)
+        options = ["-o", f"-h {shlex.quote(address)} -p {port} -k {shlex.quote(str(socket_dir))}"]
+        try:
+            pg_ctl(["-w", "-t", str(PG_CTL_SECONDS), *options, "-l", str(self.log), "start"],
+                   pgdata=self.pgdata, user=self.system_user, timeout=PG_CTL_SECONDS + 10)
+        except subprocess.CalledProcessError:
+            raise RuntimeError(_why_not_started(self.log)) from None
+        self._postmaster_info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        self.url = _url(socket_dir, port)
+
+
+def _why_not_started(server_log: Path) -> str:
+    """The server log's last error (its FATAL line: a port in use, say), for the message."""
+    try:
+        lines = server_log.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [line for line in lines if "FATAL:" in line or "ERROR:" in line]
+    last = errors[-1].split("FATAL:", 1)[-1].split("ERROR:", 1)[-1].strip() if errors else None
+    return f"the server did not start: {last} (see {server_log})" if last else f"the server did not start; see {server_log}"
 
 
 class EmbeddedPostgresService(Service):
     """Starts the embedded PostgreSQL (in a thread: it takes seconds) and stops it at shutdown,
     if this process started it."""
 
-    def __init__(self, path: str, shutdown: Shutdown):
-        self.server = EmbeddedPostgres(path)
+    def __init__(self, path: str, shutdown: Shutdown, listen: tuple[str, int] | None = None):
+        self.server = EmbeddedPostgres(path, listen)
         self.shutdown = shutdown
         self._started = None
 
@@ -76,10 +199,13 @@ class EmbeddedPostgresService(Service):
 
     def _running(self, url: str) -> str:
         if not self.shutdown.begun:  # else it is stopped as soon as it runs
-            log.info("embedded PostgreSQL is running; connect with: psql '{url}'", url=url)
+            log.info("embedded PostgreSQL is running; connect with: psql '{url}'{tcp}", url=url,
+                     tcp=f" or, over TCP, {tcp_url(*self.server.listen)}" if self.server.listen else "")
         return url
 
     def _failed(self, failure):
+        if failure.check(EmbeddedInUse):
+            raise EmbeddedFailed(failure.getErrorMessage())
         raise EmbeddedFailed(
             f"cannot start the embedded PostgreSQL in {self.server.path}: {failure.getErrorMessage()}"
         )
@@ -99,10 +225,11 @@ class EmbeddedPostgresService(Service):
     async def _stop(self) -> None:
         if self._started is None:
             return
-        # A server still starting is waited for, so that it is stopped rather than orphaned.
-        await self.shutdown.within(shielded(self._started))
-        await deferToThread(self.server.stop)
-        log.info("embedded PostgreSQL stopped")
+        # A server still starting is waited for, so that it is stopped rather than orphaned; a
+        # start that failed has nothing to stop.
+        await self.shutdown.within(shielded(self._started).addErrback(lambda failure: None))
+        if await deferToThread(self.server.stop):
+            log.info("embedded PostgreSQL stopped")
 
 
 class EmbeddedFailed(Exception):
@@ -115,5 +242,5 @@ def database_location(config: Config, shutdown: Shutdown):
     if config.database.url is not None:
         url = config.database.url
         return None, lambda: succeed(url)
-    embedded = EmbeddedPostgresService(config.database.embedded_path, shutdown)
+    embedded = EmbeddedPostgresService(config.database.embedded_path, shutdown, config.database.embedded_listen)
     return embedded, embedded.url
