@@ -69,6 +69,29 @@ async def test_database_down_at_start_up_then_up(start, own_postgres):
     assert own_postgres.count("select id from hits") == [(2,)]
 
 
+@pytest_twisted.ensureDeferred
+async def test_readyz_names_the_connection_problem_while_postgres_is_down(start, own_postgres):
+    await own_postgres.kill()
+    running = await start(IDS_CONFIG, url=own_postgres.url, wait=False)
+    deadline = time.monotonic() + 30
+    while True:
+        answer = await running.client.request("GET", "/readyz")
+        assert answer.status == 503
+        error = answer.json()["error"]
+        if error != "the tables are not checked yet" or time.monotonic() > deadline:
+            break
+        await sleep(0.1)
+    # libpq's own words, on one line: a missing socket here.
+    assert error.startswith("cannot reach PostgreSQL: connection to server on socket"), error
+    assert error.endswith("; retrying") and "\n" not in error, error
+    await own_postgres.start()
+    deadline = time.monotonic() + 30
+    while (answer := await running.client.request("GET", "/readyz")).status != 200:
+        assert time.monotonic() < deadline, answer.json()
+        await sleep(0.2)
+    assert answer.json() == {"ready": True}
+
+
 # PostgreSQL pulled out from under load, then back
 
 

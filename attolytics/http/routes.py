@@ -6,6 +6,7 @@ whose plain path names a declared route and method skips werkzeug (Routes.dispat
 method Klein would call with the same values (tests/test_route_table.py holds them to it)."""
 
 import json
+from typing import Callable
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
@@ -43,8 +44,11 @@ class Routes:
 
     app = Klein()
 
-    def __init__(self, config: Config, metrics, event_ids: dict | None = None, clock=None):
+    def __init__(self, config: Config, metrics, event_ids: dict | None = None, clock=None,
+                 database_problem: Callable[[], str | None] = lambda: None):
         self.metrics = metrics
+        # Why the tables are not ready yet while start-up tries again ("cannot reach PostgreSQL: ..."), or None.
+        self.database_problem = database_problem
         if clock is None:
             from twisted.internet import reactor as clock
         self.intake = Intake(config, metrics, clock)
@@ -102,7 +106,8 @@ class Routes:
     def readyz(self, request):
         """200 when the tables are checked and a database connection is up, else 503."""
         if self.intake.tables is None:
-            return write_json(request, 503, {"ready": False, "error": "the tables are not checked yet"})
+            error = self.database_problem() or "the tables are not checked yet"
+            return write_json(request, 503, {"ready": False, "error": error})
         if not self.ready:
             return write_json(request, 503, {"ready": False, "error": "no connection to the database"})
         return write_json(request, 200, {"ready": True})
