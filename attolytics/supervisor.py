@@ -7,6 +7,7 @@ systemd hears from this process alone: READY=1 once every worker serves; RELOADI
 around a reload that every worker has finished.
 """
 
+import json
 import os
 import shutil
 import sys
@@ -31,6 +32,9 @@ log = logger(__name__)
 LISTENING_FD = 3
 # The worker's end of the pipe it tells its parent READY=1 and RELOADING=1 on.
 NOTIFY_FD = 4
+# The worker's standard output and error: its log lines (and the last words of a worker that
+# cannot start), which this process writes where it logs, each line whole.
+LOG_FDS = (1, 2)
 # How long a worker must have served before its exit counts as a crash to restart, not as a
 # start-up that cannot succeed; and the pauses before starting one again.
 SETTLED_SECONDS = 10.0
@@ -50,13 +54,20 @@ class _Worker(ProcessProtocol):
         self.ready = False
         self.ended = Deferred()
         self._told = b""
+        self._logged = {fd: b"" for fd in LOG_FDS}
         self._states: list[Deferred] = []  # waiting for the next READY=1
 
     def connectionMade(self):
         self.pid = self.transport.pid
+        # What the worker must not find on its command line (which every local user can read),
+        # it reads from its standard input before it starts.
+        self.transport.write(json.dumps({"database_url": self.processes.url}).encode())
         self.transport.closeStdin()
 
     def childDataReceived(self, fd: int, data: bytes):
+        if fd in LOG_FDS:
+            self._log(fd, data)
+            return
         self._told += data
         *lines, self._told = self._told.split(b"\n")
         for line in lines:
@@ -66,6 +77,14 @@ class _Worker(ProcessProtocol):
                 for waiter in waiting:
                     waiter.callback(None)
                 self.processes.worker_ready(self)
+
+    def _log(self, fd: int, data: bytes) -> None:
+        """Pass on the whole lines of `data`, keeping a line's start until its end comes."""
+        logged = self._logged[fd] + data
+        end = logged.rfind(b"\n") + 1
+        self._logged[fd] = logged[end:]
+        if end:
+            self.processes.log_lines(logged[:end].decode(errors="replace"))
 
     def next_ready(self) -> Deferred:
         """Fires at the worker's next READY=1 (after a reload), or when it ends."""
@@ -79,6 +98,9 @@ class _Worker(ProcessProtocol):
             self.transport.signalProcess(name)
 
     def processEnded(self, reason):
+        for fd in LOG_FDS:
+            if self._logged[fd]:  # a last line cut short as the worker died
+                self._log(fd, b"\n")
         waiting, self._states = self._states, []
         for waiter in waiting:
             waiter.callback(None)
@@ -89,10 +111,11 @@ class _Worker(ProcessProtocol):
 class WorkerProcesses(ReconfigurableService):
     """Starts, watches and stops `count` workers once the listening socket is open and the
     database is known (`locate()` -> Deferred of its URL); tells `notify` READY=1 once they all
-    serve; a new configuration is each worker's to read again."""
+    serve; a new configuration is each worker's to read again. The workers' log lines reach
+    `log_lines` (whole lines, as text), so that one process alone writes the log."""
 
     def __init__(self, reactor, count: int, endpoint, locate, worker_args: list[str], shutdown, notify,
-                 on_fatal):
+                 on_fatal, log_lines):
         self.reactor = reactor
         self.count = count
         self.endpoint = endpoint
@@ -101,6 +124,7 @@ class WorkerProcesses(ReconfigurableService):
         self.shutdown = shutdown
         self.notify = notify
         self.on_fatal = on_fatal
+        self.log_lines = log_lines
         self.port = None
         self.url = None
         self.workers: dict[int, _Worker] = {}
@@ -134,20 +158,17 @@ class WorkerProcesses(ReconfigurableService):
         # prometheus_client reads it when the worker imports it: the worker writes its values there.
         env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
         self.reactor.spawnProcess(worker, sys.executable, self.command(number), env=env,
-                                  childFDs={0: "w", 1: 1, 2: 2, LISTENING_FD: self.port.fileno(),
+                                  childFDs={0: "w", 1: "r", 2: "r", LISTENING_FD: self.port.fileno(),
                                             NOTIFY_FD: "r"})
         self.workers[number] = worker
         log.info("started worker {number} (pid {pid})", number=number, pid=worker.pid)
 
     def command(self, number: int) -> list[str]:
         """The command line of worker `number`: twistd's options (tap.Options), with the
-        --worker ones."""
-        command = [sys.executable, "-m", "attolytics.worker", "--worker", str(number),
-                   "--worker-family", str(int(self.port.addressFamily)), "--worker-notify-fd", str(NOTIFY_FD),
-                   *self.worker_args]
-        if self.url is not None:
-            command += ["--db-url", self.url]
-        return command
+        --worker ones; never the database URL, which the worker reads from its standard input."""
+        return [sys.executable, "-m", "attolytics.worker", "--worker", str(number),
+                "--worker-family", str(int(self.port.addressFamily)), "--worker-notify-fd", str(NOTIFY_FD),
+                *self.worker_args]
 
     def worker_ready(self, worker: _Worker) -> None:
         """A worker serves; once all of them do, systemd hears READY=1."""
@@ -209,16 +230,17 @@ class WorkerProcesses(ReconfigurableService):
 
 
 def workers_service(configuration: Configuration, process: Process, endpoint,
-                    worker_args: list[str]) -> AttolyticsService:
+                    worker_args: list[str], log_lines) -> AttolyticsService:
     """The service of the parent process: the embedded PostgreSQL (when no database is
     configured) and the workers, stopped in reverse order; a reload reloads every worker.
 
-    `worker_args` are the options each worker's command line repeats (tap.worker_args()).
+    `worker_args` are the options each worker's command line repeats (tap.worker_args());
+    `log_lines(text)` writes the workers' whole log lines where this process logs.
     """
     config = configuration.config
     shutdown = Shutdown(process.reactor, config.shutdown_timeout)
     embedded, locate = database_location(config, shutdown)
     processes = WorkerProcesses(process.reactor, config.workers, endpoint, locate, worker_args, shutdown,
-                                process.notify, process.on_fatal)
+                                process.notify, process.on_fatal, log_lines)
     children = [("embedded", embedded)] if embedded is not None else []
     return AttolyticsService(configuration, process, shutdown, children + [("workers", processes)])

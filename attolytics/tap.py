@@ -6,11 +6,12 @@ systemd's notifications go are chosen here, where the process starts."""
 import os
 import signal
 import sys
+import time
 from dataclasses import replace
 
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import ILogObserver, LegacyLogObserverWrapper, textFileLogObserver
+from twisted.logger import ILogObserver, LegacyLogObserverWrapper, LogLevel, textFileLogObserver
 from twisted.python import usage
 from twisted.python.logfile import LogFile
 
@@ -45,7 +46,6 @@ class Options(usage.Options):
         ["worker", None, None, "(From a parent process.) Serve as worker N of several.", int],
         ["worker-family", None, None, "(From a parent process.) The listening socket's address family.", int],
         ["worker-notify-fd", None, None, "(From a parent process.) The pipe to tell it READY=1 on.", int],
-        ["worker-log-file", None, "-", "(From a parent process.) Where a worker logs: - for standard output."],
     ]
 
     def __init__(self):
@@ -99,14 +99,14 @@ def makeService(options, reactor=None):
     to_syslog = twistd_options.get("syslog") and options["log-format"] == "text"
     out = None if to_syslog else _twistd_log(twistd_options, reactor)
     top = _LoggingTo(log_observer(options, out, twistd_options))
-    bootstrap(options, reactor).setServiceParent(top)
+    bootstrap(options, reactor, log_lines=_lines_to(out, top.observer)).setServiceParent(top)
     return top
 
 
-def bootstrap(options, reactor, endpoint=None):
+def bootstrap(options, reactor, endpoint=None, log_lines=None):
     """The service of this process, as `options` say: one serving on `endpoint` (a worker's
-    adopted socket) or on the configuration's listen key, or the parent of several workers.
-    A configuration mistake exits with status 1."""
+    adopted socket) or on the configuration's listen key, or the parent of several workers,
+    whose log lines go to `log_lines(text)`. A configuration mistake exits with status 1."""
     worker = options["worker"]
     process = Process(reactor, reactor, Metrics(multiprocess=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))),
                       systemd.notifier(os.environ.get("NOTIFY_SOCKET"), options["worker-notify-fd"]),
@@ -118,7 +118,8 @@ def bootstrap(options, reactor, endpoint=None):
         if endpoint is None:
             endpoint = _endpoint(reactor, config.listen, _listen_source(options))
         if worker is None and config.workers > 1:
-            service = workers_service(configuration, process, endpoint, worker_args(options, config))
+            service = workers_service(configuration, process, endpoint, worker_args(options, config),
+                                      log_lines or _lines_to(sys.stdout, None))
         else:
             service = attolytics_service(configuration, process, endpoint)
     except ConfigError as e:
@@ -151,9 +152,7 @@ def worker_args(options, config) -> list[str]:
     """What each worker's command line repeats of this one's, besides the --worker options."""
     verbosity = options["verbosity"]
     flags = ["--verbose"] * verbosity if verbosity > 0 else ["--quiet"] * -verbosity
-    twistd_options = getattr(options, "parent", None) or {}
-    return ["--config", options["config"], "--listen", config.listen, *flags, "--log-format", options["log-format"],
-            "--worker-log-file", _log_file_name(twistd_options)]
+    return ["--config", options["config"], "--listen", config.listen, *flags, "--log-format", options["log-format"]]
 
 
 def log_observer(options, out, twistd_options=None):
@@ -169,6 +168,22 @@ def log_observer(options, out, twistd_options=None):
     else:
         observer = textFileLogObserver(out)
     return with_verbosity(observer, options["verbosity"])
+
+
+def _lines_to(out, observer):
+    """log_lines(text): writes the workers' whole lines to `out`, the one file this process
+    logs to (so no process writes over another's lines, and a rotation moves them all); with
+    no file (twistd --syslog), each line is an event for `observer`."""
+    def log_lines(text: str) -> None:
+        if out is not None:
+            out.write(text)
+            out.flush()
+            return
+        for line in text.splitlines():
+            observer({"log_format": "{line}", "line": line, "log_level": LogLevel.info,
+                      "log_namespace": "attolytics.worker", "log_time": time.time(), "log_system": "-"})
+
+    return log_lines
 
 
 def _endpoint(reactor, description: str, source: str):

@@ -1,8 +1,10 @@
 """One worker process of several: the service on the listening socket its parent opened
 (supervisor.py starts it as `python -m attolytics.worker`, with the options of tap.Options), with
 its own writer and connections. It tells its parent, not systemd, when it is ready or reloading,
-and signs its log lines."""
+and signs its log lines, which it writes to its standard output for its parent to log. It reads
+the database URL from its standard input, not from its command line."""
 
+import json
 import os
 import sys
 
@@ -57,9 +59,13 @@ def main(argv=None) -> None:
     except usage.UsageError as e:
         sys.exit(f"attolytics worker: {e}")
     number = options["worker"]
-    name = options["worker-log-file"]
-    out = sys.stdout if name == "-" else open(name, "a", buffering=1)
-    globalLogBeginner.beginLoggingTo([signed(log_observer(options, out), number)], redirectStandardIO=False)
+    # The parent writes what the command line must not show (every local user can read it).
+    handed = json.loads(sys.stdin.read() or "{}")
+    if handed.get("database_url"):
+        options["db-url"] = handed["database_url"]
+    # The parent writes this process's lines where it logs, between its own.
+    globalLogBeginner.beginLoggingTo([signed(log_observer(options, sys.stdout), number)],
+                                     redirectStandardIO=False)
     service = bootstrap(options, reactor, _AdoptedEndpoint(reactor, LISTENING_FD, options["worker-family"]))
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

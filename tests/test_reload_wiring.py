@@ -118,7 +118,7 @@ def test_the_tree_names_in_its_constructors_who_depends_on_whom():
 
 def test_the_parent_of_workers_hands_a_reload_to_them_through_the_same_path():
     process, _ = process_for()
-    service = workers_service(Configuration.of(config()), process, Endpoint(), [])
+    service = workers_service(Configuration.of(config()), process, Endpoint(), [], [].append)
     workers = service.getServiceNamed("workers")
     assert isinstance(workers, ReconfigurableService)
     assert isinstance(service, AttolyticsService)
@@ -131,7 +131,7 @@ def test_a_worker_parses_the_command_line_its_parent_gives_with_twistds_own_opti
     options.parseOptions(["-c", str(tmp_path / "app.yaml"), "-q", "-q", "--log-format", "json",
                           "--listen", "tcp:0:interface=127.0.0.1", "--workers", "2"])
     processes = WorkerProcesses(Clock(), 2, None, lambda: succeed(None), tap.worker_args(options, config()),
-                                None, [].append, [].append)
+                                None, [].append, [].append, [].append)
     processes.port, processes.url = _Port(), "postgresql://db/events"
     command = processes.command(2)
     assert command[1:3] == ["-m", "attolytics.worker"]
@@ -139,7 +139,9 @@ def test_a_worker_parses_the_command_line_its_parent_gives_with_twistds_own_opti
     parsed.parseOptions(command[3:])
     assert (parsed["worker"], parsed["worker-family"], parsed["worker-notify-fd"]) == (2, socket.AF_INET, 4)
     assert parsed["config"] == options["config"] and parsed["verbosity"] == -2
-    assert parsed["log-format"] == "json" and parsed["db-url"] == "postgresql://db/events"
+    # The URL (and its password) is handed on the worker's standard input, never its command line.
+    assert parsed["log-format"] == "json" and parsed["db-url"] is None
+    assert not any("postgresql://db/events" in arg for arg in command)
 
 
 class _Port:
