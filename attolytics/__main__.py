@@ -95,7 +95,8 @@ def _embedded_url(embedded: EmbeddedPostgres, out) -> str | None:
                   "checking against its server, left running\n")
         return url
     except Exception as e:
-        out.write(f"problem: cannot start the embedded PostgreSQL in {embedded.path}: {str(e).strip() or e!r}\n")
+        reason = str(e).strip() or repr(e)
+        out.write(f"problem: cannot start the embedded PostgreSQL in {embedded.path}: {reason}\n")
         return None
 
 

@@ -89,3 +89,18 @@ def test_check_on_a_new_directory_creates_it_and_stops_its_server(workdir):
     assert result.returncode == 0, result.stdout + result.stderr
     assert (workdir / "attolytics-data" / "PG_VERSION").exists()
     assert postmaster_pid(workdir) is None
+
+
+def test_a_data_directory_of_another_major_version_is_named_in_one_line(workdir):
+    assert check(workdir).returncode == 0  # initdb, by the PostgreSQL pgserver ships
+    (workdir / "attolytics-data" / "PG_VERSION").write_text("15\n")
+    result = check(workdir)
+    assert result.returncode == 1
+    assert "was initialized by PostgreSQL version 15, which is not compatible" in result.stdout, result.stdout
+    assert result.stderr == "" and len(result.stdout.splitlines()) == 1, result.stdout + result.stderr
+    port = free_port()
+    with serve(workdir, "--listen", listen_on(port)) as run:
+        assert run.wait(60) is not None
+    assert run.returncode == 1
+    assert "was initialized by PostgreSQL version 15" in run.output
+    assert "Traceback" not in run.output and "Failed postgres command" not in run.output

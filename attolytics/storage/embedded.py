@@ -9,6 +9,7 @@ started again, with this process's options."""
 
 import fcntl
 import functools
+import logging
 import os
 import shlex
 import subprocess
@@ -101,6 +102,11 @@ def _pgserver():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset; harmless here.
         warnings.simplefilter("ignore")
         import pgserver
+    # pgserver logs each failed command whole through the standard library, which would print it
+    # (Python's last resort) where no handler is set up: our errors say what matters, in one line.
+    chatter = logging.getLogger("pgserver")
+    if not chatter.handlers:
+        chatter.addHandler(logging.NullHandler())
     return pgserver
 
 
@@ -163,24 +169,33 @@ class _StartedHere:
             socket_dir.chmod(0o777)
         address, port = self.listen or ("", DEFAULT_PORT)
         options = ["-o", f"-h {shlex.quote(address)} -p {port} -k {shlex.quote(str(socket_dir))}"]
+        logged = self.log.stat().st_size if self.log.exists() else 0
         try:
             pg_ctl(["-w", "-t", str(PG_CTL_SECONDS), *options, "-l", str(self.log), "start"],
                    pgdata=self.pgdata, user=self.system_user, timeout=PG_CTL_SECONDS + 10)
         except subprocess.CalledProcessError:
-            raise RuntimeError(_why_not_started(self.log)) from None
+            raise RuntimeError(_why_not_started(self.log, logged)) from None
         self._postmaster_info = PostmasterInfo.read_from_pgdata(self.pgdata)
         self.url = _url(socket_dir, port)
 
 
-def _why_not_started(server_log: Path) -> str:
-    """The server log's last error (its FATAL line: a port in use, say), for the message."""
+def _why_not_started(server_log: Path, offset: int) -> str:
+    """What the server logged (from `offset`) about why it did not start: its errors, and the
+    details and failed steps that explain them (the port in use, a data directory of another
+    major version)."""
     try:
-        lines = server_log.read_text(errors="replace").splitlines()
+        with open(server_log, "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
     except OSError:
         lines = []
-    errors = [line for line in lines if "FATAL:" in line or "ERROR:" in line]
-    last = errors[-1].split("FATAL:", 1)[-1].split("ERROR:", 1)[-1].strip() if errors else None
-    return f"the server did not start: {last} (see {server_log})" if last else f"the server did not start; see {server_log}"
+    said = []
+    for line in lines:
+        level, _, message = line.partition(":  ")
+        if level.endswith(("FATAL", "ERROR", "DETAIL")) or (level.endswith("LOG") and "could not" in message):
+            said.append(message.strip())
+    reasons = "; ".join(said) or "see the log"
+    return f"the server did not start: {reasons} ({server_log})"
 
 
 class EmbeddedPostgresService(Service):
