@@ -19,6 +19,11 @@ from zope.interface import implementer
 # The package whose messages the verbosity applies to; others (Twisted's) pass as they come.
 NAMESPACE = "attolytics"
 _LEVELS = {-1: LogLevel.warn, 0: LogLevel.info, 1: LogLevel.debug}
+# Info messages shown at -q too, by namespace and the start of their format: what a newcomer
+# needs to use the service at all.
+SHOWN_WHEN_QUIET = (("attolytics.storage.embedded", "embedded PostgreSQL is running"),)
+# Twisted's own info messages shown only at -v: noise, with an object's address in it.
+SHOWN_WHEN_VERBOSE = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
 
 
 def logger(namespace: str) -> Logger:
@@ -28,8 +33,17 @@ def logger(namespace: str) -> Logger:
 
 def with_verbosity(observer, verbosity: int) -> ILogObserver:
     """`observer`, given Attolytics' messages only at the level -v and -q chose: 0 logs info and up
-    (with one access line per request); below 0 warnings only; above, debug too."""
-    return FilteringLogObserver(observer, [_OwnLevel(_LEVELS[max(-1, min(1, verbosity))])])
+    (with one access line per request); below 0 warnings only (and where to reach the embedded
+    database); above, debug too, and Twisted's factories starting and stopping."""
+    predicates = [_OwnLevel(_LEVELS[max(-1, min(1, verbosity))])]
+    if verbosity < 1:
+        predicates.insert(0, _not_verbose)
+    return FilteringLogObserver(observer, predicates)
+
+
+def _not_verbose(event: dict) -> PredicateResult:
+    """Drops Twisted's messages that only -v shows; says nothing of others."""
+    return PredicateResult.no if event.get("log_format") in SHOWN_WHEN_VERBOSE else PredicateResult.maybe
 
 
 @implementer(ILogFilterPredicate)
@@ -44,7 +58,14 @@ class _OwnLevel:
         if namespace != NAMESPACE and not namespace.startswith(NAMESPACE + "."):
             return PredicateResult.maybe
         level = event.get("log_level")
-        return PredicateResult.maybe if level is None or level >= self.lowest else PredicateResult.no
+        if level is None or level >= self.lowest or _shown_when_quiet(namespace, event):
+            return PredicateResult.maybe
+        return PredicateResult.no
+
+
+def _shown_when_quiet(namespace: str, event: dict) -> bool:
+    format_ = event.get("log_format") or ""
+    return any(namespace == shown and format_.startswith(start) for shown, start in SHOWN_WHEN_QUIET)
 
 
 @implementer(ILogObserver)

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+import attolytics
 from support.configs import EXAMPLE_KEY, GAME_CONFIG, GAME_EVENTS, SECRET
 from support.http import free_port, post
 from support.postgres import query
@@ -168,6 +169,28 @@ def test_listen_and_port_mistakes_are_usage_errors(tmp_path, database_url, args,
     assert "Traceback" not in output
 
 
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["--listen", "tcp:0", "--port", "8001"], "give either --listen or --host/--port, not both"),
+        (["--workers", "0"], "--workers 0 must be 1 or more"),
+        (["--colour", "blue"], "option --colour not recognized"),
+    ],
+    ids=["listen-and-port", "no-workers", "unknown"],
+)
+def test_an_option_mistake_is_one_line_naming_it(tmp_path, args, line):
+    status, output = usage_error(tmp_path, *args)
+    assert status == 1
+    assert output.strip() == f"twistd attolytics: {line}"
+
+
+def test_version_is_attolytics_version(tmp_path):
+    result = run_twistd(tmp_path, "attolytics", "--version", seconds=30)
+    assert result.returncode == 0, result.errors
+    assert result.output.strip() == f"attolytics {attolytics.__version__}"
+    assert not (tmp_path / "twistd.pid").exists()
+
+
 # A top-level database_url key
 
 
@@ -218,6 +241,7 @@ def test_default_verbosity_logs_one_access_line_per_request(tmp_path, database_u
     assert ACCESS_LINE.search(run.output), run.output
     for message in INFO_MESSAGES:
         assert message in run.output
+    assert "Starting factory" not in run.output
     assert "Traceback" not in run.output
 
 
@@ -239,6 +263,16 @@ def test_verbose_logs_at_least_what_the_default_does(tmp_path, database_url, fla
     for message in INFO_MESSAGES:
         assert message in run.output
     assert "Traceback" not in run.output
+
+
+def test_quiet_shows_where_the_embedded_database_is_and_no_factory(tmp_path):
+    name = write_config(tmp_path)  # no database: the embedded one
+    port = free_port()
+    with serve(tmp_path, "-c", name, "--listen", listen_on(port), "-q") as run:
+        assert wait_until_served(port, run, READY_WAIT) == (200, {"inserted": 0})
+    assert run.returncode == 0, run.output
+    assert "embedded PostgreSQL is running; connect with: psql 'postgresql://" in run.output
+    assert "Starting factory" not in run.output and "Stopping factory" not in run.output
 
 
 def test_quiet_and_verbose_cancel_out(tmp_path, database_url):
