@@ -15,7 +15,7 @@ from twisted.logger import ILogObserver, LegacyLogObserverWrapper, LogLevel, tex
 from twisted.python import usage
 from twisted.python.logfile import LogFile
 
-from attolytics import systemd
+from attolytics import __version__, systemd
 from attolytics.config import ConfigError, DatabaseLocation, load_config
 from attolytics.logs import JsonLinesObserver, with_verbosity
 from attolytics.metrics import Metrics
@@ -62,6 +62,21 @@ class Options(usage.Options):
 
     opt_v = opt_verbose
     opt_q = opt_quiet
+
+    def opt_version(self):
+        """Show Attolytics' version and exit."""
+        sys.stdout.write(f"attolytics {__version__}\n")
+        sys.exit(0)
+
+    def parseOptions(self, options=None):
+        """Parse the command line; under twistd, a mistake exits 1 with one line naming it
+        (twistd itself would show its whole option list before it)."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:  # a worker's command line: worker.py says why
+                raise
+            sys.exit(f"twistd attolytics: {e}")
 
     def postOptions(self):
         if self["config"] and self["schema"] and self["config"] != self["schema"]:
