@@ -70,6 +70,8 @@ def test_no_page_may_post_to_an_app_with_an_empty_list_of_origins():
     for origin in ("https://game.example", "null"):
         refused = service.post_events("billing", "ledger", event, KEY, headers={"Origin": origin})
         assert refused.status == 403 and "access-control-allow-origin" not in refused.headers
+        assert refused.json()["error"] == (f"pages from {origin!r} may not post to app 'billing'; it takes "
+                                           "events from no web page (access_control_allow_origin: [])")
         preflight = service.request("OPTIONS", "/apps/billing/events/ledger", headers={
             "Origin": origin, "Access-Control-Request-Method": "POST"})
         assert preflight.status == 204 and "access-control-allow-origin" not in preflight.headers

@@ -120,8 +120,9 @@ class Intake:
         origin = _origin(request)
         set_headers(request, cors.response_headers(app, origin))
         if not cors.may_post(app, origin):
-            raise ApiError(403, f"pages from {origin[:100]!r} may not post to app {app_id!r}; "
-                                "its access_control_allow_origin does not list them")
+            why = ("it takes events from no web page (access_control_allow_origin: [])" if not app.browsers
+                   else "its access_control_allow_origin does not list them")
+            raise ApiError(403, f"pages from {origin[:100]!r} may not post to app {app_id!r}; {why}")
         if event_type_id is not None and event_type_id not in app.event_types:
             raise ApiError(404, f"app {app_id!r} has no event type {event_type_id[:100]!r}")
         return app
