@@ -24,7 +24,7 @@ from attolytics.storage.ddl import (
     unique_key,
 )
 from attolytics.storage.declarations import DeclaredTypes
-from attolytics.storage.identifiers import index_name
+from attolytics.storage.identifiers import index_name, quote_name, quote_table
 from attolytics.storage.table import Column, Table
 
 log = logger(__name__)
@@ -56,13 +56,25 @@ class Mismatch(SchemaError):
 @dataclass
 class Statement:
     """A DDL statement of the plan: what it makes (a table, its index, its new column or a
-    partition), for the log once it ran."""
+    partition, in `schema` when not the table's), for the log once it ran."""
 
     sql: str
     table: str
     index: str | None = None
     column: str | None = None
     partition: str | None = None
+    schema: str | None = None
+
+    def made_query(self) -> tuple[str, tuple]:
+        """The query (SQL, parameters) of whether what the statement makes exists already."""
+        if self.column is not None:
+            return ("SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                    "AND attname = %s AND NOT attisdropped)", (quote_table(self.table), self.column))
+        if self.index is None and self.partition is None:
+            return "SELECT to_regclass(%s) IS NOT NULL", (quote_table(self.table),)
+        schema = self.schema or (self.table.split(".", 1)[0] if "." in self.table else None)
+        name = quote_name(self.index or self.partition)
+        return "SELECT to_regclass(%s) IS NOT NULL", (f"{quote_name(schema)}.{name}" if schema else name,)
 
     def log_done(self) -> None:
         """Log that the statement ran."""
@@ -139,8 +151,9 @@ async def prepare_tables(db, config: Config, types: DeclaredTypes, clock) -> dic
     if plan.problems:
         raise plan.problems[0]
     if plan.statements:
-        await db.runInteraction(_apply, config, plan.statements)
-        for statement in plan.statements:
+        # Only what this service made is logged: services sharing the database (workers) plan
+        # the same statements, and one of them makes each thing.
+        for statement in await db.runInteraction(_apply, config, plan.statements):
             statement.log_done()
     for name in plan.created + plan.altered:
         plan.tables[name] = _describe(config, name, await _read(db, config, name), clock)
@@ -151,11 +164,17 @@ async def prepare_tables(db, config: Config, types: DeclaredTypes, clock) -> dic
 
 
 def _apply(cursor, config: Config, statements: list[Statement]) -> Deferred:
-    """Run the statements in one transaction: all of them, or (SchemaError) none. Services sharing
-    the database take turns: the IF NOT EXISTS of those that wait make their statements no-ops."""
+    """Run the statements in one transaction: all of them, or (SchemaError) none; a Deferred of
+    those that made something. Services sharing the database take turns: a statement whose
+    object another service made while this one waited for its turn is left out."""
     async def run():
         await cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        made = []
         for statement in statements:
+            await cursor.execute(*statement.made_query())
+            if cursor.fetchone()[0]:
+                continue
+            made.append(statement)
             try:
                 await cursor.execute(statement.sql)
             except psycopg2.Error as e:
@@ -163,6 +182,7 @@ def _apply(cursor, config: Config, statements: list[Statement]) -> Deferred:
                     raise
                 raise SchemaError(f"{config.path}: table {statement.table!r}: {statement.sql} failed: "
                                   f"{str(e).strip()}") from None
+        return made
 
     return Deferred.fromCoroutine(run())
 
@@ -258,7 +278,7 @@ async def _plan_partitions(db, config: Config, declared: TableDecl, types: Decla
                                              partitions.wanted_starts(now, decl), found_partitions)
     if problems:
         plan.problems.append(Mismatch(config, declared.name, problems))
-    plan.statements += [Statement(sql, declared.name, partition=name) for name, sql in creates]
+    plan.statements += [Statement(sql, declared.name, partition=name, schema=schema) for name, sql in creates]
 
 
 async def _check_key(db, config: Config, name: str) -> None:
