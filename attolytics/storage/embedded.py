@@ -118,9 +118,10 @@ def _lock_directory(path: str) -> int:
     except BlockingIOError:
         os.close(descriptor)
         raise EmbeddedInUse(
-            f"the embedded PostgreSQL in {path} is in use by another process (an Attolytics service or "
-            "its check): the embedded database belongs to one service; for more processes use workers:, "
-            "or a PostgreSQL server of your own (database: url)") from None
+            f"the embedded PostgreSQL in {path} is in use by another running Attolytics (a service, or a "
+            "check): the embedded database belongs to one service; to serve with more processes set "
+            "workers: N (they share it), or give every instance a PostgreSQL server of your own "
+            "(database: url)") from None
     return descriptor
 
 
