@@ -50,6 +50,19 @@ def test_a_second_instance_on_the_same_data_refuses_to_start(workdir):
     assert postmaster_pid(workdir) is None
 
 
+def test_with_workers_the_parent_owns_the_server_and_the_workers_use_it(workdir):
+    port = free_port()
+    with serve(workdir, "--listen", listen_on(port), "--workers", "2") as run:
+        assert wait_until_served(port, run) == (200, {"inserted": 0})
+        for _ in range(4):  # to either worker
+            assert post(port, EVENTS_PATH, {"secret_key": EXAMPLE_KEY, "events": GAME_EVENTS})[0] == 200
+    output = run.output
+    assert run.returncode == 0, output
+    assert output.count("embedded PostgreSQL stopped") == 1, output
+    assert "in use by another" not in output
+    assert postmaster_pid(workdir) is None
+
+
 def test_a_server_left_by_an_instance_that_died_is_taken_over(workdir):
     port = free_port()
     with serve(workdir, "--listen", listen_on(port)) as died:
