@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 from prometheus_client import multiprocess
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.internet.task import deferLater
 
@@ -32,9 +32,10 @@ log = logger(__name__)
 LISTENING_FD = 3
 # The worker's end of the pipe it tells its parent READY=1 and RELOADING=1 on.
 NOTIFY_FD = 4
-# The worker's standard output and error: its log lines (and the last words of a worker that
-# cannot start), which this process writes where it logs, each line whole.
-LOG_FDS = (1, 2)
+# The worker's standard output (its log lines, formatted) and error (the last words of a worker
+# that cannot start, a traceback): this process writes both where it logs, each line whole.
+OUT_FD, ERR_FD = 1, 2
+LOG_FDS = (OUT_FD, ERR_FD)
 # How long a worker must have served before its exit counts as a crash to restart, not as a
 # start-up that cannot succeed; and the pauses before starting one again.
 SETTLED_SECONDS = 10.0
@@ -83,8 +84,14 @@ class _Worker(ProcessProtocol):
         logged = self._logged[fd] + data
         end = logged.rfind(b"\n") + 1
         self._logged[fd] = logged[end:]
-        if end:
-            self.processes.log_lines(logged[:end].decode(errors="replace"))
+        if not end:
+            return
+        text = logged[:end].decode(errors="replace")
+        if fd == OUT_FD:
+            self.processes.log_lines(text)
+            return
+        for line in text.splitlines():  # not a log line: logged as one, in the log's format
+            log.error("worker {number} (pid {pid}): {line}", number=self.number, pid=self.pid, line=line)
 
     def next_ready(self) -> Deferred:
         """Fires at the worker's next READY=1 (after a reload), or when it ends."""
@@ -101,10 +108,10 @@ class _Worker(ProcessProtocol):
         for fd in LOG_FDS:
             if self._logged[fd]:  # a last line cut short as the worker died
                 self._log(fd, b"\n")
+        self.ended.callback(None)  # first: a waiter below may look
         waiting, self._states = self._states, []
         for waiter in waiting:
             waiter.callback(None)
-        self.ended.callback(None)
         self.processes.worker_ended(self, reason.value)
 
 
@@ -195,11 +202,18 @@ class WorkerProcesses(ReconfigurableService):
     def reconfigure(self, configuration: Configuration) -> Deferred:
         """Pass SIGHUP on to every worker, which reads the file again; fires once each has
         reloaded (or refused). Before the workers run, they start with the file as it is."""
-        workers = list(self.workers.values())
-        waiting = [worker.next_ready() for worker in workers]
-        for worker in workers:
-            worker.signal("HUP")
-        return DeferredList(waiting)
+        return DeferredList([self._reload(worker) for worker in list(self.workers.values())])
+
+    def _reload(self, worker: _Worker) -> Deferred:
+        """SIGHUP to `worker` once it serves (before, SIGHUP would end it: its handler is set as
+        its reactor starts); a Deferred that fires once it has reloaded, or ended."""
+        if worker.ended.called:  # started again later, with the file as it is then
+            return succeed(None)
+        if not worker.ready:
+            return worker.next_ready().addCallback(lambda _: self._reload(worker))
+        waiting = worker.next_ready()
+        worker.signal("HUP")
+        return waiting
 
     def stopService(self):
         super().stopService()

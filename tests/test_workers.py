@@ -170,6 +170,20 @@ def test_sighup_reaches_every_worker(tmp_path, database_url):
     assert run.returncode == 0
 
 
+def test_sighup_while_the_workers_start_reaches_them_once_they_serve(tmp_path, database_url):
+    """SIGHUP before a worker's handler is set would end it (signal 1): it waits until it serves."""
+    port = free_port()
+    (tmp_path / "app.yaml").write_text(config(port, database_url))
+    with serve(tmp_path, "-c", "app.yaml") as run:
+        wait_until(lambda: "started worker 2" in run.output, what="worker 2 started", seconds=30)
+        run.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload#info] reloaded app.yaml" in run.output, what="the reload done", seconds=60)
+        assert len(re.findall(r"reload#info worker \d\] reloaded app.yaml", run.output)) == 2
+        assert wait_until_served(port, run, path=PATH, key=KEY)[0] == 200
+    assert run.returncode == 0, run.output[-3000:]
+    assert "ended:" not in run.output, run.output[-3000:]
+
+
 def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path, database_url):
     port = free_port()
     (tmp_path / "app.yaml").write_text(config(port, database_url))
