@@ -178,7 +178,7 @@ def serving(configuration: Configuration, process: Process, endpoint, shutdown: 
     None), the database, `writers` (a service whose `writer` and `refused_writer` store what
     the routes accept) and partition upkeep, then the routes and the HTTP endpoint."""
     config, metrics, reactor = configuration.config, process.metrics, process.reactor
-    routes = Routes(config, metrics, configuration.event_ids, process.clock, lambda: database.problem)
+    routes = Routes(config, metrics, configuration.event_ids, process.clock, database.problem)
     site = AttolyticsSite(routes.resource(), config.max_body_bytes, config.request_timeout,
                           routes.early_headers, metrics, reactor, access_log=process.access_log)
 

@@ -92,6 +92,28 @@ async def test_readyz_names_the_connection_problem_while_postgres_is_down(start,
     assert answer.json() == {"ready": True}
 
 
+@pytest_twisted.ensureDeferred
+async def test_readyz_names_the_connection_problem_of_an_outage_after_start_up(start, own_postgres):
+    running = await start(IDS_CONFIG, url=own_postgres.url)
+    assert (await running.client.request("GET", "/readyz")).status == 200
+    await own_postgres.kill()
+    deadline = time.monotonic() + 30
+    while True:
+        answer = await running.client.request("GET", "/readyz")
+        error = answer.json().get("error", "")
+        if error.startswith("cannot reach PostgreSQL") or time.monotonic() > deadline:
+            break
+        await sleep(0.2)
+    assert answer.status == 503
+    assert error.startswith("cannot reach PostgreSQL: ") and error.endswith("; reconnecting"), error
+    assert "\n" not in error
+    await own_postgres.start()
+    deadline = time.monotonic() + 30
+    while (answer := await running.client.request("GET", "/readyz")).status != 200:
+        assert time.monotonic() < deadline, answer.json()
+        await sleep(0.2)
+
+
 # PostgreSQL pulled out from under load, then back
 
 

@@ -44,13 +44,12 @@ class Routes:
 
     app = Klein()
 
-    def __init__(self, config: Config, metrics, event_ids: dict | None = None, clock=None,
+    def __init__(self, config: Config, metrics, event_ids: dict | None, clock,
                  database_problem: Callable[[], str | None] = lambda: None):
+        """`clock`: now, for the rate limits and the C decoder's fault log (the reactor)."""
         self.metrics = metrics
-        # Why the tables are not ready yet while start-up tries again ("cannot reach PostgreSQL: ..."), or None.
+        # Why the database cannot serve now ("cannot reach PostgreSQL: ..."), or None.
         self.database_problem = database_problem
-        if clock is None:
-            from twisted.internet import reactor as clock
         self.intake = Intake(config, metrics, clock)
         self._openapi = None
         self.configure(config, event_ids)
@@ -109,7 +108,8 @@ class Routes:
             error = self.database_problem() or "the tables are not checked yet"
             return write_json(request, 503, {"ready": False, "error": error})
         if not self.ready:
-            return write_json(request, 503, {"ready": False, "error": "no connection to the database"})
+            error = self.database_problem() or "no connection to the database"
+            return write_json(request, 503, {"ready": False, "error": error})
         return write_json(request, 200, {"ready": True})
 
     def metrics_page(self, request):

@@ -17,7 +17,7 @@ log = logger(__name__)
 class DatabaseService(ReconfigurableService):
     """Connects once started, with the configuration it was handed last; `tables` holds the
     tables ready to write to once it is connected, `on_fatal(message)` is called when start-up
-    cannot go on (a table that does not fit), and `problem` says why start-up is trying again.
+    cannot go on (a table that does not fit), and `problem()` says why it cannot serve now.
 
     With rejected_events, refused events get a pool of their own (one connection), so that a
     table of refused events that is locked or slow never takes a connection stored events need.
@@ -41,8 +41,8 @@ class DatabaseService(ReconfigurableService):
         # Table name -> Table, once ready; and the configuration they were made ready for.
         self.tables = None
         self.tables_for = None
-        # While start-up tries again: why ("cannot reach PostgreSQL: ...; retrying"), for /readyz.
-        self.problem = None
+        # While start-up tries again: why ("cannot reach PostgreSQL: ...; retrying").
+        self._start_problem = None
         # Fires once start-up has ended: ready, given up (on_fatal), or abandoned.
         self.starting = None
         shutdown.on_begin(self._abandon_start)
@@ -78,7 +78,7 @@ class DatabaseService(ReconfigurableService):
                     self.on_fatal(str(e))
                     return
                 delay = backoff.next()
-                self.problem = f"cannot reach PostgreSQL: {' '.join(str(e).split()) or repr(e)}; retrying"
+                self._start_problem = f"cannot reach PostgreSQL: {' '.join(str(e).split()) or repr(e)}; retrying"
                 log.warn("cannot reach PostgreSQL ({error}); trying again in {delay:g} s",
                          error=str(e).strip(), delay=delay)
                 await deferLater(self.reactor, delay, lambda: None)
@@ -88,9 +88,17 @@ class DatabaseService(ReconfigurableService):
                 return
             self.pool, self.refused_pool = pool, refused_pool
             self.tables, self.tables_for = tables, configuration
-            self.problem = None
+            self._start_problem = None
             log.info("ready: {count} tables checked", count=len(tables))
             return
+
+    def problem(self) -> str | None:
+        """Why the database cannot serve now, for /readyz: start-up trying again, or every
+        connection lost and the pool failing to reconnect; None when nothing is known amiss."""
+        pool = self.pool
+        if pool is not None and not pool.connected and pool.last_error is not None:
+            return f"cannot reach PostgreSQL: {pool.last_error}; reconnecting"
+        return self._start_problem
 
     def reconfigure(self, configuration):
         """Make the tables of `configuration` ready before anything else takes it (a Deferred);

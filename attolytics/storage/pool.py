@@ -97,6 +97,9 @@ class ConnectionPool:
         self._replacing = 0
         self._backoff = Backoff()
         self._closed = False
+        # libpq's words, on one line, for the last attempt to reconnect that failed; None after
+        # one that succeeded.
+        self.last_error = None
 
     async def connect(self) -> None:
         """Open every connection of the pool; on failure close what was opened and raise."""
@@ -215,6 +218,7 @@ class ConnectionPool:
                 connection = await self._open()
             except Exception as e:
                 self._replacing -= 1
+                self.last_error = " ".join(str(e).split()) or repr(e)
                 log.warn("cannot reconnect to PostgreSQL: {error}", error=str(e).strip())
                 self._replace_later()
                 return
@@ -224,6 +228,7 @@ class ConnectionPool:
                 return
             if not self.connected:
                 log.info("reconnected to PostgreSQL")
+            self.last_error = None
             self._backoff.reset()
             self._busy.add(connection)
             self._release(connection)

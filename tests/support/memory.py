@@ -91,7 +91,7 @@ class InMemoryService:
         self.clock = Clock()
         self.peer = peer
         self.writer = FakeWriter()
-        self.routes = Routes(self.config, self.metrics, clock=self.clock)
+        self.routes = Routes(self.config, self.metrics, None, self.clock)
         if ready:
             self.tables = declared_tables(self.config)
             self.routes.serve(self.tables, self.writer)
