@@ -29,7 +29,7 @@ setup(
         "orjson>=3.9",
         "msgspec>=0.18",
         "prometheus-client>=0.17",
-        "pgserver>=0.1.4",
+        "pgserver>=0.1.4,<0.2",  # its PostgreSQL major version and the internals embedded.py uses
     ],
     extras_require={
         "test": [
