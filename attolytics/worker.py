@@ -37,6 +37,25 @@ class _AdoptedEndpoint:
         return succeed(port)
 
 
+class _FlushedOncePerTurn:
+    """Standard output for the log observer, whose flush after every line would make a write
+    (and a wake-up of the parent) of each: flushed once per turn of the reactor instead, and at
+    exit, as Python flushes standard output."""
+
+    def __init__(self, reactor, out):
+        self.reactor, self.out = reactor, out
+        self._flushing = None
+
+    def write(self, text: str) -> None:
+        """Buffer `text` until the flush."""
+        self.out.write(text)
+
+    def flush(self) -> None:
+        """Flush once this turn of the reactor is over."""
+        if self._flushing is None or not self._flushing.active():
+            self._flushing = self.reactor.callLater(0, self.out.flush)
+
+
 def signed(observer, number: int):
     """An observer that writes each event as `observer` would, marked with the worker's number."""
     def observe(event):
@@ -64,7 +83,8 @@ def main(argv=None) -> None:
     if handed.get("database_url"):
         options["db-url"] = handed["database_url"]
     # The parent writes this process's lines where it logs, between its own.
-    globalLogBeginner.beginLoggingTo([signed(log_observer(options, sys.stdout), number)],
+    out = _FlushedOncePerTurn(reactor, sys.stdout)
+    globalLogBeginner.beginLoggingTo([signed(log_observer(options, out), number)],
                                      redirectStandardIO=False)
     service = bootstrap(options, reactor, _AdoptedEndpoint(reactor, LISTENING_FD, options["worker-family"]))
     reactor.callWhenRunning(service.startService)

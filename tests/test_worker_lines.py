@@ -1,5 +1,6 @@
-"""How the parent passes on a worker's output: its log lines whole, whatever pieces the pipe
-gives; a line cut short by the worker's end closed; its standard error logged as events."""
+"""How a worker's output reaches its parent's log: flushed once per turn of its reactor, passed on
+by the parent whole whatever pieces the pipe gives, a line cut short by the worker's end closed,
+its standard error logged as events."""
 
 import pytest
 from twisted.internet.task import Clock
@@ -7,6 +8,7 @@ from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from attolytics.supervisor import _Worker
+from attolytics.worker import _FlushedOncePerTurn
 
 pytestmark = pytest.mark.unit
 
@@ -55,3 +57,30 @@ def test_standard_error_is_logged_as_events_of_the_parent():
               if e.get("log_namespace") == "attolytics.supervisor"]
     assert logged == [("error", "worker 2 (pid 4242): Traceback (most recent call last):"),
                       ("error", 'worker 2 (pid 4242):   File "x.py", line 1')]
+
+
+class _Out:
+    def __init__(self):
+        self.buffered, self.flushed = "", []
+
+    def write(self, text: str) -> None:
+        self.buffered += text
+
+    def flush(self) -> None:
+        self.flushed.append(self.buffered)
+        self.buffered = ""
+
+
+def test_a_worker_flushes_its_log_lines_once_per_turn_of_the_reactor():
+    clock, out = Clock(), _Out()
+    flushed_once = _FlushedOncePerTurn(clock, out)
+    for line in ("first\n", "second\n"):
+        flushed_once.write(line)
+        flushed_once.flush()  # as the log observer does after each line
+    assert out.flushed == []
+    clock.advance(0)
+    assert out.flushed == ["first\nsecond\n"]
+    flushed_once.write("third\n")
+    flushed_once.flush()
+    clock.advance(0)
+    assert out.flushed == ["first\nsecond\n", "third\n"]
