@@ -6,6 +6,7 @@ the database URL from its standard input, not from its command line."""
 
 import json
 import os
+import signal
 import sys
 
 from twisted.internet.defer import succeed
@@ -83,6 +84,9 @@ def main(argv=None) -> None:
     if handed.get("database_url"):
         options["db-url"] = handed["database_url"]
     # The parent writes this process's lines where it logs, between its own.
+    # The parent rotates the log at SIGUSR1; sent to the whole group (systemctl kill -s USR1), it
+    # would end a worker, which it is the default action of.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     out = _FlushedOncePerTurn(reactor, sys.stdout)
     globalLogBeginner.beginLoggingTo([signed(log_observer(options, out), number)],
                                      redirectStandardIO=False)

@@ -61,7 +61,10 @@ def test_every_line_of_every_process_arrives_whole(tmp_path, database_url, log_f
         post_some(port, REQUESTS // 2)
         os.kill(int(pid_file.read_text()), signal.SIGHUP)
         wait_until(lambda: log.read_text().count("reloaded app.yaml") == 3, what="the parent and both workers reloaded")
-        os.kill(int(pid_file.read_text()), signal.SIGUSR1)
+        # As `systemctl kill -s USR1` does: the parent rotates, the workers go on.
+        workers = re.findall(r"started worker \d \(pid (\d+)\)", log.read_text())
+        for pid in [pid_file.read_text(), *workers]:
+            os.kill(int(pid), signal.SIGUSR1)
         wait_until(lambda: (tmp_path / "d.log.1").exists(), what="the log rotated")
         post_some(port, REQUESTS - REQUESTS // 2)
     finally:
@@ -73,3 +76,4 @@ def test_every_line_of_every_process_arrives_whole(tmp_path, database_url, log_f
     assert text.count("received SIGTERM, shutting down") == 3  # the parent's and each worker's
     assert "all 2 workers serve" in (tmp_path / "d.log.1").read_text()
     assert "Server Shut Down." in log.read_text()
+    assert " ended: " not in text
