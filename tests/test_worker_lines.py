@@ -4,10 +4,11 @@ its standard error logged as events."""
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from attolytics.supervisor import _Worker
+from attolytics.tap import _lines_to
 from attolytics.worker import _FlushedOncePerTurn
 
 pytestmark = pytest.mark.unit
@@ -84,3 +85,9 @@ def test_a_worker_flushes_its_log_lines_once_per_turn_of_the_reactor():
     flushed_once.flush()
     clock.advance(0)
     assert out.flushed == ["first\nsecond\n", "third\n"]
+
+
+def test_under_syslog_each_worker_line_is_an_event_of_the_parent():
+    events = []
+    _lines_to(None, events.append)("[a#info worker 1] first\n[a#info worker 1] second\n")
+    assert [formatEvent(event) for event in events] == ["[a#info worker 1] first", "[a#info worker 1] second"]
