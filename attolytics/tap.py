@@ -194,9 +194,9 @@ def _lines_to(out, observer):
             out.write(text)
             out.flush()
             return
-        for line in text.splitlines():
+        for line in text.splitlines():  # outside Attolytics' namespace: the worker kept to -v/-q already
             observer({"log_format": "{line}", "line": line, "log_level": LogLevel.info,
-                      "log_namespace": "attolytics.worker", "log_time": time.time(), "log_system": "-"})
+                      "log_namespace": "attolytics-worker", "log_time": time.time(), "log_system": "-"})
 
     return log_lines
 

@@ -7,6 +7,7 @@ from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
+from attolytics.logs import with_verbosity
 from attolytics.supervisor import _Worker
 from attolytics.tap import _lines_to
 from attolytics.worker import _FlushedOncePerTurn
@@ -89,5 +90,6 @@ def test_a_worker_flushes_its_log_lines_once_per_turn_of_the_reactor():
 
 def test_under_syslog_each_worker_line_is_an_event_of_the_parent():
     events = []
-    _lines_to(None, events.append)("[a#info worker 1] first\n[a#info worker 1] second\n")
-    assert [formatEvent(event) for event in events] == ["[a#info worker 1] first", "[a#info worker 1] second"]
+    quiet = with_verbosity(events.append, -1)  # what the worker wrote, it kept to -q already
+    _lines_to(None, quiet)("[a#warn worker 1] first\n[a#error worker 1] second\n")
+    assert [formatEvent(event) for event in events] == ["[a#warn worker 1] first", "[a#error worker 1] second"]
