@@ -2,6 +2,7 @@
 markers that let a developer run a part of the suite (`pytest -m unit`)."""
 
 import os
+import shutil
 
 import psycopg2
 import pytest
@@ -14,6 +15,7 @@ from support.configs import GAME_CONFIG
 from support.examples import THOROUGH_DEFAULT
 from support.postgres import OwnPostgres, fresh_database
 from support.services import start_service
+from support.twistd import REPO
 
 # CI (and ATTOLYTICS_HYPOTHESIS=thorough) explores every example the tests ask for, the same ones
 # every run, so a landing never hangs on a lucky draw; a developer's run draws a tenth as many
@@ -58,6 +60,13 @@ def module_database(server_url):
     """A database shared by the tests of one module (for a twistd the module runs once)."""
     with fresh_database(server_url) as url:
         yield url
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A folder holding example.conf.yaml as attolytics.conf.yaml, the file twistd reads by default."""
+    shutil.copy(REPO / "example.conf.yaml", tmp_path / "attolytics.conf.yaml")
+    return tmp_path
 
 
 @pytest.fixture

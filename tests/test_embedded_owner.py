@@ -3,7 +3,6 @@ refuses to start (rather than using a server the first one stops under it), a se
 by an instance that died is taken over, and `check` reads a served directory without harm."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,12 +16,6 @@ from support.twistd import REPO, listen_on, serve, wait_until_served
 pytestmark = pytest.mark.twistd
 
 EVENTS_PATH = "/apps/mygame/events/game_events"
-
-
-@pytest.fixture
-def workdir(tmp_path):
-    shutil.copy(REPO / "example.conf.yaml", tmp_path / "attolytics.conf.yaml")
-    return tmp_path
 
 
 def postmaster_pid(workdir):

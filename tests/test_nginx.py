@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from support.configs import clicks_config
 from support.http import exchange, free_port
 from support.nginx import CONTRIB, nginx_binary, nginx_in_front, without_comments
 from support.postgres import query
@@ -26,17 +27,7 @@ KEY = "nginx-test-key"
 PATH = "/apps/game/events/clicks"
 # Each event has an id of its own: a copy stored twice would show, and a batch sent again after
 # a 502 or 503 is stored once.
-CONFIG = f"""
-tables:
-  clicks:
-    columns:
-      - {{name: id, type: uuid, unique: true}}
-      - {{name: client, type: i32, required: true}}
-apps:
-  game:
-    secret_key: {KEY}
-    tables: [clicks]
-"""
+CONFIG = clicks_config(KEY)
 CLIENTS = 6
 BATCH = 5
 # Batches each client has acknowledged before the stop, and after the instance has exited.

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from support.browser import chromium
+from support.configs import clicks_config
 from support.http import exchange, free_port
 from support.nginx import nginx_binary, nginx_in_front
 from support.postgres import query
@@ -19,17 +20,7 @@ from support.waiting import wait_until
 
 KEY = "nginx-web-game-key"
 PAGE_ORIGIN = "http://localhost:1"
-CONFIG = f"""
-tables:
-  clicks:
-    columns:
-      - {{name: id, type: uuid, unique: true}}
-      - {{name: client, type: i32, required: true}}
-apps:
-  game:
-    secret_key: {KEY}
-    tables: [clicks]
-"""
+CONFIG = clicks_config(KEY)
 ARRIVAL_WAIT = 30
 
 

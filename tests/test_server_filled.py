@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 import pytest_twisted
 
-from support.configs import SECRET
+from support.configs import SECRET, SHARED_TABLE_CONFIG
 
 pytestmark = pytest.mark.service
 
@@ -78,27 +78,11 @@ async def test_an_event_naming_a_filled_column_is_refused(start, sql):
     assert sql("select count(*) from visits") == [(0,)]
 
 
-# Two apps share a table; each row says which app sent it and as which event type.
-SHARED = f"""
-tables:
-  plays:
-    columns:
-      - {{name: level, type: i32, required: true}}
-      - {{name: app, type: string, source: app_id, required: true}}
-      - {{name: kind, type: text, source: event_type, required: true}}
-apps:
-  - app_id: ios
-    app_secret_key: {SECRET}
-    event_types: [{{event_type_id: level_up, table: plays}}, {{event_type_id: level_lost, table: plays}}]
-  - app_id: android
-    app_secret_key: {SECRET}
-    event_types: [{{event_type_id: level_up, table: plays}}]
-"""
 
 
 @pytest_twisted.ensureDeferred
 async def test_the_app_and_the_event_type_are_stored_from_both_routes(start, sql):
-    running = await start(SHARED)
+    running = await start(SHARED_TABLE_CONFIG)
     client = running.client
     assert (await client.post_events("android", "level_up", [{"level": 1}])).status == 200
     answer = await client.request("POST", "/apps/ios/events", {"secret_key": SECRET, "events": [

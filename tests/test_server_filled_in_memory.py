@@ -8,7 +8,7 @@ import pytest
 
 from attolytics.config import ConfigError, parse_config
 from attolytics.storage.declarations import declared_types
-from support.configs import SECRET
+from support.configs import SECRET, SHARED_TABLE_CONFIG
 from support.memory import InMemoryService
 
 pytestmark = pytest.mark.unit
@@ -146,29 +146,12 @@ def test_trusted_proxies_must_be_addresses_or_networks(proxies, words):
     assert str(caught.value).startswith(f"my.yaml: {words}")
 
 
-# Two apps (a game's builds) share a table whose rows say which app and which event type.
-SHARED = f"""
-tables:
-  plays:
-    columns:
-      - {{name: level, type: i32, required: true}}
-      - {{name: app, type: string, source: app_id, required: true}}
-      - {{name: kind, type: varchar(12), source: event_type, required: true}}
-      - {{name: note, type: jsonb}}
-apps:
-  - app_id: ios
-    app_secret_key: {SECRET}
-    event_types: [{{event_type_id: level_up, table: plays}}, {{event_type_id: level_lost, table: plays}}]
-  - app_id: android
-    app_secret_key: {SECRET}
-    event_types: [{{event_type_id: level_up, table: plays}}]
-"""
 
 
 @pytest.mark.parametrize("note", [None, 1.5], ids=["read by the C decoder", "read by the strict parser"])
 def test_the_app_and_the_event_type_fill_their_columns_on_both_routes(note):
     """On the typed route the route names the event type; on the _t route each event's own _t."""
-    service = InMemoryService(SHARED)
+    service = InMemoryService(SHARED_TABLE_CONFIG)
     extra = {} if note is None else {"note": note}  # a float in jsonb: decided by the strict parser
     assert service.post_events("ios", "level_lost", [{"level": 1, **extra}], SECRET).status == 200
     answer = service.post("/apps/ios/events", {"secret_key": SECRET, "events": [
@@ -182,7 +165,7 @@ def test_the_app_and_the_event_type_fill_their_columns_on_both_routes(note):
 
 @pytest.mark.parametrize("field", ["app", "kind"])
 def test_an_event_may_not_name_the_app_or_the_event_type_column(field):
-    service = InMemoryService(SHARED)
+    service = InMemoryService(SHARED_TABLE_CONFIG)
     answer = service.post_events("ios", "level_up", [{"level": 1, field: "x"}], SECRET)
     assert answer.status == 400
     assert (answer.json()["event"], answer.json()["field"]) == (0, field)
@@ -197,7 +180,7 @@ def test_an_event_may_not_name_the_app_or_the_event_type_column(field):
     ("{name: c, type: varchar(9), source: event_type}", "('level_lost'), not character varying(9)"),
 ])
 def test_an_app_or_event_type_column_must_hold_every_id(column, words):
-    text = SHARED.replace("{name: note, type: jsonb}", column)
+    text = SHARED_TABLE_CONFIG.replace("{name: note, type: jsonb}", column)
     with pytest.raises(ConfigError) as caught:
         declared_types(parse_config(text, "my.yaml"))
     assert str(caught.value).startswith("my.yaml: tables.plays.columns[3].source: ")

@@ -1,7 +1,6 @@
 """The installed twistd plugin as a user runs it: foreground, daemon, config mistakes, restarts."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,18 +10,12 @@ import pytest
 from support.configs import EXAMPLE_KEY, GAME_CONFIG, GAME_EVENTS, SECRET
 from support.http import free_port, post
 from support.postgres import query
-from support.twistd import REPO, STOP_TIMEOUT, listen_on, run_twistd, serve, wait_until_served
+from support.twistd import STOP_TIMEOUT, listen_on, run_twistd, serve, wait_until_served
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.twistd
 
 EVENTS_PATH = "/apps/mygame/events/game_events"
-
-
-@pytest.fixture
-def workdir(tmp_path):
-    shutil.copy(REPO / "example.conf.yaml", tmp_path / "attolytics.conf.yaml")
-    return tmp_path
 
 
 def test_plugin_is_registered(tmp_path):

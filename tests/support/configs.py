@@ -94,3 +94,38 @@ apps:
     secret_keys: [{", ".join(keys)}]
     tables: [{", ".join(tables)}]
 {apps}"""
+
+
+def clicks_config(key: str) -> str:
+    """A table of clicks, each with an id of its own (a copy stored twice would show), and the
+    map-form app game writing to it with `key`."""
+    return f"""
+tables:
+  clicks:
+    columns:
+      - {{name: id, type: uuid, unique: true}}
+      - {{name: client, type: i32, required: true}}
+apps:
+  game:
+    secret_key: {key}
+    tables: [clicks]
+"""
+
+
+# Two apps (a game's builds) share a table whose rows say which app and which event type.
+SHARED_TABLE_CONFIG = f"""
+tables:
+  plays:
+    columns:
+      - {{name: level, type: i32, required: true}}
+      - {{name: app, type: string, source: app_id, required: true}}
+      - {{name: kind, type: varchar(12), source: event_type, required: true}}
+      - {{name: note, type: jsonb}}
+apps:
+  - app_id: ios
+    app_secret_key: {SECRET}
+    event_types: [{{event_type_id: level_up, table: plays}}, {{event_type_id: level_lost, table: plays}}]
+  - app_id: android
+    app_secret_key: {SECRET}
+    event_types: [{{event_type_id: level_up, table: plays}}]
+"""
