@@ -28,6 +28,13 @@ settings.load_profile(os.environ.get("ATTOLYTICS_HYPOTHESIS") or ("thorough" if 
 KINDS = ("unit", "service", "twistd", "browser")
 
 
+def pytest_configure(config):
+    """schemathesis' plugin (pytest.ini keeps it from loading by itself) for every run but the
+    unit tier's, which has no test of it and starts a second sooner without it."""
+    if config.option.markexpr.strip() != "unit":
+        config.pluginmanager.import_plugin("schemathesis.pytest.plugin")
+
+
 def pytest_collection_modifyitems(config, items):
     """Every test has exactly one kind, so that `-m` selects each test exactly once."""
     for item in items:
