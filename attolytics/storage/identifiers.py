@@ -15,6 +15,16 @@ def quote_table(name: str) -> str:
     return ".".join(quote_name(part) for part in name.split(".", 1))
 
 
+def schema_of(table: str) -> str | None:
+    """The schema a table name names (`analytics` of `analytics.events`), or None."""
+    return table.split(".", 1)[0] if "." in table else None
+
+
+def quote_in_schema(schema: str | None, name: str) -> str:
+    """Quote the name of a relation (a partition, an index) in `schema`, or unqualified."""
+    return f"{quote_name(schema)}.{quote_name(name)}" if schema else quote_name(name)
+
+
 def index_name(table: str, column: str, suffix: str = "idx") -> str:
     """A stable index name for an `indexed` column (suffix "idx") or a `unique` one ("key"),
     within PostgreSQL's 63-byte limit.

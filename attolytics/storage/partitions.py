@@ -10,7 +10,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 from attolytics.config import PartitionDecl
-from attolytics.storage.identifiers import quote_name, quote_table
+from attolytics.storage.identifiers import quote_in_schema, quote_table
 
 _MAX_IDENTIFIER_BYTES = 63
 _SUFFIX = re.compile(r"_p(\d{4})(\d{2})(\d{2})")
@@ -79,14 +79,14 @@ def create_sql(table: str, schema: str | None, start: datetime, decl: PartitionD
                with_zone: bool) -> str:
     """CREATE TABLE IF NOT EXISTS for the partition of the interval starting at `start`."""
     end = shifted(start, decl.interval, 1)
-    return (f"CREATE TABLE IF NOT EXISTS {_qualified(schema, partition_name(table, start))} "
+    return (f"CREATE TABLE IF NOT EXISTS {quote_in_schema(schema, partition_name(table, start))} "
             f"PARTITION OF {quote_table(table)} FOR VALUES FROM ({_bound(start, with_zone)}) "
             f"TO ({_bound(end, with_zone)})")
 
 
 def drop_sql(schema: str | None, name: str) -> str:
     """DROP TABLE for one partition, with its rows."""
-    return f"DROP TABLE IF EXISTS {_qualified(schema, name)}"
+    return f"DROP TABLE IF EXISTS {quote_in_schema(schema, name)}"
 
 
 def bounds(bound: str) -> tuple[datetime, datetime] | None:
@@ -134,10 +134,6 @@ def expired(table: str, found, now: datetime, decl: PartitionDecl) -> list:
         if partition_start(table, partition.name) is not None and span is not None and span[1] <= first_kept:
             old.append((span[0], partition))
     return [partition for _, partition in sorted(old, key=lambda item: item[0])]
-
-
-def _qualified(schema: str | None, name: str) -> str:
-    return f"{quote_name(schema)}.{quote_name(name)}" if schema else quote_name(name)
 
 
 def _bound(moment: datetime, with_zone: bool) -> str:

@@ -24,7 +24,7 @@ from attolytics.storage.ddl import (
     unique_key,
 )
 from attolytics.storage.declarations import DeclaredTypes
-from attolytics.storage.identifiers import index_name, quote_name, quote_table
+from attolytics.storage.identifiers import index_name, quote_in_schema, quote_table, schema_of
 from attolytics.storage.table import Column, Table
 
 log = logger(__name__)
@@ -72,9 +72,8 @@ class Statement:
                     "AND attname = %s AND NOT attisdropped)", (quote_table(self.table), self.column))
         if self.index is None and self.partition is None:
             return "SELECT to_regclass(%s) IS NOT NULL", (quote_table(self.table),)
-        schema = self.schema or (self.table.split(".", 1)[0] if "." in self.table else None)
-        name = quote_name(self.index or self.partition)
-        return "SELECT to_regclass(%s) IS NOT NULL", (f"{quote_name(schema)}.{name}" if schema else name,)
+        relation = quote_in_schema(self.schema or schema_of(self.table), self.index or self.partition)
+        return "SELECT to_regclass(%s) IS NOT NULL", (relation,)
 
     def log_done(self) -> None:
         """Log that the statement ran."""
@@ -261,7 +260,7 @@ async def _plan_partitions(db, config: Config, declared: TableDecl, types: Decla
     """A partitioned table has, from start-up on, the partitions of the current interval and of
     those `ahead`; an existing one must be partitioned by range on the declared column."""
     decl = declared.partition
-    schema, found_partitions = declared.name.split(".", 1)[0] if "." in declared.name else None, []
+    schema, found_partitions = schema_of(declared.name), []
     if found is not None:
         key = await catalog.partition_key(db, declared.name)
         if key != ("range", [decl.column]):
