@@ -18,6 +18,7 @@ from attolytics.config.model import (
     DatabaseLocation,
     PartitionDecl,
     RateLimit,
+    SegmentSettings,
     TableDecl,
     WriterSettings,
 )
@@ -25,5 +26,5 @@ from attolytics.config.model import (
 __all__ = [
     "DEFAULT_EMBEDDED_PATH", "DEFAULT_LISTEN", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_EVENTS_PER_REQUEST",
     "DEFAULT_REQUEST_TIMEOUT", "DEFAULT_SHUTDOWN_TIMEOUT", "App", "ColumnDecl", "Config", "ConfigError", "DatabaseLocation",
-    "PartitionDecl", "RateLimit", "TableDecl", "WriterSettings", "load_config", "parse_config",
+    "PartitionDecl", "RateLimit", "SegmentSettings", "TableDecl", "WriterSettings", "load_config", "parse_config",
 ]

@@ -8,20 +8,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from attolytics.config.model import App, RateLimit
+from attolytics.config.segment_section import check_segment, parse_segment
 from attolytics.config.yaml_tree import Node, describe
 
 _ORIGIN_KEY = "access_control_allow_origin"
 _RATE_KEY = "rate_limit"
 _OPENAPI_KEY = "openapi"
+_SEGMENT_KEY = "segment"
 # The keys of an app in either form, read by _with_common_keys.
-_COMMON_KEYS = (_ORIGIN_KEY, _RATE_KEY, _OPENAPI_KEY)
+_COMMON_KEYS = (_ORIGIN_KEY, _RATE_KEY, _OPENAPI_KEY, _SEGMENT_KEY)
 
 
 def parse_apps(node: Node, declared_tables,
                openapi: bool = True) -> tuple[dict[str, App], dict[str, tuple[str, ...]]]:
     """Both forms: a list of apps (app_id, app_secret_key and/or app_secret_keys, event_types), or
     a map from app id to app (secret_key or secret_keys, tables); either may have a rate_limit and
-    openapi (true or false; `openapi` is the default). Also, per table, the columns by which the
+    openapi (true or false; `openapi` is the default) and a segment section. Also, per table, the columns by which the
     list form's skip_duplicates recognises a duplicate."""
     by_id: dict[str, App] = {}
     skip_duplicates: dict[str, tuple[str, ...]] = {}
@@ -41,6 +43,7 @@ def parse_apps(node: Node, declared_tables,
         raise node.error(f"expected a list or a mapping of apps, got {describe(node.value)}")
     if not by_id:
         raise node.error("no apps configured; add at least one")
+    check_segment(by_id, declared_tables, skip_duplicates, node)
     return by_id, skip_duplicates
 
 
@@ -64,8 +67,8 @@ def _list_form_app(node: Node, declared_tables, skip_duplicates: dict) -> App:
 
 
 def _with_common_keys(app: App, node: Node, openapi: bool) -> App:
-    """`app` with its origins, rate limit and place in the OpenAPI document (`openapi` when the
-    app does not say)."""
+    """`app` with its origins, rate limit, place in the OpenAPI document (`openapi` when the app
+    does not say) and Segment-compatible intake."""
     keys = {key: node.child(key, node.value[key]) for key in _COMMON_KEYS if key in node.value}
     origins = keys.get(_ORIGIN_KEY)
     return replace(
@@ -74,6 +77,7 @@ def _with_common_keys(app: App, node: Node, openapi: bool) -> App:
         browsers=origins is None or origins.value != [],
         rate_limit=_rate_limit(keys[_RATE_KEY]) if _RATE_KEY in keys else None,
         openapi=keys[_OPENAPI_KEY].boolean() if _OPENAPI_KEY in keys else openapi,
+        segment=parse_segment(keys[_SEGMENT_KEY]) if _SEGMENT_KEY in keys else None,
     )
 
 

@@ -4,6 +4,7 @@ import ipaddress
 import os
 
 from attolytics.config.apps import parse_apps
+from attolytics.config.segment_section import call_table_decls
 from attolytics.config.table_section import parse_tables, rejected_events_table
 from attolytics.config.model import (
     DEFAULT_EMBEDDED_ADDRESS,
@@ -55,6 +56,7 @@ def parse_config(text: str, source: str) -> Config:
     # openapi: false leaves every app out of /openapi.json but those that say openapi: true.
     openapi = keys["openapi"].boolean() if "openapi" in keys else True
     apps, skip_duplicates = parse_apps(keys["apps"], tables, openapi)
+    call_table_decls(apps, tables, keys["apps"])
     if rejected is not None:
         for app in apps.values():
             if rejected in app.event_types.values():

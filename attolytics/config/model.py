@@ -98,6 +98,20 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class SegmentSettings:
+    """An app's Segment-compatible intake: the schema of its call tables (tracks, identifies...),
+    and the typed tables that track events of a given name are also written to."""
+
+    schema: str
+    # The event name as sent ("Level Completed") -> a table of the app's.
+    events: Mapping[str, str] = field(default_factory=dict)
+    # Each call type (track, identify...) -> its table in the schema (mygame.tracks).
+    call_tables: Mapping[str, str] = field(default_factory=dict)
+    # Where the section is, for messages: "apps.mygame.segment".
+    key: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
 class App:
     """One client application: its keys and the event types it may send."""
 
@@ -114,6 +128,13 @@ class App:
     browsers: bool = True
     # Whether /openapi.json describes the app (its `openapi` key, else the top-level one).
     openapi: bool = True
+    # The Segment-compatible intake (/v1/batch...), when the app has a `segment` section.
+    segment: SegmentSettings | None = None
+
+    def tables_written(self) -> list[str]:
+        """Every table the app's events go to: its event types' and its Segment call tables."""
+        calls = self.segment.call_tables.values() if self.segment is not None else ()
+        return list(dict.fromkeys([*self.event_types.values(), *calls]))
 
     def most_events(self, max_events_per_request: int) -> int:
         """The most events one request of this app may carry: the service's cap, or the burst of

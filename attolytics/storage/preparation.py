@@ -24,7 +24,7 @@ from attolytics.storage.ddl import (
     unique_key,
 )
 from attolytics.storage.declarations import DeclaredTypes
-from attolytics.storage.identifiers import index_name, quote_in_schema, quote_table, schema_of
+from attolytics.storage.identifiers import index_name, quote_in_schema, quote_name, quote_table, schema_of
 from attolytics.storage.table import Column, Table
 
 log = logger(__name__)
@@ -64,9 +64,13 @@ class Statement:
     column: str | None = None
     partition: str | None = None
     schema: str | None = None
+    # The statement makes `schema` itself, for the table.
+    makes_schema: bool = False
 
     def made_query(self) -> tuple[str, tuple]:
         """The query (SQL, parameters) of whether what the statement makes exists already."""
+        if self.makes_schema:
+            return _SCHEMA_EXISTS, (self.schema,)
         if self.column is not None:
             return ("SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s) "
                     "AND attname = %s AND NOT attisdropped)", (quote_table(self.table), self.column))
@@ -77,7 +81,9 @@ class Statement:
 
     def log_done(self) -> None:
         """Log that the statement ran."""
-        if self.partition is not None:
+        if self.makes_schema:
+            log.info("created schema {schema} for {table}", schema=self.schema, table=self.table)
+        elif self.partition is not None:
             log.info("created partition {partition} of {table}: {sql}", partition=self.partition,
                      table=self.table, sql=self.sql)
         elif self.index is not None:
@@ -196,6 +202,7 @@ async def _plan_declared(db, config: Config, declared: TableDecl, types: Declare
             await _check_default(db, config, declared, column, table_types[column.name], plan)
     if found is None:
         plan.created.append(declared.name)
+        await _plan_schema(db, declared.name, plan)
         plan.statements.append(Statement(create_table_sql(declared, table_types), declared.name))
     else:
         mismatches = declared_mismatches(declared, table_types, found)
@@ -209,6 +216,20 @@ async def _plan_declared(db, config: Config, declared: TableDecl, types: Declare
             index = index_name(declared.name, column.name)
             if found is None or not await catalog.has_relation_beside(db, declared.name, index):
                 plan.statements.append(Statement(create_index_sql(declared, column), declared.name, index))
+
+
+# Whether a schema exists.
+_SCHEMA_EXISTS = "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = %s)"
+
+
+async def _plan_schema(db, table: str, plan: TablesPlan) -> None:
+    """Plan CREATE SCHEMA for a table to be made in a schema that does not exist (nor is planned)."""
+    schema = schema_of(table)
+    if schema is None or any(s.makes_schema and s.schema == schema for s in plan.statements):
+        return
+    if not (await db.runQuery(_SCHEMA_EXISTS, (schema,)))[0][0]:
+        plan.statements.append(Statement(f"CREATE SCHEMA {quote_name(schema)}", table, schema=schema,
+                                         makes_schema=True))
 
 
 async def _plan_new_columns(db, declared: TableDecl, table_types, found, plan: TablesPlan) -> list[str]:
@@ -354,4 +375,6 @@ def _users_of(config: Config, table: str) -> str:
         for type_id, target in app.event_types.items()
         if target == table
     ]
+    users += [f"segment calls of app {app.app_id!r}" for app in config.apps.values()
+              if app.segment is not None and schema_of(table) == app.segment.schema]
     return ", ".join(users) or "declared in the tables section"
