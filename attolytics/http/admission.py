@@ -33,7 +33,7 @@ class Admission:
     def serve(self, tables) -> None:
         """Admit requests for these tables (name -> Table), now that they are ready."""
         self._request_keys = {
-            app.app_id: frozenset().union(*(tables[t].request_keys for t in app.event_types.values()))
+            app.app_id: frozenset().union(*(tables[t].request_keys for t in app.tables_written()))
             for app in self.config.apps.values()
         }
         self.ready = True

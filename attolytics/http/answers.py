@@ -58,6 +58,15 @@ def write_stored(request, inserted: int, duplicates: int | None) -> bytes:
     return data
 
 
+def write_segment_stored(request, inserted: int, duplicates: int | None) -> bytes:
+    """The 200 answer of Segment's API for stored messages' events, with the counts besides."""
+    data = b'{"success": true, "inserted": %d, "duplicates": %d}' % (inserted, duplicates or 0)
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Content-Length", b"%d" % len(data))
+    return data
+
+
 def write_error(request, error: ApiError) -> bytes:
     """The JSON answer for a refusal."""
     return write_json(request, error.status, error.body, error.headers)

@@ -10,12 +10,21 @@ from twisted.internet.defer import Deferred
 from attolytics.config import App, Config
 from attolytics.http import cors
 from attolytics.http.admission import Admission
-from attolytics.http.answers import ApiError, set_headers, unavailable, write_error, write_json, write_stored
+from attolytics.http.answers import (
+    ApiError,
+    set_headers,
+    unavailable,
+    write_error,
+    write_json,
+    write_segment_stored,
+    write_stored,
+)
 from attolytics.http.body import check_content_type, decoded_body
 from attolytics.http.native_body import NativeBodies
 from attolytics.http.paths import ROUTE_TABLE
-from attolytics.http.refused import RefusedEvents
+from attolytics.http.refused import SEGMENT_TYPE, RefusedEvents
 from attolytics.http.rows import rows_of
+from attolytics.http.segment_body import CALLS, SegmentBodies
 from attolytics.logs import logger
 from attolytics.outcomes import DatabaseUnavailable, RowsRefused, Stored, WriterBusy
 
@@ -38,6 +47,7 @@ class Intake:
         self.metrics = metrics
         self.admission = Admission(config, clock)
         self.native = NativeBodies(clock)
+        self.segment = SegmentBodies(config)
         self.configure(config)
         self.tables = None
         self.writer = None
@@ -47,12 +57,14 @@ class Intake:
         """Take requests with this configuration from the next one on."""
         self.config = config
         self.admission.configure(config)
+        self.segment.configure(config)
 
     def serve(self, tables, writer, refused_writer=None) -> None:
         """Start storing events: `tables` maps table name to Table, `writer` stores rows, and
         `refused_writer` the events of refused requests (with rejected_events configured)."""
         self.tables, self.writer = tables, writer
         self.native.serve(tables)
+        self.segment.serve(tables)
         self.admission.serve(tables)
         if self.config.rejected_events is not None:
             table = tables[self.config.rejected_events]
@@ -62,6 +74,14 @@ class Intake:
     def ready(self) -> bool:
         """Whether events can be stored now: the tables are checked and a connection is up."""
         return self.tables is not None and self.writer.connected
+
+    def segment_preflight(self, request) -> bytes:
+        """Answer a browser's CORS preflight on a route of Segment's API, whose app it does not
+        name: allowed when an app with a segment section allows the page."""
+        request.setResponseCode(204)
+        set_headers(request, cors.preflight_headers_any(self.segment.apps(), _origin(request)))
+        request.setHeader(b"Allow", b"POST, OPTIONS")
+        return b""
 
     def preflight(self, request, app_id: str) -> bytes:
         """Answer a browser's CORS preflight."""
@@ -86,24 +106,58 @@ class Intake:
             raw = request.content.getvalue()  # as sent, kept if it cannot be inflated
             raw = decoded_body(request, self.config.max_body_bytes)
             submission = self.native.read(request, app, event_type_id, raw)
-            values = self.admission.admit(request, submission)
-            batches = rows_of(submission, self.tables, values, self.native.fast_failed)
-            if not batches:
-                # No rows: counted as the rows of the route's tables would be, with `duplicates`
-                # when the route's table (on the `_t` route, any of the app's) skips them.
-                names = app.event_types.values() if event_type_id is None else [app.event_types[event_type_id]]
-                skips = any(self.tables[name].key for name in names)
-                return write_stored(request, 0, 0 if skips else None)
-            try:
-                stored = self.writer.insert(batches, len(raw))
-            except WriterBusy:
-                raise unavailable("too many events are waiting to be written; retry later") from None
+            stored = self._store(request, submission, len(raw))
         except ApiError as e:
             self._refused(request, app, raw, event_type_id, e, fault_known=True)
             return write_error(request, e)
+        if stored is None:
+            # No rows: counted as the rows of the route's tables would be, with `duplicates`
+            # when the route's table (on the `_t` route, any of the app's) skips them.
+            names = app.event_types.values() if event_type_id is None else [app.event_types[event_type_id]]
+            skips = any(self.tables[name].key for name in names)
+            return write_stored(request, 0, 0 if skips else None)
+        return self._answer(request, *stored, app, raw, event_type_id, write_stored)
+
+    def post_segment(self, request, call_name: str):
+        """Check a POST of Segment's tracking API (`call_name`: batch, track... or a short form);
+        answer at once when it is refused, else once the writer has its rows."""
+        app = raw = None
+        call = CALLS[call_name]
+        try:
+            set_headers(request, cors.any_app_headers(self.segment.apps(), _origin(request)))
+            check_content_type(request)
+            raw = request.content.getvalue()
+            raw = decoded_body(request, self.config.max_body_bytes)
+            body = self.segment.parse(raw)
+            app, key = self.segment.app_of(request, body)
+            self._check_origin(request, app)
+            submission = self.segment.read(request, app, key, call, body)
+            stored = self._store(request, submission, len(raw))
+        except ApiError as e:
+            self._refused(request, app, raw, SEGMENT_TYPE, e, fault_known=True)
+            return write_error(request, e)
+        if stored is None:
+            return write_segment_stored(request, 0, 0)
+        return self._answer(request, *stored, app, raw, SEGMENT_TYPE, write_segment_stored)
+
+    def _store(self, request, submission, body_bytes: int):
+        """Admit a submission and hand its rows to the writer: a Deferred of Stored and the rows, or
+        None when it has no rows; raises the ApiError that refuses it."""
+        values = self.admission.admit(request, submission)
+        batches = rows_of(submission, self.tables, values, self.native.fast_failed)
+        if not batches:
+            return None
+        try:
+            stored = self.writer.insert(batches, body_bytes)
+        except WriterBusy:
+            raise unavailable("too many events are waiting to be written; retry later") from None
+        return stored, batches
+
+    def _answer(self, request, stored: Deferred, batches, app: App, raw: bytes, event_type_id: str | None, write) -> Deferred:
+        """The answer once the writer is done: `write(request, inserted, duplicates)` when stored."""
         stored.addCallbacks(
             self._stored, self._insert_failed,
-            callbackArgs=(request, app_id, batches), errbackArgs=(request, app, raw, event_type_id),
+            callbackArgs=(request, app.app_id, batches, write), errbackArgs=(request, app, raw, event_type_id),
         )
         # Klein cancels the answer when the client goes away; that must not reach `stored`,
         # whose rows are already on their way into a transaction.
@@ -117,17 +171,22 @@ class Intake:
         app = self.config.apps.get(app_id)
         if app is None:
             raise ApiError(404, f"unknown app {app_id[:100]!r}")
+        self._check_origin(request, app)
+        if event_type_id is not None and event_type_id not in app.event_types:
+            raise ApiError(404, f"app {app_id!r} has no event type {event_type_id[:100]!r}")
+        return app
+
+    def _check_origin(self, request, app: App) -> None:
+        """Set the CORS headers of every answer to a POST for `app`; 403 when the page it comes
+        from may not post to it."""
         origin = _origin(request)
         set_headers(request, cors.response_headers(app, origin))
         if not cors.may_post(app, origin):
             why = ("it takes events from no web page (access_control_allow_origin: [])" if not app.browsers
                    else "its access_control_allow_origin does not list them")
-            raise ApiError(403, f"pages from {origin[:100]!r} may not post to app {app_id!r}; {why}")
-        if event_type_id is not None and event_type_id not in app.event_types:
-            raise ApiError(404, f"app {app_id!r} has no event type {event_type_id[:100]!r}")
-        return app
+            raise ApiError(403, f"pages from {origin[:100]!r} may not post to app {app.app_id!r}; {why}")
 
-    def _stored(self, stored: Stored, request, app_id: str, batches) -> bytes:
+    def _stored(self, stored: Stored, request, app_id: str, batches, write) -> bytes:
         """Count the committed events and answer 200, with the duplicates skipped when the
         request wrote to a table that skips them."""
         skipped = stored.duplicates_by_table or {}
@@ -136,7 +195,7 @@ class Intake:
             self.metrics.child(self.metrics.events_inserted, app_id, table.name).inc(len(rows) - duplicates)
             if duplicates:
                 self.metrics.child(self.metrics.events_duplicate, app_id, table.name).inc(duplicates)
-        return write_stored(request, stored.inserted, stored.duplicates)
+        return write(request, stored.inserted, stored.duplicates)
 
     def _insert_failed(self, failure, request, app: App, raw: bytes, event_type_id: str | None) -> bytes:
         """The JSON answer for rows the writer could not store."""

@@ -39,6 +39,9 @@ class Declared:
 ROUTE_TABLE = (
     Declared("/apps/{app}/events/{event_type}", ("POST", "OPTIONS"), "typed_events"),
     Declared("/apps/{app}/events", ("POST", "OPTIONS"), "events"),
+    Declared("/v1/{call}", ("POST", "OPTIONS"), "segment_call"),
+    Declared("/v1/projects/{write_key}/settings", ("GET",), "segment_settings"),
+    Declared("/sourceConfig", ("GET", "OPTIONS"), "rudder_source_config"),
     Declared("/healthz", ("GET",), "healthz"),
     Declared("/readyz", ("GET",), "readyz"),
     Declared("/metrics", ("GET",), "metrics_page"),
@@ -70,6 +73,11 @@ class Route(NamedTuple):
     def event_type_id(self) -> str | None:
         """The event type the typed event route names."""
         return self.value("event_type")
+
+    @property
+    def secret(self) -> bool:
+        """Whether the path holds a key, which the access log leaves out (it logs the label)."""
+        return self.declared is not None and "write_key" in self.declared.variables
 
 
 OTHER = Route("other")

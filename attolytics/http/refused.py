@@ -9,16 +9,19 @@ from attolytics.http.admission import check_keys, request_values
 from attolytics.http.answers import ApiError, OverLimit
 from attolytics.http.client_address import client_address
 from attolytics.http.strict_json import parse_json
-from attolytics.http.native_body import bearer_token, given_keys
+from attolytics.http.native_body import ROUTING_KEY, bearer_token, given_keys
 from attolytics.interfaces import TableRows
 from attolytics.outcomes import EventRejected, WriterBusy
 
+# The event type an intake names a refused request of Segment's API by.
+SEGMENT_TYPE = "segment"
 # The refusals whose events are kept: the events were read and could be looked at again.
 KEPT_STATUSES = frozenset({400, 404, 409, 413})
 # What jsonb cannot hold, in a string or a key: NUL, and a surrogate not in a pair.
 _NOT_JSONB = re.compile("[\x00\ud800-\udfff]")
 # A secret_key member in text that is not JSON, and what stands for a key in what is kept.
-_KEY_MEMBER = re.compile(r'("secret_key"\s*:\s*)"(?:[^"\\]|\\.)*"?')
+_KEY_MEMBER = re.compile(r'("(?:secret_key|writeKey)"\s*:\s*)"(?:[^"\\]|\\.)*"?')
+_KEY_MEMBERS = ("secret_key", "writeKey")
 REDACTED = "[secret key]"
 # A key shorter than this is not looked for inside kept text: it would mangle what it matches
 # (and it is no secret anyway).
@@ -46,7 +49,7 @@ class Redactor:
         if isinstance(value, list):
             return [self.json(item) for item in value]
         if isinstance(value, dict):
-            return {key: REDACTED if key == "secret_key" else self.json(item) for key, item in value.items()}
+            return {key: REDACTED if key in _KEY_MEMBERS else self.json(item) for key, item in value.items()}
         return value
 
 
@@ -66,15 +69,18 @@ class RefusedEvents:
         without saying which event was at fault. Its answer does not wait."""
         if error.status not in KEPT_STATUSES or isinstance(error, OverLimit):
             return
-        body = _parsed(raw)
-        if not carries_the_key(request, app, body):
+        body, type_key = _parsed(raw), ROUTING_KEY
+        if event_type_id == SEGMENT_TYPE:
+            # Segment's API found the app by its write key: the request carried it.
+            body, type_key, event_type_id = _segment_events(body), "type", None
+        elif not carries_the_key(request, app, body):
             return
         table, count = self.table, self.metrics.child
         try:
             address = client_address(request, self.trusted_proxies)
             values = request_values(request, table.request_keys, address)
             rows = refused_rows(table, values, app.app_id, event_type_id, body, raw, error, fault_known,
-                                self.redactor)
+                                self.redactor, type_key)
             kept = self.writer.insert([TableRows(table, rows)], len(raw))
         except (EventRejected, RecursionError, WriterBusy):
             count(self.metrics.rejected_dropped, app.app_id).inc(request.events_received or 1)
@@ -120,10 +126,11 @@ def refused_events(body, raw: bytes, redactor: Redactor) -> tuple[list | None, o
 
 
 def refused_rows(table, values: dict, app_id: str, event_type_id: str | None, body, raw: bytes,
-                 error: ApiError, fault_known: bool, redactor: Redactor) -> list[tuple]:
+                 error: ApiError, fault_known: bool, redactor: Redactor, type_key: str = ROUTING_KEY) -> list[tuple]:
     """The rows of the table of refused events for a refused request: one per event, the one at
     fault marked with its field; or one for the whole body. `fault_known` is False when
-    PostgreSQL refused the rows without saying which event was at fault."""
+    PostgreSQL refused the rows without saying which event was at fault. Without `event_type_id`,
+    each event's type is its member `type_key`."""
     events, whole = refused_events(body, raw, redactor)
     index = error.body.get("event")
     described = {"app": app_id, "status": error.status, "error": clean(error.body["error"])}
@@ -134,11 +141,20 @@ def refused_rows(table, values: dict, app_id: str, event_type_id: str | None, bo
     for position, event in enumerate(events):
         at_fault = (position == index) if index is not None else (False if fault_known else None)
         type_id = event_type_id if event_type_id is not None else (
-            event.get("_t") if isinstance(event, dict) and isinstance(event.get("_t"), str) else None)
+            event.get(type_key) if isinstance(event, dict) and isinstance(event.get(type_key), str) else None)
         rows.append(table.row({**described, "event_type": clean(type_id), "event_index": position,
                                "at_fault": at_fault, "field": clean(error.body.get("field")) if at_fault else None,
                                "event": clean(event)}, position, values))
     return rows
+
+
+def _segment_events(body):
+    """A body of Segment's API as one of ours: its messages as the events."""
+    if isinstance(body, dict) and isinstance(body.get("batch"), list):
+        return {"events": body["batch"]}
+    if isinstance(body, dict):
+        return {"events": [{key: value for key, value in body.items() if key != "writeKey"}]}
+    return body
 
 
 def clean(value):

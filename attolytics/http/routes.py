@@ -19,10 +19,12 @@ from werkzeug.routing import RequestRedirect
 
 from attolytics.config import Config
 from attolytics.http import cors, openapi
-from attolytics.http.answers import unavailable, write_error, write_json
+from attolytics.http.answers import ApiError, unavailable, write_error, write_json
 from attolytics.http.browser import BrowserClient
 from attolytics.http.intake import ALLOWED_METHODS, Intake
 from attolytics.http.paths import OTHER, ROUTE_TABLE, Route
+from attolytics.http.sdk_settings import analytics_js_settings, rudder_source_config
+from attolytics.http.segment_body import CALLS, write_key
 from attolytics.logs import logger
 from attolytics.metrics import CONTENT_TYPE
 
@@ -78,6 +80,9 @@ class Routes:
 
     def early_headers(self, route: Route, origin: bytes | None) -> dict[str, str]:
         """CORS headers for an answer given before the request is routed (an early 413)."""
+        origin_text = origin.decode("latin-1") if origin else None
+        if route.declared is not None and route.declared.handler == "segment_call":
+            return cors.any_app_headers(self.intake.segment.apps(), origin_text)
         app = self.config.apps.get(route.app_id) if route.app_id is not None else None
         if app is None:
             return {}
@@ -97,6 +102,43 @@ class Routes:
         if request.method == b"OPTIONS":
             return self.intake.preflight(request, app)
         return self.intake.post(request, app, None)
+
+    def segment_call(self, request, call):
+        """Segment's tracking API: a batch, or one call (track, identify... and their short forms)."""
+        if call not in CALLS:
+            return write_json(request, 404, {"error": "no such route"})
+        if request.method == b"OPTIONS":
+            return self.intake.segment_preflight(request)
+        return self.intake.post_segment(request, call)
+
+    def segment_settings(self, request, write_key):
+        """analytics.js's settings (its cdnURL points here): send every call to this service."""
+        key = write_key.encode("utf-8", errors="surrogateescape")
+        app = self.intake.segment.app_for_key(key)
+        if app is None:
+            return write_json(request, 404, {"error": "unknown write key"})
+        origin = request.getHeader(b"origin")
+        set_cors = cors.response_headers(app, origin.decode("latin-1") if origin else None)
+        host = (request.getHeader(b"host") or b"").decode("latin-1")
+        protocol = "https" if request.isSecure() else "http"
+        return write_json(request, 200, analytics_js_settings(app, write_key, f"{host}/v1", protocol), set_cors)
+
+    def rudder_source_config(self, request):
+        """RudderStack's source configuration, for the write key of the request's Basic auth."""
+        origin = request.getHeader(b"origin")
+        origin = origin.decode("latin-1") if origin else None
+        if request.method == b"OPTIONS":
+            return self.intake.segment_preflight(request)
+        headers = cors.any_app_headers(self.intake.segment.apps(), origin)
+        try:
+            key = write_key(request, {})
+        except ApiError as e:
+            return write_json(request, e.status, e.body, headers)
+        app = self.intake.segment.app_for_key(key)
+        if app is None:
+            return write_json(request, 401, {"error": "unknown write key"}, headers)
+        return write_json(request, 200, rudder_source_config(app, key.decode("utf-8", errors="replace")),
+                          cors.response_headers(app, origin))
 
     def healthz(self, request):
         """200 while the process runs."""

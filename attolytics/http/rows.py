@@ -21,7 +21,7 @@ def rows_of(submission: Submission, tables, request_values: dict | None, fast_fa
         except Exception:
             fast_failed(submission.app)  # a fault of the fast form must not cost a client its events
     groups, first_fault = submission.events_by_table()
-    found = []
+    found, fault_table = [], None
     for name, events in groups:
         if first_fault is not None and events[0][0] > first_fault.index:
             continue  # a table whose events all come after the first fault found
@@ -31,7 +31,10 @@ def rows_of(submission: Submission, tables, request_values: dict | None, fast_fa
         except EventRejected as e:
             # Each table stops at its first fault; the request's first is the earliest of those.
             if first_fault is None or e.index < first_fault.index:
-                first_fault = e
+                first_fault, fault_table = e, name
     if first_fault is not None:
-        raise ApiError(first_fault.status, first_fault.message, event=first_fault.index, field=first_fault.field)
+        field = first_fault.field
+        if submission.sent_field is not None and fault_table is not None:
+            field = submission.sent_field(fault_table, first_fault.index, field)
+        raise ApiError(first_fault.status, first_fault.message, event=first_fault.index, field=field)
     return found

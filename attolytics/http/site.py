@@ -109,7 +109,7 @@ class AttolyticsSite(Site):
             "{client} {method} {path} {status} {bytes} bytes {duration:.1f} ms",
             client=getattr(address, "host", "-"),
             method=request.method.decode("latin-1"),
-            path=request.uri.decode("latin-1")[:200],
+            path=route.label if route.secret else request.uri.decode("latin-1")[:200],
             route=route.label,
             app=app[:100] if app is not None else None,
             events=request.events_received,

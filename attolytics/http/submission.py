@@ -23,17 +23,20 @@ class Submission:
     events; `event_type`: the event type the route names, else None; `routing_key`: the member
     naming each event's table (and type), which is no column (None when the route names the
     table); `decoded`: [(Table, DecodedEvents)] when the C decoder read the
-    body, else None. The precise form is made by `read()` when first asked for.
+    body, else None. The precise form is made by `read()` when first asked for. `sent_field(table,
+    index, column)` names the field of the request that filled a column (None: the column's name).
     """
 
-    __slots__ = ("app", "keys", "count", "event_type", "routing_key", "decoded", "_read", "_events")
+    __slots__ = ("app", "keys", "count", "event_type", "routing_key", "decoded", "sent_field", "_read", "_events")
 
     def __init__(self, app: App, keys: list[bytes], count: int, event_type: str | None,
                  routing_key: str | None, decoded: list | None = None,
-                 read: Callable[[], EventsByTable] | None = None, events: EventsByTable | None = None):
+                 read: Callable[[], EventsByTable] | None = None, events: EventsByTable | None = None,
+                 sent_field: Callable[[str, int, str | None], str | None] | None = None):
         self.app, self.keys, self.count = app, keys, count
         self.event_type, self.routing_key = event_type, routing_key
         self.decoded = decoded
+        self.sent_field = sent_field
         self._read, self._events = read, events
 
     def events_by_table(self) -> EventsByTable:

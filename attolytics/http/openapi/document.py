@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from attolytics import __version__
 from attolytics.config import App, Config
+from attolytics.http.openapi.segment_paths import SEGMENT_SCHEMAS, segment_paths
 from attolytics.http.openapi.responses import (
     COMPONENT_SCHEMAS,
     HEADERS,
@@ -44,6 +45,7 @@ def document(config: Config, tables: Mapping) -> dict:
     for app in apps:
         paths.update(_app_paths(app, tables, schemas, config.max_events_per_request))
     paths.update(service_paths())
+    paths.update(segment_paths())
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "Attolytics", "version": __version__, "description": _INFO},
@@ -56,7 +58,7 @@ class _Schemas:
     """components.schemas as it fills up: each schema once, under a name OpenAPI allows."""
 
     def __init__(self):
-        self.named = dict(COMPONENT_SCHEMAS)
+        self.named = {**COMPONENT_SCHEMAS, **SEGMENT_SCHEMAS}
         self._names: dict[tuple, str] = {}
 
     def ref(self, key: tuple, name: str, make) -> dict:

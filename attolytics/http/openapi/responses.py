@@ -50,7 +50,8 @@ def _text_answer(description: str, media_type: str) -> dict:
 # --- answers ------------------------------------------------------------------------------------
 
 
-def _error(description: str, headers: dict | None = None) -> dict:
+def error_answer(description: str, headers: dict | None = None) -> dict:
+    """An answer with the JSON body of an error."""
     answer = {"description": description,
               "content": {"application/json": {"schema": {"$ref": SCHEMAS + "Error"}}}}
     if headers:
@@ -80,23 +81,23 @@ POST_RESPONSES = {
     "200 skipping": {"description": "Every event is stored or skipped as a duplicate: answered after "
                                     "the COMMIT.", "headers": _CORS,
                      "content": {"application/json": {"schema": {"$ref": SCHEMAS + "InsertedOrSkipped"}}}},
-    "400": _error("Not JSON, not UTF-8, the wrong shape, or an event that fails its table's checks "
+    "400": error_answer("Not JSON, not UTF-8, the wrong shape, or an event that fails its table's checks "
                   "(`event` is its index, `field` the key at fault); also a row the table's "
                   "constraints refuse, or a malformed HTTP request. Nothing is stored.", _CORS),
-    "401": _error("No key: neither `secret_key` nor `Authorization: Bearer`, or a malformed "
+    "401": error_answer("No key: neither `secret_key` nor `Authorization: Bearer`, or a malformed "
                   "Authorization header.", _CORS),
-    "403": _error("A wrong key, or an Origin header the app does not allow.", _CORS),
-    "404": _error("An event's `_t` names no event type of this app (`event` and `field` say which).",
+    "403": error_answer("A wrong key, or an Origin header the app does not allow.", _CORS),
+    "404": error_answer("An event's `_t` names no event type of this app (`event` and `field` say which).",
                   _CORS),
-    "408": _error("The request did not arrive whole within the request timeout.", _CORS),
-    "409": _error("A row violates a unique index of its table. Nothing is stored.", _CORS),
-    "413": _error("The body is larger than the limit, as sent or once inflated; or it carries more "
+    "408": error_answer("The request did not arrive whole within the request timeout.", _CORS),
+    "409": error_answer("A row violates a unique index of its table. Nothing is stored.", _CORS),
+    "413": error_answer("The body is larger than the limit, as sent or once inflated; or it carries more "
                   "events than a request may (max_events_per_request) or, for an app with a rate limit, "
                   "than it takes at once (its burst). Nothing is stored.", _CORS),
     "414": {"$ref": RESPONSES + "UriTooLong"},
-    "415": _error("A Content-Type other than application/json (charset utf-8) or text/plain, or a "
+    "415": error_answer("A Content-Type other than application/json (charset utf-8) or text/plain, or a "
                   "Content-Encoding other than gzip or deflate.", _CORS),
-    "503": _error("The database is not reachable or not ready, too many events are waiting to be "
+    "503": error_answer("The database is not reachable or not ready, too many events are waiting to be "
                   "written, or the service is stopping: send the same request again after Retry-After "
                   "seconds. When the error says the events \"may or may not be stored\", sending "
                   "again may store them twice.", {**_CORS, **_RETRY}),
@@ -104,7 +105,7 @@ POST_RESPONSES = {
 
 
 # The answer of a rate-limited app whose limit has no room now (only such apps list it).
-RATE_LIMITED = _error("The app's rate limit has no room for these events now: nothing is stored; send "
+RATE_LIMITED = error_answer("The app's rate limit has no room for these events now: nothing is stored; send "
                       "them again after Retry-After seconds.", {**_CORS, **_RETRY})
 
 
@@ -113,18 +114,23 @@ def components(schemas: dict) -> dict:
     return {
         "schemas": schemas,
         "responses": {
-            "MalformedRequest": _error("Not a valid HTTP request, or a URL or Host that is not UTF-8."),
-            "RequestTimeout": _error("The request did not arrive whole within the request timeout."),
-            "ContentTooLarge": _error("The body is larger than the limit."),
-            "UriTooLong": _error("The request line or a header is longer than 16 KiB."),
-            "Unavailable": _error("Not ready yet: send the same request again after Retry-After "
+            "MalformedRequest": error_answer("Not a valid HTTP request, or a URL or Host that is not UTF-8."),
+            "RequestTimeout": error_answer("The request did not arrive whole within the request timeout."),
+            "ContentTooLarge": error_answer("The body is larger than the limit."),
+            "UriTooLong": error_answer("The request line or a header is longer than 16 KiB."),
+            "Unavailable": error_answer("Not ready yet: send the same request again after Retry-After "
                                   "seconds.", _RETRY),
-            "NotFound": _error("No such path, app or event type."),
-            "MethodNotAllowed": _error("Another method than the path's.",
+            "NotFound": error_answer("No such path, app or event type."),
+            "MethodNotAllowed": error_answer("Another method than the path's.",
                                        {"Allow": {"$ref": HEADERS + "Allow"}}),
         },
         "headers": _COMPONENT_HEADERS,
         "securitySchemes": {
+            "writeKey": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "An app's key (it has a segment section) as the user name; or `writeKey` in the body.",
+            },
             "bearerKey": {
                 "type": "http",
                 "scheme": "bearer",

@@ -1,0 +1,76 @@
+"""The paths of Segment's tracking API in the OpenAPI document: the calls, analytics.js's
+settings and RudderStack's source configuration. They are the same for every configuration: the
+write key, not the path, names the app."""
+
+from attolytics.http.openapi.responses import PROTOCOL_RESPONSES, RESPONSES, SCHEMAS, error_answer
+from attolytics.http.segment_body import CALLS, MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
+
+_ERRORS = {
+    "400": error_answer("Not JSON, or a message that fails its checks (`event` is its index in the batch, "
+                        "`field` the field at fault, such as `userId` or `properties.levelNumber`). "
+                        "Nothing is stored."),
+    "401": error_answer("No write key (HTTP Basic user, or `writeKey` in the body), or an unknown one."),
+    "403": error_answer("An Origin header the write key's app does not allow."),
+    "404": error_answer("No such call."),
+    "413": error_answer(f"A message over {MAX_MESSAGE_BYTES // 1024} KB, a batch over "
+                        f"{MAX_BATCH_BYTES // 1024} KB, or more messages than a request may carry."),
+    "415": error_answer("A Content-Type other than application/json or text/plain, or a "
+                        "Content-Encoding other than gzip or deflate."),
+    "429": error_answer("The app's rate limit has no room for these messages now."),
+    "503": {"$ref": RESPONSES + "Unavailable"},
+}
+_BODY = {"type": "object", "description": "A message (`type`, `messageId`, `userId` or `anonymousId`, "
+                                          "`timestamp`, `context`...), or for a batch `{batch: [...]}`."}
+
+
+def segment_paths() -> dict:
+    """The paths of Segment's tracking API."""
+    call = {"name": "call", "in": "path", "required": True, "schema": {"enum": sorted(CALLS)}}
+    return {
+        "/v1/{call}": {
+            "post": {
+                "tags": ["segment"], "parameters": [call],
+                "summary": "A batch or one call of Segment's tracking API, stored in the app's call tables",
+                "security": [{"writeKey": []}, {}],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _BODY}, "text/plain": {"schema": {"type": "string"}}}},
+                "responses": {
+                    "200": {"description": "Every message is stored, or skipped as stored already.",
+                            "content": {"application/json": {"schema": {"$ref": SCHEMAS + "SegmentStored"}}}},
+                    **_ERRORS, **PROTOCOL_RESPONSES},
+            },
+            "options": {"tags": ["segment"], "parameters": [call], "summary": "A browser's CORS preflight",
+                        "responses": {"204": {"description": "The CORS headers of an app that allows the page."},
+                                      "404": _ERRORS["404"], **PROTOCOL_RESPONSES}},
+        },
+        "/v1/projects/{write_key}/settings": {
+            "get": {"tags": ["segment"], "parameters": [
+                        {"name": "write_key", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "summary": "analytics.js's settings: send every call here",
+                    "responses": {"200": {"description": "The settings.", "content": {
+                        "application/json": {"schema": {"type": "object"}}}},
+                                  "404": error_answer("An unknown write key."), **PROTOCOL_RESPONSES}},
+        },
+        "/sourceConfig": {
+            "get": {"tags": ["segment"], "summary": "RudderStack's source configuration, for the Basic auth's write key",
+                    "security": [{"writeKey": []}],
+                    "responses": {"200": {"description": "An enabled source with no device-mode destination.",
+                                          "content": {"application/json": {"schema": {"type": "object"}}}},
+                                  "401": _ERRORS["401"], **PROTOCOL_RESPONSES}},
+            "options": {"tags": ["segment"], "summary": "A browser's CORS preflight",
+                        "responses": {"204": {"description": "The CORS headers of an app that allows the page."},
+                                      **PROTOCOL_RESPONSES}},
+        },
+    }
+
+
+SEGMENT_SCHEMAS = {
+    "SegmentStored": {
+        "type": "object",
+        "properties": {"success": {"const": True},
+                       "inserted": {"type": "integer", "minimum": 0, "description": "Rows stored."},
+                       "duplicates": {"type": "integer", "minimum": 0,
+                                      "description": "Rows skipped: their message is stored already."}},
+        "required": ["success"],
+    },
+}

@@ -1,0 +1,209 @@
+"""Segment messages as rows' events: each call's checks, its event for its call table, and for a
+track whose name has a typed table, that table's event, filled from the message and its
+properties."""
+
+import re
+import uuid
+from datetime import datetime, timedelta
+
+from attolytics.config import SegmentSettings
+from attolytics.config.segment_section import CALL_TABLES
+from attolytics.http.answers import ApiError
+
+# The field of a message that fills each column, for errors: a client knows its message's names.
+SENT_FIELDS = {
+    "id": "messageId", "anonymous_id": "anonymousId", "user_id": "userId", "sent_at": "sentAt",
+    "original_timestamp": "timestamp", "timestamp": "timestamp", "received_at": "receivedAt",
+    "context": "context", "event": "event", "event_text": "event", "properties": "properties",
+    "traits": "traits", "name": "name", "category": "category", "group_id": "groupId",
+    "previous_id": "previousId",
+}
+# The fields each call needs, besides userId or anonymousId.
+_REQUIRED = {"track": ("event",), "group": ("groupId",), "alias": ("previousId", "userId")}
+# The object members each call stores as jsonb.
+_OBJECTS = {"track": ("properties",), "identify": ("traits",), "page": ("properties",),
+            "screen": ("properties",), "group": ("traits",), "alias": ()}
+# The string members each call stores as text, by column.
+_STRINGS = {"page": {"name": "name", "category": "category"}, "screen": {"name": "name", "category": "category"},
+            "group": {"group_id": "groupId"}, "alias": {"previous_id": "previousId"}}
+
+
+def snake_case(name: str) -> str:
+    """A name in snake case, as Segment names columns: `Level Completed` and `levelCompleted`
+    are `level_completed`, `HTTPStatus` is `http_status`."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    words = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", words)
+    return re.sub(r"[\W_]+", "_", words).strip("_").lower()
+
+
+class Shared:
+    """What a batch gives each of its messages: its context and sentAt, and the time it arrived."""
+
+    __slots__ = ("context", "sent_at", "received_at")
+
+    def __init__(self, body: dict, received_at: datetime):
+        context = body.get("context")
+        if context is not None and not isinstance(context, dict):
+            raise ApiError(400, "the batch's context must be a JSON object", field="context")
+        self.context = context or {}
+        self.sent_at = _moment(body.get("sentAt"), None, "sentAt") if "sentAt" in body else None
+        self.received_at = received_at
+
+
+class Typed:
+    """A typed table as messages fill it: its name, and the columns an event may fill."""
+
+    __slots__ = ("name", "columns")
+
+    def __init__(self, table):
+        self.name = table.name
+        self.columns = [column.name for column in table.ordered if column.request_key is None]
+
+
+def events_of(index: int, message, call: str | None, shared: Shared, settings: SegmentSettings,
+              typed: dict[str, Typed], fields: dict) -> list[tuple[str, dict]]:
+    """The (table name, event) pairs of message number `index`: its call table's, and a typed
+    table's for a track named under `events`. `call` is the route's call (None: the message's
+    type says). Records in `fields` [(table, index)] -> {column: the message's field} for a typed
+    event. Raises ApiError naming the message and the field."""
+    if not isinstance(message, dict):
+        raise ApiError(400, "a message must be a JSON object", event=index)
+    call = _call(index, message, call)
+    for name in _REQUIRED.get(call, ()):
+        _string(index, message, name, required=True)
+    user_id, anonymous_id = _string(index, message, "userId"), _string(index, message, "anonymousId")
+    if user_id is None and anonymous_id is None:
+        raise ApiError(400, "a message needs userId or anonymousId", event=index, field="userId")
+    common = _common(index, message, shared, user_id, anonymous_id)
+    event = {key: value for key, value in common.items() if value is not None and key != "received_at"}
+    for member in _OBJECTS[call]:
+        event[snake_case(member)] = _object(index, message, member)
+    for column, member in _STRINGS.get(call, {}).items():
+        value = _string(index, message, member)
+        if value is not None:
+            event[column] = value
+    found = [(settings.call_tables[call], event)]
+    if call == "track":
+        name = message["event"]
+        event["event"], event["event_text"] = snake_case(name), name
+        table = settings.events.get(name)
+        if table is not None:
+            found.append(_typed_event(index, event, common, typed[table], fields))
+    return found
+
+
+def _call(index: int, message: dict, route_call: str | None) -> str:
+    """The message's call: its type, which the route's call (if any) must match."""
+    kind = message.get("type")
+    if route_call is not None and kind in (None, route_call):
+        return route_call
+    if route_call is not None:
+        raise ApiError(400, f"type is {kind!r} on the route of {route_call} calls", event=index, field="type")
+    if kind not in CALL_TABLES:
+        raise ApiError(400, f"type must be one of {', '.join(CALL_TABLES)}, got {_shown(kind)}",
+                       event=index, field="type")
+    return kind
+
+
+def _common(index: int, message: dict, shared: Shared, user_id, anonymous_id) -> dict:
+    """The columns every call table has, as the message fills them (None for none)."""
+    message_id = _string(index, message, "messageId")
+    context = _object(index, message, "context")
+    if shared.context:
+        context = {**shared.context, **context}
+    # Segment's SDKs send `timestamp`; RudderStack's `originalTimestamp`.
+    stamp_field = "timestamp" if "timestamp" in message else "originalTimestamp"
+    original = _moment(message.get(stamp_field), index, stamp_field)
+    sent = _moment(message["sentAt"], index, "sentAt") if "sentAt" in message else shared.sent_at
+    received = shared.received_at
+    if original is None:
+        moment = received
+    elif sent is None:
+        moment = original
+    else:
+        try:  # the device's clock corrected by how far it was off when it sent the message
+            moment = received - (sent - original)
+        except OverflowError:
+            raise ApiError(400, "timestamp and sentAt are too far apart", event=index, field=stamp_field) from None
+    return {
+        "id": message_id if message_id is not None else str(uuid.uuid4()),
+        "anonymous_id": anonymous_id, "user_id": user_id,
+        "received_at": received.isoformat(),
+        "sent_at": sent.isoformat() if sent is not None else None,
+        "original_timestamp": original.isoformat() if original is not None else None,
+        "timestamp": moment.isoformat(),
+        "context": context,
+    }
+
+
+def _typed_event(index: int, track: dict, common: dict, typed: Typed, fields: dict) -> tuple[str, dict]:
+    """The typed table's event of a track: its common columns from the message, its others from
+    the properties by name or by the snake case of the property's name. The properties taken
+    leave the track's `properties`."""
+    properties = track["properties"]
+    by_snake = None
+    event, sent = {}, {}
+    for column in typed.columns:
+        if column in common or column in ("event", "event_text"):
+            value = track[column] if column in ("event", "event_text") else common[column]
+            if value is not None:
+                event[column], sent[column] = value, SENT_FIELDS[column]
+            continue
+        key = column if column in properties else None
+        if key is None:
+            if by_snake is None:
+                by_snake = {}
+                for name in properties:
+                    by_snake.setdefault(snake_case(name), name)
+            key = by_snake.get(column)
+        if key is not None:
+            event[column], sent[column] = properties[key], f"properties.{key}"
+    taken = {field[len("properties."):] for field in sent.values() if field.startswith("properties.")}
+    if taken:
+        track["properties"] = {key: value for key, value in properties.items() if key not in taken}
+    fields[(typed.name, index)] = sent
+    return typed.name, event
+
+
+def _string(index: int, message: dict, name: str, required: bool = False) -> str | None:
+    value = message.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, f"{name} is missing; a {message.get('type', 'such')} call needs it",
+                           event=index, field=name)
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise ApiError(400, f"{name} must be a{' non-empty' if required else ''} string, got {_shown(value)}",
+                       event=index, field=name)
+    return value
+
+
+def _object(index: int, message: dict, name: str) -> dict:
+    value = message.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(400, f"{name} must be a JSON object, got {_shown(value)}", event=index, field=name)
+    return value
+
+
+def _moment(value, index: int | None, name: str) -> datetime | None:
+    """An ISO 8601 date-time with a time zone, or None for none."""
+    if value is None:
+        return None
+    moment = None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    if moment is None or moment.tzinfo is None or moment.utcoffset() >= timedelta(hours=24):
+        raise ApiError(400, f"{name} must be an ISO 8601 date-time with a time zone, such as "
+                            f"2026-12-07T10:00:00.000Z, got {_shown(value)}", event=index, field=name)
+    return moment
+
+
+def _shown(value) -> str:
+    """A value as an error message shows it: short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,202 @@
+"""Segment's tracking API over plain HTTP: each call's row in its call table, a typed table beside
+tracks, exactly once, the write key as Basic auth or in the body, gzip and text/plain, the checks
+that name the message and its field, the limits, and refused requests kept."""
+
+import base64
+import gzip
+import json
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import ensureDeferred
+
+from support.waiting import wait_for
+
+pytestmark = pytest.mark.service
+
+KEY = "segment-write-key-0123"
+OTHER_KEY = "another-write-key-4567"
+CONFIG = f"""
+tables:
+  level_completed:
+    columns:
+      - {{name: id, type: text, unique: true}}
+      - {{name: user_id, type: text}}
+      - {{name: timestamp, type: timestamptz}}
+      - {{name: level_number, type: integer, required: true}}
+      - {{name: score, type: bigint}}
+rejected_events: rejected
+apps:
+  mygame:
+    secret_key: {KEY}
+    tables: [level_completed]
+    segment:
+      schema: mygame
+      events:
+        Level Completed: level_completed
+  web:
+    secret_key: {OTHER_KEY}
+    access_control_allow_origin: https://shop.example
+    segment:
+      schema: web
+"""
+SENT_AT = "2026-12-07T10:00:10.000Z"
+
+
+def basic(key: str = KEY) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def track(message_id: str, event: str = "Level Completed", **properties) -> dict:
+    return {"type": "track", "messageId": message_id, "userId": "ann", "event": event,
+            "timestamp": "2026-12-07T10:00:00.000Z", "properties": properties,
+            "context": {"library": {"name": "test"}}}
+
+
+async def send(running, path: str, body: dict, headers=None, raw: bytes | None = None):
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    data = raw if raw is not None else json.dumps(body).encode()
+    return await running.client.request("POST", path, data, headers)
+
+
+@pytest.fixture
+def segment(start):
+    running = pytest_twisted.blockon(ensureDeferred(start(CONFIG)))
+    assert running.fatal == []
+    return running
+
+
+@pytest_twisted.ensureDeferred
+async def test_batch_of_every_call_lands_in_its_table(segment, sql):
+    batch = [
+        track("m1", levelNumber=3, score=120, extra="kept"),
+        track("m2", event="Item Bought", itemName="sword"),
+        {"type": "identify", "messageId": "m3", "userId": "ann", "traits": {"plan": "pro"}},
+        {"type": "page", "messageId": "m4", "anonymousId": "a1", "name": "Home", "category": "Docs",
+         "properties": {"path": "/"}},
+        {"type": "screen", "messageId": "m5", "userId": "ann", "name": "Shop", "properties": {"tab": 2}},
+        {"type": "group", "messageId": "m6", "userId": "ann", "groupId": "g1", "traits": {"size": 5}},
+        {"type": "alias", "messageId": "m7", "userId": "ann", "previousId": "a1"},
+    ]
+    answer = await send(segment, "/v1/batch", {"batch": batch, "sentAt": SENT_AT,
+                                               "context": {"app": {"name": "mygame"}}}, basic())
+    assert (answer.status, answer.json()) == (200, {"success": True, "inserted": 8, "duplicates": 0})
+    tracks = sql("SELECT id, user_id, event, event_text, properties, context, "
+                 "timestamp = received_at - interval '10 seconds', original_timestamp, sent_at "
+                 "FROM mygame.tracks ORDER BY id")
+    assert [row[:5] for row in tracks] == [
+        ("m1", "ann", "level_completed", "Level Completed", {"extra": "kept"}),
+        ("m2", "ann", "item_bought", "Item Bought", {"itemName": "sword"}),
+    ]
+    assert tracks[0][5] == {"app": {"name": "mygame"}, "library": {"name": "test"}}
+    assert tracks[0][6] is True  # the device's clock was 10 s behind when it sent
+    assert tracks[0][7].isoformat() == "2026-12-07T10:00:00+00:00"
+    assert sql("SELECT id, user_id, level_number, score, timestamp = (SELECT timestamp FROM mygame.tracks "
+               "WHERE id = 'm1') FROM level_completed") == [("m1", "ann", 3, 120, True)]
+    assert sql("SELECT id, traits FROM mygame.identifies") == [("m3", {"plan": "pro"})]
+    assert sql("SELECT id, anonymous_id, name, category, properties FROM mygame.pages") == [
+        ("m4", "a1", "Home", "Docs", {"path": "/"})]
+    assert sql("SELECT id, name, properties FROM mygame.screens") == [("m5", "Shop", {"tab": 2})]
+    assert sql("SELECT id, group_id, traits FROM mygame.groups") == [("m6", "g1", {"size": 5})]
+    assert sql("SELECT id, user_id, previous_id FROM mygame.aliases") == [("m7", "ann", "a1")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_resent_and_repeated_message_ids_are_stored_once(segment, sql):
+    body = {"batch": [track("r1", levelNumber=1), track("r1", levelNumber=1), track("r2", levelNumber=2)]}
+    first = await send(segment, "/v1/batch", body, basic())
+    assert first.status == 200
+    again = await send(segment, "/v1/batch", body, basic())
+    assert (again.status, again.json()["success"]) == (200, True)
+    assert again.json()["inserted"] == 0
+    assert sql("SELECT id, count(*) FROM mygame.tracks GROUP BY id ORDER BY id") == [("r1", 1), ("r2", 1)]
+    assert sql("SELECT id, count(*) FROM level_completed GROUP BY id ORDER BY id") == [("r1", 1), ("r2", 1)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_single_calls_short_forms_body_key_text_plain_and_gzip(segment, sql):
+    message = {"userId": "bo", "event": "Opened", "messageId": "s1", "writeKey": KEY}
+    assert (await send(segment, "/v1/track", message)).status == 200
+    short = {"type": "identify", "userId": "bo", "messageId": "s2", "writeKey": KEY}
+    assert (await send(segment, "/v1/i", short, {"Content-Type": "text/plain"})).status == 200
+    zipped = gzip.compress(json.dumps({"batch": [{**message, "type": "track", "messageId": "s3"}]}).encode())
+    answer = await send(segment, "/v1/b", {}, {**basic(), "Content-Encoding": "gzip"}, raw=zipped)
+    assert answer.status == 200
+    assert sql("SELECT id FROM mygame.tracks ORDER BY id") == [("s1",), ("s3",)]
+    assert sql("SELECT id FROM mygame.identifies") == [("s2",)]
+
+
+@pytest.mark.parametrize("message, field", [
+    ({"type": "shout", "userId": "ann"}, "type"),
+    ({"type": "track", "event": "Opened"}, "userId"),
+    ({"type": "track", "userId": "ann"}, "event"),
+    ({"type": "group", "userId": "ann"}, "groupId"),
+    ({"type": "alias", "userId": "ann"}, "previousId"),
+    ({"type": "alias", "anonymousId": "x", "previousId": "p"}, "userId"),
+    ({"type": "track", "userId": "ann", "event": "Level Completed"}, "properties.level_number"),
+    ({"type": "track", "userId": "ann", "event": "Level Completed",
+      "properties": {"levelNumber": "three"}}, "properties.levelNumber"),
+    ({"type": "track", "userId": "ann", "event": "Opened", "timestamp": "yesterday"}, "timestamp"),
+    ({"type": "track", "userId": "ann", "event": "Opened", "properties": [1]}, "properties"),
+])
+@pytest_twisted.ensureDeferred
+async def test_a_bad_message_refuses_the_request_naming_it_and_its_field(segment, sql, message, field):
+    batch = [track("ok1", levelNumber=1), {"messageId": "bad", **message}]
+    answer = await send(segment, "/v1/batch", {"batch": batch}, basic())
+    assert answer.status == 400, answer.body
+    assert (answer.json()["event"], answer.json()["field"]) == (1, field)
+    assert sql("SELECT count(*) FROM mygame.tracks") == [(0,)]
+    await wait_for(lambda: sql("SELECT count(*) FROM rejected") == [(2,)], what="the refused messages kept")
+    kept = sql("SELECT event_type, event_index, at_fault, field FROM rejected ORDER BY event_index")
+    assert kept[1] == (message.get("type") if isinstance(message.get("type"), str) else None, 1, True, field)
+    assert kept[0][1:3] == (0, False)
+
+
+@pytest_twisted.ensureDeferred
+async def test_write_key_missing_unknown_or_malformed_is_401_in_json(segment):
+    for headers, body in [({}, {"batch": []}), (basic("nope"), {"batch": []}),
+                          ({"Authorization": "Bearer " + KEY}, {"batch": []}),
+                          (basic(KEY), {"batch": [], "writeKey": OTHER_KEY})]:
+        answer = await send(segment, "/v1/batch", body, headers)
+        assert answer.status == 401, (headers, answer.body)
+        assert "error" in answer.json()
+
+
+@pytest_twisted.ensureDeferred
+async def test_limits_of_a_message_and_of_a_batch(segment, sql):
+    big = track("big", event="Opened", blob="x" * (33 * 1024))
+    answer = await send(segment, "/v1/batch", {"batch": [track("small", event="Opened"), big]}, basic())
+    assert (answer.status, answer.json()["event"]) == (413, 1)
+    many = {"batch": [track(f"m{i}", event="Opened", blob="y" * 20_000) for i in range(30)]}
+    assert (await send(segment, "/v1/batch", many, basic())).status == 413
+    assert sql("SELECT count(*) FROM mygame.tracks") == [(0,)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_cors_per_app_with_a_preflight_for_the_sdks_headers(segment):
+    preflight = await segment.client.request("OPTIONS", "/v1/batch", None, {
+        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type,anonymousid"})
+    assert preflight.status == 204
+    assert "AnonymousId" in preflight.headers["access-control-allow-headers"]
+    # mygame allows any page; web only its shop.
+    assert preflight.headers["access-control-allow-origin"] in ("*", "https://shop.example")
+    elsewhere = {**basic(OTHER_KEY), "Origin": "https://elsewhere.example"}
+    answer = await send(segment, "/v1/batch", {"batch": [track("c1", event="Opened")]}, elsewhere)
+    assert answer.status == 403
+    shop = {**basic(OTHER_KEY), "Origin": "https://shop.example"}
+    answer = await send(segment, "/v1/batch", {"batch": [track("c2", event="Opened")]}, shop)
+    assert answer.status == 200
+    assert answer.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+@pytest_twisted.ensureDeferred
+async def test_settings_and_source_config_point_the_sdks_here(segment):
+    settings = await segment.client.request("GET", f"/v1/projects/{KEY}/settings")
+    assert settings.status == 200
+    io = settings.json()["integrations"]["Segment.io"]
+    assert io["apiHost"] == f"127.0.0.1:{segment.port}/v1" and io["apiKey"] == KEY
+    assert (await segment.client.request("GET", "/v1/projects/unknown-key/settings")).status == 404
+    source = await segment.client.request("GET", "/sourceConfig?view=all", None, basic())
+    assert source.status == 200 and source.json()["source"]["enabled"] is True
+    assert (await segment.client.request("GET", "/sourceConfig")).status == 401
