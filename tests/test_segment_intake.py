@@ -200,3 +200,17 @@ async def test_settings_and_source_config_point_the_sdks_here(segment):
     source = await segment.client.request("GET", "/sourceConfig?view=all", None, basic())
     assert source.status == 200 and source.json()["source"]["enabled"] is True
     assert (await segment.client.request("GET", "/sourceConfig")).status == 401
+
+
+@pytest_twisted.ensureDeferred
+async def test_rudderstacks_ways_traits_in_context_and_errors_with_code_and_message(segment, sql):
+    identify = {"type": "identify", "messageId": "t1", "userId": "cy", "anonymousId": None,
+                "context": {"traits": {"plan": "team"}}, "originalTimestamp": "2026-12-07T10:00:00Z"}
+    assert (await send(segment, "/v1/batch", {"batch": [identify]}, basic())).status == 200
+    assert sql("SELECT traits, anonymous_id, original_timestamp IS NOT NULL FROM mygame.identifies") == [
+        ({"plan": "team"}, None, True)]
+    refused = await send(segment, "/v1/batch", {"batch": [{"type": "track", "userId": "cy"}]}, basic())
+    assert refused.status == 400
+    assert {key: refused.json()[key] for key in ("success", "code", "field")} == {
+        "success": False, "code": "invalid", "field": "event"}
+    assert refused.json()["message"] == refused.json()["error"]

@@ -75,12 +75,12 @@ class Intake:
         """Whether events can be stored now: the tables are checked and a connection is up."""
         return self.tables is not None and self.writer.connected
 
-    def segment_preflight(self, request) -> bytes:
+    def segment_preflight(self, request, allow: bytes = b"POST, OPTIONS") -> bytes:
         """Answer a browser's CORS preflight on a route of Segment's API, whose app it does not
-        name: allowed when an app with a segment section allows the page."""
+        name: allowed when an app with a segment section allows the page. `allow`: the route's methods."""
         request.setResponseCode(204)
         set_headers(request, cors.preflight_headers_any(self.segment.apps(), _origin(request)))
-        request.setHeader(b"Allow", b"POST, OPTIONS")
+        request.setHeader(b"Allow", allow)
         return b""
 
     def preflight(self, request, app_id: str) -> bytes:
@@ -135,10 +135,18 @@ class Intake:
             stored = self._store(request, submission, len(raw))
         except ApiError as e:
             self._refused(request, app, raw, SEGMENT_TYPE, e, fault_known=True)
-            return write_error(request, e)
+            return write_error(request, self._for_segment(e))
         if stored is None:
             return write_segment_stored(request, 0, 0)
         return self._answer(request, *stored, app, raw, SEGMENT_TYPE, write_segment_stored)
+
+    @staticmethod
+    def _for_segment(error: ApiError) -> ApiError:
+        """A refusal as Segment's API answers it: also `code` and `message`, which RudderStack's
+        SDKs read to tell a request to drop from one to send again."""
+        error.body.update(success=False, code=_REJECTION_REASONS.get(error.status, str(error.status)),
+                          message=error.body["error"])
+        return error
 
     def _store(self, request, submission, body_bytes: int):
         """Admit a submission and hand its rows to the writer: a Deferred of Stored and the rows, or
@@ -209,7 +217,7 @@ class Intake:
             log.failure("insert failed", failure=failure)
             answer = unavailable("the database could not store the events; retry later")
         self._refused(request, app, raw, event_type_id, answer, fault_known=False)
-        return write_error(request, answer)
+        return write_error(request, self._for_segment(answer) if event_type_id == SEGMENT_TYPE else answer)
 
     def _refused(self, request, app: App | None, raw: bytes | None, event_type_id: str | None,
                  error: ApiError, fault_known: bool) -> None:

@@ -128,7 +128,7 @@ class Routes:
         origin = request.getHeader(b"origin")
         origin = origin.decode("latin-1") if origin else None
         if request.method == b"OPTIONS":
-            return self.intake.segment_preflight(request)
+            return self.intake.segment_preflight(request, b"GET, OPTIONS")
         headers = cors.any_app_headers(self.intake.segment.apps(), origin)
         try:
             key = write_key(request, {})

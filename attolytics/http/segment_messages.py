@@ -77,7 +77,10 @@ def events_of(index: int, message, call: str | None, shared: Shared, settings: S
     common = _common(index, message, shared, user_id, anonymous_id)
     event = {key: value for key, value in common.items() if value is not None and key != "received_at"}
     for member in _OBJECTS[call]:
-        event[snake_case(member)] = _object(index, message, member)
+        event[member] = _object(index, message, member)
+    if call == "identify" and "traits" not in message:
+        # RudderStack's SDKs send an identify's traits in its context.
+        event["traits"] = event["context"].get("traits") or {}
     for column, member in _STRINGS.get(call, {}).items():
         value = _string(index, message, member)
         if value is not None:
