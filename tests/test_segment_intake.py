@@ -214,3 +214,15 @@ async def test_rudderstacks_ways_traits_in_context_and_errors_with_code_and_mess
     assert {key: refused.json()[key] for key in ("success", "code", "field")} == {
         "success": False, "code": "invalid", "field": "event"}
     assert refused.json()["message"] == refused.json()["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reload_turns_the_intake_on_with_its_schema_made(start, sql, tmp_path):
+    without = CONFIG.replace("    segment:\n      schema: web\n", "")
+    running = await start(without, path=tmp_path / "app.yaml")
+    message = {"batch": [track("w1", event="Opened")]}
+    assert (await send(running, "/v1/batch", message, basic(OTHER_KEY))).status == 401
+    (tmp_path / "app.yaml").write_text(CONFIG.replace("schema: web", "schema: webshop"))
+    assert await running.service.reload() is True
+    assert (await send(running, "/v1/batch", message, basic(OTHER_KEY))).status == 200
+    assert sql("SELECT id FROM webshop.tracks") == [("w1",)]
