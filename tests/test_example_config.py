@@ -31,7 +31,9 @@ def with_examples_uncommented(text: str) -> str:
 
 def test_the_example_runs_as_it_is():
     config = parse_config(EXAMPLE, "example.conf.yaml")
-    assert list(config.apps) == ["mygame"] and list(config.tables) == ["game_events"]
+    assert list(config.apps) == ["mygame"]
+    # game_events, and the tables of the app's Segment calls in schema mygame.
+    assert list(config.tables) == ["game_events", *config.apps["mygame"].segment.call_tables.values()]
 
 
 def test_every_commented_example_fits_together():
