@@ -40,6 +40,10 @@ setup(
             "selenium>=4.20",
             "schemathesis>=4.32,<5",
             "jsonschema-rs>=0.20",
+            # The Segment-compatible intake's real clients (tests/test_segment_sdks.py), Segment's
+            # and RudderStack's Python SDKs; tested with 2.4.0 and 2.1.9.
+            "segment-analytics-python>=2.3,<3",
+            "rudder-sdk-python>=2.1,<3",
         ],
     },
 )
