@@ -612,6 +612,11 @@ def test_jsonb_refuses_nul_in_strings(value):
     assert refuses("jsonb", value)
 
 
+def test_jsonb_takes_text_that_only_looks_like_an_escaped_nul_and_integers_past_64_bits():
+    value = {"path": "C:\\u0000", "big": 2**80, "small": -(2**70), "digits": Decimal("1e-400")}
+    assert decode(convert("jsonb", value)) == value
+
+
 @pytest.mark.parametrize("typname", ["json", "jsonb"])
 @pytest.mark.parametrize("value", ["\ud800", {"a": "x\udc00"}, {"\udbff": 1}, [["\ud800"]]])
 def test_json_refuses_lone_surrogates(typname, value):

@@ -18,12 +18,12 @@ COMMON_COLUMNS = (
     ColumnDecl("received_at", "timestamptz", source="received_at"),
     ColumnDecl("sent_at", "timestamptz"),
     ColumnDecl("original_timestamp", "timestamptz"),
-    ColumnDecl("timestamp", "timestamptz", indexed=True),
+    ColumnDecl("timestamp", "timestamptz"),
     ColumnDecl("context", "jsonb"),
 )
 # The columns each call adds.
 CALL_COLUMNS = {
-    "track": (ColumnDecl("event", "text", indexed=True), ColumnDecl("event_text", "text"),
+    "track": (ColumnDecl("event", "text"), ColumnDecl("event_text", "text"),
               ColumnDecl("properties", "jsonb")),
     "identify": (ColumnDecl("traits", "jsonb"),),
     "page": (ColumnDecl("name", "text"), ColumnDecl("category", "text"), ColumnDecl("properties", "jsonb")),

@@ -4,11 +4,14 @@ properties."""
 
 import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
+from functools import lru_cache
 
 from attolytics.config import SegmentSettings
 from attolytics.config.segment_section import CALL_TABLES
 from attolytics.http.answers import ApiError
+from attolytics.storage.column_types import Rejected
+from attolytics.storage.column_types.moments import rfc3339_moment
 
 # The field of a message that fills each column, for errors: a client knows its message's names.
 SENT_FIELDS = {
@@ -28,6 +31,7 @@ _STRINGS = {"page": {"name": "name", "category": "category"}, "screen": {"name":
             "group": {"group_id": "groupId"}, "alias": {"previous_id": "previousId"}}
 
 
+@lru_cache(maxsize=4096)  # event and property names repeat from message to message
 def snake_case(name: str) -> str:
     """A name in snake case, as Segment names columns: `Level Completed` and `levelCompleted`
     are `level_completed`, `HTTPStatus` is `http_status`."""
@@ -131,10 +135,7 @@ def _common(index: int, message: dict, shared: Shared, user_id, anonymous_id) ->
     return {
         "id": message_id if message_id is not None else str(uuid.uuid4()),
         "anonymous_id": anonymous_id, "user_id": user_id,
-        "received_at": received.isoformat(),
-        "sent_at": sent.isoformat() if sent is not None else None,
-        "original_timestamp": original.isoformat() if original is not None else None,
-        "timestamp": moment.isoformat(),
+        "received_at": received, "sent_at": sent, "original_timestamp": original, "timestamp": moment,
         "context": context,
     }
 
@@ -145,7 +146,7 @@ def _typed_event(index: int, track: dict, common: dict, typed: Typed, fields: di
     leave the track's `properties`."""
     properties = track["properties"]
     by_snake = None
-    event, sent = {}, {}
+    event, sent, taken = {}, {}, []
     for column in typed.columns:
         if column in common or column in ("event", "event_text"):
             value = track[column] if column in ("event", "event_text") else common[column]
@@ -161,7 +162,7 @@ def _typed_event(index: int, track: dict, common: dict, typed: Typed, fields: di
             key = by_snake.get(column)
         if key is not None:
             event[column], sent[column] = properties[key], f"properties.{key}"
-    taken = {field[len("properties."):] for field in sent.values() if field.startswith("properties.")}
+            taken.append(key)
     if taken:
         track["properties"] = {key: value for key, value in properties.items() if key not in taken}
     fields[(typed.name, index)] = sent
@@ -191,19 +192,16 @@ def _object(index: int, message: dict, name: str) -> dict:
 
 
 def _moment(value, index: int | None, name: str) -> datetime | None:
-    """An ISO 8601 date-time with a time zone, or None for none."""
+    """An RFC 3339 date-time with a time zone, read as a timestamptz column reads it; None for none."""
     if value is None:
         return None
-    moment = None
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-    if moment is None or moment.tzinfo is None or moment.utcoffset() >= timedelta(hours=24):
+    try:
+        if not isinstance(value, str):
+            raise Rejected("not a string")
+        return rfc3339_moment(value)
+    except Rejected:
         raise ApiError(400, f"{name} must be an ISO 8601 date-time with a time zone, such as "
-                            f"2026-12-07T10:00:00.000Z, got {_shown(value)}", event=index, field=name)
-    return moment
+                            f"2026-12-07T10:00:00.000Z, got {_shown(value)}", event=index, field=name) from None
 
 
 def _shown(value) -> str:

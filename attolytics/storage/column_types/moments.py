@@ -68,7 +68,8 @@ def _timestamp_converter(with_zone: bool, precision: int | None):
     step = 10 ** (6 - precision) if precision is not None and precision < 6 else 1
 
     def convert(value: Any) -> datetime:
-        moment = _moment(value, type_name)
+        # A datetime is the service's own (a Segment message's corrected time), read already.
+        moment = value if type(value) is datetime else _moment(value, type_name)
         if step > 1 and moment.microsecond % step:
             raise Rejected(f"has more digits after the second than {type_name} keeps")
         if with_zone and abs(moment.utcoffset()) < _MAX_POSTGRES_OFFSET:
@@ -82,6 +83,12 @@ def _timestamp_converter(with_zone: bool, precision: int | None):
         return utc if with_zone else utc.replace(tzinfo=None)
 
     return convert
+
+
+def rfc3339_moment(text: str) -> datetime:
+    """The moment an RFC 3339 date-time with a time zone names, read as a timestamptz column
+    reads it; raises Rejected for any other text."""
+    return _moment(text, "timestamp with time zone")
 
 
 def _moment(value: Any, type_name: str) -> datetime:
