@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import SHAPES, Server, body_file, run_wrk, say  # noqa: E402
+from run import SEGMENT_ROUTE, SHAPES, ROUTE, Server, body_file, run_wrk, say, segment_bodies  # noqa: E402
 
 
 def collapsed_samples(path: Path) -> collections.Counter:
@@ -53,7 +53,8 @@ def _frame(frame: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", default="attolytics", choices=["attolytics", "attolytics-ids", "null"])
+    parser.add_argument("--mode", default="attolytics", choices=["attolytics", "attolytics-ids", "segment", "null"],
+                        help="segment: 100 track messages a request to /v1/batch, filling a typed table")
     parser.add_argument("--events", type=int, default=10, choices=SHAPES)
     parser.add_argument("--escaped", action="store_true", help="an event_type written in escapes")
     parser.add_argument("--seconds", type=int, default=10)
@@ -75,12 +76,15 @@ def main() -> None:
             server = Server(args.mode, db_url)
             try:
                 body = body_file(tmp, args.events, args.mode == "attolytics-ids", args.escaped)
+                route = ROUTE
+                if args.mode == "segment":
+                    (_, body), route, args.events = segment_bodies(tmp), SEGMENT_ROUTE, 100
                 samples = tmp / "samples.txt"
                 spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.process.pid), "--format", "raw",
                                         "--duration", str(args.seconds), "--rate", "200", "--nonblocking",
                                         "--output", str(samples)], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
-                result = run_wrk(server.port, body, args.seconds, args.connections)
+                result = run_wrk(server.port, body, args.seconds, args.connections, route=route)
                 spy.wait(timeout=60)
                 say(f"{args.mode}, {args.events} events a request{', escaped' if args.escaped else ''}: "
                     f"{result['rps'] * args.events:,.0f} events/s")

@@ -32,10 +32,14 @@ import psycopg2
 HERE = Path(__file__).resolve().parent
 SEED_EVENT = {"timestamp": 1554130213, "event_type": "game_end", "score": 42}
 SHAPES = (1, 10, 100)
-MODES = ("null", "per-event", "attolytics", "attolytics-ids", "attolytics-2w")
+MODES = ("null", "per-event", "attolytics", "attolytics-ids", "attolytics-2w", "segment")
 # The table each mode writes to.
 TABLES = {"per-event": "game_events", "attolytics": "game_events", "attolytics-ids": "game_events_ids",
-          "attolytics-2w": "game_events", "before": "game_events"}
+          "attolytics-2w": "game_events", "before": "game_events", "segment": "level_completed"}
+# Segment's API beside our own route, for the same rows of a typed table: a level completed.
+LEVEL = {"user_id": "ann", "timestamp": "2026-12-07T10:00:00Z", "level_number": 3, "score": 42}
+SEGMENT_ROUTE = "/v1/batch"
+OWN_LEVEL_ROUTE = "/apps/bench/events/level_completed"
 # Modes that are serve.py's with other options.
 SERVE_ARGS = {"attolytics-2w": ["--mode", "attolytics", "--workers", "2"], "before": ["--mode", "attolytics"]}
 ROUTE = "/apps/bench/events/game_events"
@@ -62,6 +66,26 @@ def body_file(directory: Path, events: int, ids: bool = False, escaped: bool = F
         event = {**event, "event_type": "game_énd"}
     path.write_text(json.dumps({"secret_key": "bench-key", "events": [event] * events}))
     return path
+
+
+def segment_bodies(directory: Path, events: int = 100) -> tuple[Path, Path]:
+    """Bodies of `events` levels completed, each with a new id: for our own route, and as track
+    messages for Segment's /v1/batch."""
+    own = directory / "body-level-ids.json"
+    own.write_text(json.dumps({"secret_key": "bench-key", "events": [{"id": "%ID%", **LEVEL}] * events}))
+    track = {"type": "track", "event": "Level Completed", "messageId": "%ID%", "userId": LEVEL["user_id"],
+             "timestamp": LEVEL["timestamp"], "context": {"library": {"name": "bench"}},
+             "properties": {"levelNumber": LEVEL["level_number"], "score": LEVEL["score"]}}
+    segment = directory / "body-segment-ids.json"
+    segment.write_text(json.dumps({"writeKey": "bench-key", "sentAt": LEVEL["timestamp"], "batch": [track] * events}))
+    return own, segment
+
+
+def measure_segment(server: "Server", db_url: str, bodies: tuple[Path, Path], args) -> dict:
+    """Our own route and Segment's /v1/batch, one after the other, storing the same rows."""
+    own, segment = bodies
+    return {"own": measure_one(server, db_url, own, 100, args, "100 levels, own route", OWN_LEVEL_ROUTE),
+            "segment": measure_one(server, db_url, segment, 100, args, "100 levels, /v1/batch", SEGMENT_ROUTE)}
 
 
 class Server:
@@ -136,13 +160,13 @@ def _milliseconds(text: str) -> float:
 
 
 def run_wrk(port: int, body: Path, seconds: int, connections: int, rate_per_connection: float = 0,
-            limit_per_thread: int = 0) -> dict:
+            limit_per_thread: int = 0, route: str = ROUTE) -> dict:
     """Run wrk against the server; return requests, 200s, requests/s, p50 and p99 in ms."""
     env = dict(os.environ, ATTOLYTICS_BENCH_LIMITED="1" if limit_per_thread else "0",
                ATTOLYTICS_BENCH_IDS="1" if body.name.endswith("-ids.json") else "0")
     command = [
         "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s",
-        "-s", str(HERE / "post.lua"), f"http://127.0.0.1:{port}{ROUTE}",
+        "-s", str(HERE / "post.lua"), f"http://127.0.0.1:{port}{route}",
         "--", str(body), str(rate_per_connection), str(limit_per_thread),
     ]
     output = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
@@ -195,13 +219,14 @@ def measure(server: Server, db_url: str, bodies: dict, args) -> dict:
     return results
 
 
-def measure_one(server: Server, db_url: str, body: Path, events: int, args, label: str) -> dict:
+def measure_one(server: Server, db_url: str, body: Path, events: int, args, label: str,
+                route: str = ROUTE) -> dict:
     """One wrk run of `body` (of `events` events) at full speed, and the rows it stored."""
     table = TABLES.get(server.mode)
     if table:
         truncate(db_url, table)
     cpu = server.cpu_seconds()
-    r = run_wrk(server.port, body, args.duration, args.connections)
+    r = run_wrk(server.port, body, args.duration, args.connections, route=route)
     r["events_per_s"] = r["rps"] * events
     r["cpu_us"] = (server.cpu_seconds() - cpu) * 1e6 / max(1, r["requests"] * events)
     if table:
@@ -258,6 +283,7 @@ def main() -> None:
         db_url = pg.start()
         bodies = {(events, ids): body_file(tmp, events, ids) for events in SHAPES for ids in (False, True)}
         bodies["escaped"] = body_file(tmp, 10, escaped=True)
+        levels = segment_bodies(tmp)
         say(f"wrk: 1 thread, {args.connections} connections, {args.duration} s a run; "
             f"{os.cpu_count()} cores; body = one game event repeated")
         results, paced, memory = {}, {}, {}
@@ -269,7 +295,8 @@ def main() -> None:
             for mode in modes:
                 server = Server(mode, db_url, roots.get(mode, HERE.parent))
                 try:
-                    results[mode] = measure(server, db_url, bodies, args)
+                    results[mode] = (measure_segment(server, db_url, levels, args) if mode == "segment"
+                                     else measure(server, db_url, bodies, args))
                     if mode == "attolytics":
                         paced = paced_latency(server, bodies, results[mode], args)
                     if mode in ("attolytics", "attolytics-2w"):
@@ -339,6 +366,16 @@ def report(results: dict, paced: dict, memory: dict) -> None:
             f"| {two['events_per_s'] / ours['events_per_s']:.2f} "
             f"| {ids['stored']:,} / {ids['acknowledged']:,}; {two['stored']:,} / {two['acknowledged']:,} |")
     say()
+    own, segment = results["segment"]["own"], results["segment"]["segment"]
+    say("Segment's API beside our own route, 100 levels completed a request, each with a new id, "
+        "filling the same typed table (Segment's also writes each to its tracks table):")
+    say()
+    say("| route | ev/s | CPU us/event | p99 ms | stored / acknowledged |")
+    say("|---|---|---|---|---|")
+    for name, r in (("own route", own), ("/v1/batch", segment)):
+        say(f"| {name} | {r['events_per_s']:,.0f} | {r['cpu_us']:.1f} | {r['p99']:.2f} "
+            f"| {r['stored']:,} / {r['acknowledged']:,} |")
+    say()
     ratio = {n: results["attolytics"][n]["events_per_s"] / results["null"][n]["events_per_s"] for n in SHAPES}
     growth = [after - before for mode in memory for before, after in zip(memory[mode][0], memory[mode][1])]
     say(f"targets: 10 and 100 events/request >= 0.80 x null: {ratio[10]:.2f}, {ratio[100]:.2f}; "
@@ -347,7 +384,8 @@ def report(results: dict, paced: dict, memory: dict) -> None:
         f"p99 at half rate <= 25 ms: {max(p['p99'] for p in paced.values()):.1f}; "
         f"10 events/request with escapes vs without: "
         f"{results['attolytics']['escaped']['events_per_s'] / results['attolytics'][10]['events_per_s']:.2f}; "
-        f"memory growth per process over 1,000,000 events: {', '.join(f'{g:+.1f}' for g in growth)} MiB")
+        f"memory growth per process over 1,000,000 events: {', '.join(f'{g:+.1f}' for g in growth)} MiB; "
+        f"/v1/batch >= 0.5 x own route: {segment['events_per_s'] / own['events_per_s']:.2f}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from attolytics.tap import Options, bootstrap  # noqa: E402
 
 CONFIG_PATH = Path(__file__).with_name("bench.conf.yaml")
 IDS_CONFIG_PATH = Path(__file__).with_name("bench-ids.conf.yaml")
+SEGMENT_CONFIG_PATH = Path(__file__).with_name("bench-segment.conf.yaml")
 
 
 class PerEventWriter:
@@ -113,7 +114,8 @@ class NullAPI:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=["attolytics", "attolytics-ids", "per-event", "null"], required=True)
+    parser.add_argument("--mode", choices=["attolytics", "attolytics-ids", "segment", "per-event", "null"],
+                        required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db-url")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (attolytics mode)")
@@ -123,7 +125,7 @@ def main() -> None:
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(textFileLogObserver(sys.stderr), [warnings_only])]
     )
-    path = IDS_CONFIG_PATH if args.mode == "attolytics-ids" else CONFIG_PATH
+    path = {"attolytics-ids": IDS_CONFIG_PATH, "segment": SEGMENT_CONFIG_PATH}.get(args.mode, CONFIG_PATH)
     listen = f"tcp:{args.port}:interface=127.0.0.1"
     if args.mode == "null":
         config = load_config(str(path))
