@@ -272,7 +272,7 @@ def test_the_document_lists_every_app_and_event_type_with_its_methods(live):
     service = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/attolytics.js"}
     # Segment's API names no app in its paths: they are the same for every configuration.
     segment = {"/v1/{call}": {"post", "options"}, "/v1/projects/{write_key}/settings": {"get"},
-               "/sourceConfig": {"get", "options"}}
+               "/sourceConfig": {"get", "options"}, "/sourceConfig/": {"get", "options"}}
     assert set(paths) == events | service | set(segment)
     for path in events:
         assert set(paths[path]) == {"post", "options"}

@@ -226,3 +226,20 @@ async def test_a_reload_turns_the_intake_on_with_its_schema_made(start, sql, tmp
     assert await running.service.reload() is True
     assert (await send(running, "/v1/batch", message, basic(OTHER_KEY))).status == 200
     assert sql("SELECT id FROM webshop.tracks") == [("w1",)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_rudderstacks_browser_ways_slashed_config_its_resend_headers_and_an_empty_user_id(segment, sql):
+    preflight = await segment.client.request("OPTIONS", "/v1/track", None, {
+        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "anonymousid,authorization,content-type,sentat,rsa-retry-attempt"})
+    allowed = {name.strip().lower() for name in preflight.headers["access-control-allow-headers"].split(",")}
+    assert {"anonymousid", "authorization", "content-type", "sentat", "rsa-retry-attempt", "x-retry-count"} <= allowed
+    config = await segment.client.request("GET", f"/sourceConfig/?writeKey={KEY}", None, basic())
+    assert config.status == 200 and config.json()["source"]["destinations"] == []
+    message = {"userId": "", "anonymousId": "anon-7", "event": "Opened", "messageId": "e1", "channel": "web"}
+    assert (await send(segment, "/v1/track", message, basic())).status == 200
+    assert sql("SELECT user_id, anonymous_id FROM mygame.tracks") == [("", "anon-7")]
+    nobody = {"userId": "", "event": "Opened", "messageId": "e2"}
+    answer = await send(segment, "/v1/track", nobody, basic())
+    assert (answer.status, answer.json()["field"]) == (400, "userId")

@@ -5,8 +5,11 @@ from attolytics.config import App
 PREFLIGHT_MAX_AGE_SECONDS = 86400
 ALLOWED_METHODS = "POST"
 ALLOWED_HEADERS = "Content-Type, Content-Encoding, Authorization"
-# What Segment's and RudderStack's browser SDKs send besides.
-SEGMENT_ALLOWED_HEADERS = ALLOWED_HEADERS + ", AnonymousId"
+# What Segment's and RudderStack's browser SDKs send besides: their anonymous id and send time,
+# and how often and why they resend.
+SEGMENT_ALLOWED_HEADERS = ALLOWED_HEADERS + (
+    ", AnonymousId, SentAt, X-Retry-Count, Rsa-Retry-Attempt, Rsa-Retry-Reason, Rsa-Since-First-Attempt, "
+    "Rsa-Since-Last-Attempt, Rsa-Recovered")
 
 
 def allow_origin(app: App, origin: str | None) -> str | None:

@@ -42,6 +42,8 @@ ROUTE_TABLE = (
     Declared("/v1/{call}", ("POST", "OPTIONS"), "segment_call"),
     Declared("/v1/projects/{write_key}/settings", ("GET",), "segment_settings"),
     Declared("/sourceConfig", ("GET", "OPTIONS"), "rudder_source_config"),
+    # RudderStack's JavaScript SDK appends /sourceConfig/ to its configUrl.
+    Declared("/sourceConfig/", ("GET", "OPTIONS"), "rudder_source_config_slashed"),
     Declared("/healthz", ("GET",), "healthz"),
     Declared("/readyz", ("GET",), "readyz"),
     Declared("/metrics", ("GET",), "metrics_page"),

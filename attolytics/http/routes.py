@@ -140,6 +140,10 @@ class Routes:
         return write_json(request, 200, rudder_source_config(app, key.decode("utf-8", errors="replace")),
                           cors.response_headers(app, origin))
 
+    def rudder_source_config_slashed(self, request):
+        """/sourceConfig/, as RudderStack's JavaScript SDK names it."""
+        return self.rudder_source_config(request)
+
     def healthz(self, request):
         """200 while the process runs."""
         return write_json(request, 200, {"status": "ok"})

@@ -76,7 +76,7 @@ def events_of(index: int, message, call: str | None, shared: Shared, settings: S
     for name in _REQUIRED.get(call, ()):
         _string(index, message, name, required=True)
     user_id, anonymous_id = _string(index, message, "userId"), _string(index, message, "anonymousId")
-    if user_id is None and anonymous_id is None:
+    if not user_id and not anonymous_id:  # RudderStack's SDKs send "" for no user id
         raise ApiError(400, "a message needs userId or anonymousId", event=index, field="userId")
     common = _common(index, message, shared, user_id, anonymous_id)
     event = {key: value for key, value in common.items() if value is not None and key != "received_at"}

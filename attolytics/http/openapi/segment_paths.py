@@ -34,6 +34,16 @@ _BODY = {"type": "object", "description": "A message (`type`, `messageId`, `user
 
 def segment_paths() -> dict:
     """The paths of Segment's tracking API."""
+    source_config = {
+        "get": {"tags": ["segment"], "summary": "RudderStack's source configuration, for the Basic auth's write key",
+                "security": [{"writeKey": []}],
+                "responses": {"200": {"description": "An enabled source with no device-mode destination.",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}},
+                              **PROTOCOL_RESPONSES, "401": _ERRORS["401"]}},
+        "options": {"tags": ["segment"], "summary": "A browser's CORS preflight",
+                    "responses": {"204": {"description": "The CORS headers of an app that allows the page."},
+                                  **PROTOCOL_RESPONSES}},
+    }
     call = {"name": "call", "in": "path", "required": True, "schema": {"enum": sorted(CALLS)}}
     return {
         "/v1/{call}": {
@@ -60,16 +70,8 @@ def segment_paths() -> dict:
                         "application/json": {"schema": {"type": "object"}}}},
                                   **PROTOCOL_RESPONSES, "404": error_answer("An unknown write key.")}},
         },
-        "/sourceConfig": {
-            "get": {"tags": ["segment"], "summary": "RudderStack's source configuration, for the Basic auth's write key",
-                    "security": [{"writeKey": []}],
-                    "responses": {"200": {"description": "An enabled source with no device-mode destination.",
-                                          "content": {"application/json": {"schema": {"type": "object"}}}},
-                                  **PROTOCOL_RESPONSES, "401": _ERRORS["401"]}},
-            "options": {"tags": ["segment"], "summary": "A browser's CORS preflight",
-                        "responses": {"204": {"description": "The CORS headers of an app that allows the page."},
-                                      **PROTOCOL_RESPONSES}},
-        },
+        "/sourceConfig": source_config,
+        "/sourceConfig/": source_config,
     }
 
 
