@@ -10,8 +10,7 @@ from functools import lru_cache
 from attolytics.config import SegmentSettings
 from attolytics.config.segment_section import CALL_TABLES
 from attolytics.http.answers import ApiError
-from attolytics.storage.column_types import Rejected
-from attolytics.storage.column_types.moments import rfc3339_moment
+from attolytics.rfc3339 import read_moment
 
 # The field of a message that fills each column, for errors: a client knows its message's names.
 SENT_FIELDS = {
@@ -195,13 +194,16 @@ def _moment(value, index: int | None, name: str) -> datetime | None:
     """An RFC 3339 date-time with a time zone, read as a timestamptz column reads it; None for none."""
     if value is None:
         return None
-    try:
-        if not isinstance(value, str):
-            raise Rejected("not a string")
-        return rfc3339_moment(value)
-    except Rejected:
+    moment = None
+    if isinstance(value, str):
+        try:
+            moment = read_moment(value)
+        except (ValueError, OverflowError):
+            pass
+    if moment is None:
         raise ApiError(400, f"{name} must be an ISO 8601 date-time with a time zone, such as "
-                            f"2026-12-07T10:00:00.000Z, got {_shown(value)}", event=index, field=name) from None
+                            f"2026-12-07T10:00:00.000Z, got {_shown(value)}", event=index, field=name)
+    return moment
 
 
 def _shown(value) -> str:

@@ -102,5 +102,5 @@ def check_text(value: str, allow_nul: bool = False) -> None:
     """Refuse a string PostgreSQL cannot store: a NUL (unless allowed), an unpaired surrogate."""
     if not allow_nul and "\x00" in value:
         raise Rejected("must not contain a NUL character (\\u0000)")
-    if _SURROGATE.search(value):
+    if not value.isascii() and _SURROGATE.search(value):
         raise Rejected("contains an unpaired UTF-16 surrogate, which is not valid Unicode")

@@ -5,11 +5,9 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from attolytics.rfc3339 import read_moment
 from attolytics.storage.column_types.base import ColumnType, Rejected, describe, is_number
 
-_RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
-)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Unix seconds of 0001-01-01 and 10000-01-01 UTC: Python's datetime, like this check, ends with
@@ -85,12 +83,6 @@ def _timestamp_converter(with_zone: bool, precision: int | None):
     return convert
 
 
-def rfc3339_moment(text: str) -> datetime:
-    """The moment an RFC 3339 date-time with a time zone names, read as a timestamptz column
-    reads it; raises Rejected for any other text."""
-    return _moment(text, "timestamp with time zone")
-
-
 def _moment(value: Any, type_name: str) -> datetime:
     """The moment an event's value names, to the microsecond (PostgreSQL's resolution)."""
     if is_number(value):
@@ -104,20 +96,14 @@ def _moment(value: Any, type_name: str) -> datetime:
             raise Rejected(f"{describe(value)} is out of range for {type_name}") from None
     if not isinstance(value, str):
         raise Rejected(f"expected Unix seconds or an RFC 3339 string ({type_name}), got {describe(value)}")
-    match = _RFC3339.fullmatch(value)
-    if not match:
+    try:
+        moment = read_moment(value)
+    except (ValueError, OverflowError):
+        raise Rejected(f"{value[:60]!r} is not a valid date-time") from None
+    if moment is None:
         raise Rejected(
             "expected Unix seconds or an RFC 3339 date-time with a time zone, such as 2019-04-01T15:09:40Z"
         )
-    whole, fraction, zone = match.groups()
-    try:
-        moment = datetime.fromisoformat(whole.upper() + zone.upper().replace("Z", "+00:00"))
-        if fraction:
-            # Rounded to the microsecond, half to even, as PostgreSQL rounds.
-            micros = int((Decimal("0." + fraction) * 1_000_000).to_integral_value())
-            moment += timedelta(microseconds=micros)
-    except (ValueError, OverflowError):
-        raise Rejected(f"{value[:60]!r} is not a valid date-time") from None
     return moment
 
 
