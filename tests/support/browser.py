@@ -1,23 +1,30 @@
 """For tests in headless Chromium: a driver with the preferences a test needs (missing Chromium
 fails the test under CI and skips it elsewhere), pages served from an origin of their own (with a client of
-the game app, say), the service's access lines as it logs them, and the rows as they arrive."""
+the game app, say), the JavaScript SDKs of tests/js served from that origin too, what the page wrote
+to its console, the service's access lines as it logs them, and the rows as they arrive."""
 
+import os
 import shutil
 import tempfile
 import time
 from contextlib import contextmanager
 
+import pytest
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 from twisted.web.resource import Resource
 from twisted.web.server import Site
-from twisted.web.static import Data
+from twisted.web.static import Data, File
 
 from support.configs import SECRET
 from support.programs import required_program
+from support.twistd import REPO
 
 INSTALL = "apt-get install chromium chromium-driver (Debian's Chromium and ChromeDriver)"
+# The SDKs that tests/js/package.json pins, as npm installs them.
+JS_MODULES = REPO / "tests" / "js" / "node_modules"
+NPM_INSTALL = "npm ci --prefix tests/js (the SDKs pinned in tests/js/package.json and its lock file)"
 _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
           "--disable-background-networking", "--disable-component-update", "--disable-sync",
           "--disable-dev-shm-usage")
@@ -62,19 +69,42 @@ class Pages:
         self.root = Resource()
         self.port = reactor.listenTCP(0, Site(self.root), interface="127.0.0.1")
 
+    @property
+    def origin(self) -> str:
+        """The origin of the pages, as the browser names it in an Origin header."""
+        return f"http://localhost:{self.port.getHost().port}"
+
     def add(self, name: str, html: str) -> str:
         """Serve `html` at /<name>; its URL."""
         self.root.putChild(name.encode(), Data(html.encode(), "text/html; charset=utf-8"))
-        return f"http://localhost:{self.port.getHost().port}/{name}"
+        return f"{self.origin}/{name}"
+
+    def add_sdks(self, name: str = "js") -> str:
+        """Serve tests/js/node_modules at /<name>/ (missing: fails the test under CI, skipped
+        elsewhere); the URL its files are under, without a trailing slash."""
+        if not JS_MODULES.is_dir():
+            message = f"this test needs the JavaScript SDKs: {NPM_INSTALL}"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        self.root.putChild(name.encode(), File(str(JS_MODULES), defaultType="application/octet-stream"))
+        return f"{self.origin}/{name}"
 
     def stop(self):
         """Stop serving: a Deferred."""
         return self.port.stopListening()
 
 
+def console_lines(driver) -> list[str]:
+    """What the page wrote to its console (and the browser's own errors, CORS refusals among
+    them) since the last call, one line an entry; a blocking selenium call like the others."""
+    return [f"{entry['level']} {entry['message']}" for entry in driver.get_log("browser")]
+
+
 class AccessLog:
     """The access lines the service logs while it is open (one per answered request), as dicts
-    with the time it was logged (Unix seconds), method, route, status and events."""
+    with the time it was logged (Unix seconds), method, route, path (the route's label when the
+    path holds a key), status and events."""
 
     def __init__(self):
         self.lines: list[dict] = []
@@ -83,7 +113,8 @@ class AccessLog:
         if event.get("log_namespace") == "attolytics.site" and "route" in event:
             self.lines.append({
                 "time": event.get("log_time", time.time()), "method": event["method"],
-                "route": event["route"], "status": event["status"], "events": event["events"],
+                "route": event["route"], "path": event.get("path"), "status": event["status"],
+                "events": event["events"],
             })
 
     def posts(self, route: str) -> list[dict]:
