@@ -400,9 +400,10 @@ async def test_analytics_next_calls_arrive_row_by_row(start, pages, browser, sql
 @pytest_twisted.ensureDeferred
 async def test_analytics_next_batches_arrive_row_by_row(start, pages, browser, sql):
     # Its batching delivery: POST /v1/b, {writeKey, batch, sentAt}, the batch's sentAt for all.
+    # Three calls a batch, so that batches go when full, long before their time is up.
     running = await start(sdk_config(pages.origin))
     batching = {"integrations": {"Segment.io": {
-        "deliveryStrategy": {"strategy": "batching", "config": {"size": 3, "timeout": 200}}}}}
+        "deliveryStrategy": {"strategy": "batching", "config": {"size": 3, "timeout": 2000}}}}}
     page = pages.add("batching", segment_page(pages.add_sdks(), running.client.base_url, batching))
     before = now()
     with AccessLog() as log:
@@ -426,9 +427,10 @@ async def test_rudderstack_calls_arrive_row_by_row(start, pages, browser, sql):
 
 @pytest_twisted.ensureDeferred
 async def test_rudderstack_batches_arrive_row_by_row(start, pages, browser, sql):
-    # Its batching queue: POST /v1/batch, {batch, sentAt}, the key only in the Authorization header.
+    # Its batching queue: POST /v1/batch, {batch, sentAt}, the key only in the Authorization header;
+    # three calls a batch, as above.
     running = await start(sdk_config(pages.origin))
-    batching = {"queueOptions": {"batch": {"enabled": True, "maxItems": 3, "flushInterval": 200}}}
+    batching = {"queueOptions": {"batch": {"enabled": True, "maxItems": 3, "flushInterval": 2000}}}
     page = pages.add("rudder-batch", rudder_page(pages.add_sdks(), running.client.base_url, batching))
     before = now()
     with AccessLog() as log:
