@@ -9,6 +9,9 @@ _RFC3339 = re.compile(
     r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 
+# The lower-case letters RFC 3339 allows, which datetime does not read.
+_LOWER = re.compile(r"[tz]")
+
 
 def read_moment(text: str) -> datetime | None:
     """The moment `text` names, fractions past the microsecond rounded half to even as PostgreSQL
@@ -18,8 +21,8 @@ def read_moment(text: str) -> datetime | None:
     if not match:
         return None
     whole, fraction, zone = match.groups()
-    if fraction is None or len(fraction) <= 6:  # datetime reads it exactly
-        return datetime.fromisoformat(f"{whole}.{fraction or '0'}{zone}".upper())
+    if fraction is None or len(fraction) <= 6:  # datetime reads it exactly, and every spelling
+        return datetime.fromisoformat(text if text.isupper() or not _LOWER.search(text) else text.upper())
     moment = datetime.fromisoformat(whole.upper() + zone.upper())
     micros = int((Decimal("0." + fraction) * 1_000_000).to_integral_value())
     return moment + timedelta(microseconds=micros)

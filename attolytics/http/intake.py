@@ -131,7 +131,7 @@ class Intake:
             body = self.segment.parse(raw)
             app, key = self.segment.app_of(request, body)
             self._check_origin(request, app)
-            submission = self.segment.read(request, app, key, call, body)
+            submission = self.segment.read(request, app, key, call, body, len(raw))
             stored = self._store(request, submission, len(raw))
         except ApiError as e:
             self._refused(request, app, raw, SEGMENT_TYPE, e, fault_known=True)

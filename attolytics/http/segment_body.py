@@ -72,9 +72,9 @@ class SegmentBodies:
                 found = app
         return found
 
-    def read(self, request, app: App, key: bytes, call: str | None, body: dict) -> Submission:
+    def read(self, request, app: App, key: bytes, call: str | None, body: dict, body_bytes: int) -> Submission:
         """The events of a request's messages for `app`, whose write `key` it carries; `call` is
-        the route's (None: a batch).
+        the route's (None: a batch); `body_bytes`, the size of the body.
         Counts the messages on the request (request.events_received) as soon as they are known."""
         if call is None:
             messages = body.get("batch")
@@ -87,8 +87,9 @@ class SegmentBodies:
         shared = Shared(body if call is None else {}, received)
         groups: dict[str, list] = {}  # table name -> [(index, event)], in first-seen order
         fields: dict = {}
+        sized = body_bytes > MAX_MESSAGE_BYTES  # else no message can be larger
         for index, message in enumerate(messages):
-            if _size(message) > MAX_MESSAGE_BYTES:
+            if sized and _size(message) > MAX_MESSAGE_BYTES:
                 raise ApiError(413, f"a message may carry at most {MAX_MESSAGE_BYTES // 1024} KB", event=index)
             for table, event in events_of(index, message, call, shared, app.segment, self._typed, fields):
                 groups.setdefault(table, []).append((index, event))

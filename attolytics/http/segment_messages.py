@@ -69,7 +69,7 @@ def events_of(index: int, message, call: str | None, shared: Shared, settings: S
     table's for a track named under `events`. `call` is the route's call (None: the message's
     type says). Records in `fields` [(table, index)] -> {column: the message's field} for a typed
     event. Raises ApiError naming the message and the field."""
-    if not isinstance(message, dict):
+    if type(message) is not dict:
         raise ApiError(400, "a message must be a JSON object", event=index)
     call = _call(index, message, call)
     for name in _REQUIRED.get(call, ()):
@@ -77,8 +77,7 @@ def events_of(index: int, message, call: str | None, shared: Shared, settings: S
     user_id, anonymous_id = _string(index, message, "userId"), _string(index, message, "anonymousId")
     if not user_id and not anonymous_id:  # RudderStack's SDKs send "" for no user id
         raise ApiError(400, "a message needs userId or anonymousId", event=index, field="userId")
-    common = _common(index, message, shared, user_id, anonymous_id)
-    event = {key: value for key, value in common.items() if value is not None and key != "received_at"}
+    event = _common(index, message, shared, user_id, anonymous_id)
     for member in _OBJECTS[call]:
         event[member] = _object(index, message, member)
     if call == "identify" and "traits" not in message:
@@ -94,7 +93,7 @@ def events_of(index: int, message, call: str | None, shared: Shared, settings: S
         event["event"], event["event_text"] = snake_case(name), name
         table = settings.events.get(name)
         if table is not None:
-            found.append(_typed_event(index, event, common, typed[table], fields))
+            found.append(_typed_event(index, event, shared, typed[table], fields))
     return found
 
 
@@ -112,11 +111,16 @@ def _call(index: int, message: dict, route_call: str | None) -> str:
 
 
 def _common(index: int, message: dict, shared: Shared, user_id, anonymous_id) -> dict:
-    """The columns every call table has, as the message fills them (None for none)."""
+    """The call table's event as far as the columns every call table has (those the message
+    leaves empty left out; received_at is the service's)."""
     message_id = _string(index, message, "messageId")
+    event = {"id": message_id if message_id is not None else str(uuid.uuid4())}
+    if anonymous_id is not None:
+        event["anonymous_id"] = anonymous_id
+    if user_id is not None:
+        event["user_id"] = user_id
     context = _object(index, message, "context")
-    if shared.context:
-        context = {**shared.context, **context}
+    event["context"] = {**shared.context, **context} if shared.context else context
     # Segment's SDKs send `timestamp`; RudderStack's `originalTimestamp`.
     stamp_field = "timestamp" if "timestamp" in message else "originalTimestamp"
     original = _moment(message.get(stamp_field), index, stamp_field)
@@ -124,22 +128,25 @@ def _common(index: int, message: dict, shared: Shared, user_id, anonymous_id) ->
     received = shared.received_at
     if original is None:
         moment = received
-    elif sent is None:
-        moment = original
     else:
-        try:  # the device's clock corrected by how far it was off when it sent the message
-            moment = received - (sent - original)
-        except OverflowError:
-            raise ApiError(400, "timestamp and sentAt are too far apart", event=index, field=stamp_field) from None
-    return {
-        "id": message_id if message_id is not None else str(uuid.uuid4()),
-        "anonymous_id": anonymous_id, "user_id": user_id,
-        "received_at": received, "sent_at": sent, "original_timestamp": original, "timestamp": moment,
-        "context": context,
-    }
+        event["original_timestamp"] = moment = original
+        if sent is not None:
+            try:  # the device's clock corrected by how far it was off when it sent the message
+                moment = received - (sent - original)
+            except OverflowError:
+                raise ApiError(400, "timestamp and sentAt are too far apart", event=index,
+                               field=stamp_field) from None
+    if sent is not None:
+        event["sent_at"] = sent
+    event["timestamp"] = moment
+    return event
 
 
-def _typed_event(index: int, track: dict, common: dict, typed: Typed, fields: dict) -> tuple[str, dict]:
+# The columns of a typed table that the track's own event fills: every call table's, and the name.
+_FROM_THE_TRACK = frozenset(SENT_FIELDS) - {"properties", "traits", "name", "category", "group_id", "previous_id"}
+
+
+def _typed_event(index: int, track: dict, shared: Shared, typed: Typed, fields: dict) -> tuple[str, dict]:
     """The typed table's event of a track: its common columns from the message, its others from
     the properties by name or by the snake case of the property's name. The properties taken
     leave the track's `properties`."""
@@ -147,8 +154,8 @@ def _typed_event(index: int, track: dict, common: dict, typed: Typed, fields: di
     by_snake = None
     event, sent, taken = {}, {}, []
     for column in typed.columns:
-        if column in common or column in ("event", "event_text"):
-            value = track[column] if column in ("event", "event_text") else common[column]
+        if column in _FROM_THE_TRACK:
+            value = shared.received_at if column == "received_at" else track.get(column)
             if value is not None:
                 event[column], sent[column] = value, SENT_FIELDS[column]
             continue
