@@ -243,3 +243,13 @@ async def test_rudderstacks_browser_ways_slashed_config_its_resend_headers_and_a
     nobody = {"userId": "", "event": "Opened", "messageId": "e2"}
     answer = await send(segment, "/v1/track", nobody, basic())
     assert (answer.status, answer.json()["field"]) == (400, "userId")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_large_batch_with_fractions_and_huge_integers_is_measured_and_stored(segment, sql):
+    fill = "z" * 30_000  # the body passes 32 KB, so every message is measured
+    batch = [track("f1", event="Bought", price=9.5, count=2**70, note=fill), track("f2", event="Bought", price=0.1)]
+    answer = await send(segment, "/v1/batch", {"batch": batch}, basic())
+    assert answer.status == 200, answer.body
+    assert sql("SELECT properties->>'price', properties->>'count' FROM mygame.tracks ORDER BY id") == [
+        ("9.5", str(2**70)), ("0.1", None)]

@@ -7,6 +7,7 @@ import binascii
 import hmac
 import json
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import orjson
 
@@ -99,11 +100,19 @@ class SegmentBodies:
 
 
 def _size(message) -> int:
-    """The bytes of a message as compact JSON."""
+    """The bytes of a message as compact JSON, its numbers' digits as sent."""
     try:
-        return len(orjson.dumps(message))
+        return len(orjson.dumps(message, default=_digits))
     except orjson.JSONEncodeError:  # an integer past 64 bits, which the strict parser keeps
-        return len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+        return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _digits(value):
+    """A Decimal (the strict parser's number with a fraction) as its digits, for orjson."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError
 
 
 def _sent_field(fields: dict, table: str, index: int, column: str | None) -> str | None:
