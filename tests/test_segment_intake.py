@@ -253,3 +253,18 @@ async def test_a_large_batch_with_fractions_and_huge_integers_is_measured_and_st
     assert answer.status == 200, answer.body
     assert sql("SELECT properties->>'price', properties->>'count' FROM mygame.tracks ORDER BY id") == [
         ("9.5", str(2**70)), ("0.1", None)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_events_cap_and_the_rate_limit_count_messages(start, sql):
+    limited = CONFIG.replace("    access_control_allow_origin: https://shop.example\n",
+                             "    access_control_allow_origin: https://shop.example\n"
+                             "    rate_limit: {events_per_second: 0.001, burst: 3}\n")
+    running = await start("max_events_per_request: 4\n" + limited)
+    five = {"batch": [track(f"c{i}", event="Opened") for i in range(5)]}
+    assert (await send(running, "/v1/batch", five, basic())).status == 413
+    three = {"batch": [track(f"r{i}", event="Opened") for i in range(3)]}
+    assert (await send(running, "/v1/batch", three, basic(OTHER_KEY))).status == 200
+    again = await send(running, "/v1/batch", {"batch": [track("r9", event="Opened")]}, basic(OTHER_KEY))
+    assert again.status == 429 and int(again.headers["retry-after"]) > 0
+    assert sql("SELECT count(*) FROM web.tracks") == [(3,)]
