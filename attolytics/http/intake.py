@@ -116,7 +116,7 @@ class Intake:
             names = app.event_types.values() if event_type_id is None else [app.event_types[event_type_id]]
             skips = any(self.tables[name].key for name in names)
             return write_stored(request, 0, 0 if skips else None)
-        return self._answer(request, *stored, app, raw, event_type_id, write_stored)
+        return self._answer(request, *stored, app, raw, event_type_id, _native_answer)
 
     def post_segment(self, request, call_name: str):
         """Check a POST of Segment's tracking API (`call_name`: batch, track... or a short form);
@@ -138,7 +138,14 @@ class Intake:
             return write_error(request, self._for_segment(e))
         if stored is None:
             return write_segment_stored(request, 0, 0)
-        return self._answer(request, *stored, app, raw, SEGMENT_TYPE, write_segment_stored)
+        messages, call_tables = submission.count, frozenset(app.segment.call_tables.values())
+
+        def answer(request, stored: Stored) -> bytes:
+            """Counted in messages: those whose call table row was stored, and those skipped."""
+            skipped = sum(n for table, n in (stored.duplicates_by_table or {}).items() if table in call_tables)
+            return write_segment_stored(request, messages - skipped, skipped)
+
+        return self._answer(request, *stored, app, raw, SEGMENT_TYPE, answer)
 
     @staticmethod
     def _for_segment(error: ApiError) -> ApiError:
@@ -162,7 +169,7 @@ class Intake:
         return stored, batches
 
     def _answer(self, request, stored: Deferred, batches, app: App, raw: bytes, event_type_id: str | None, write) -> Deferred:
-        """The answer once the writer is done: `write(request, inserted, duplicates)` when stored."""
+        """The answer once the writer is done: `write(request, stored)` when stored."""
         stored.addCallbacks(
             self._stored, self._insert_failed,
             callbackArgs=(request, app.app_id, batches, write), errbackArgs=(request, app, raw, event_type_id),
@@ -203,7 +210,7 @@ class Intake:
             self.metrics.child(self.metrics.events_inserted, app_id, table.name).inc(len(rows) - duplicates)
             if duplicates:
                 self.metrics.child(self.metrics.events_duplicate, app_id, table.name).inc(duplicates)
-        return write(request, stored.inserted, stored.duplicates)
+        return write(request, stored)
 
     def _insert_failed(self, failure, request, app: App, raw: bytes, event_type_id: str | None) -> bytes:
         """The JSON answer for rows the writer could not store."""
@@ -229,6 +236,11 @@ class Intake:
             self.metrics.child(self.metrics.events_rejected, app.app_id, reason).inc(events)
         if self.refused is not None and app is not None and raw is not None:
             self.refused.keep(request, app, raw, event_type_id, error, fault_known)
+
+
+def _native_answer(request, stored: Stored) -> bytes:
+    """Our routes' answer: the rows inserted, and those skipped when a table skips duplicates."""
+    return write_stored(request, stored.inserted, stored.duplicates)
 
 
 def _origin(request) -> str | None:

@@ -92,9 +92,10 @@ SEGMENT_SCHEMAS = {
     "SegmentStored": {
         "type": "object",
         "properties": {"success": {"const": True},
-                       "inserted": {"type": "integer", "minimum": 0, "description": "Rows stored."},
+                       "inserted": {"type": "integer", "minimum": 0, "description": "Messages stored."},
                        "duplicates": {"type": "integer", "minimum": 0,
-                                      "description": "Rows skipped: their message is stored already."}},
+                                      "description": "Messages skipped: their messageId is stored already, "
+                                                     "or came earlier in the request."}},
         "required": ["success"],
     },
 }
