@@ -126,3 +126,23 @@ def game(start):
     running = pytest_twisted.blockon(ensureDeferred(start()))
     assert running.fatal == []
     return running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium driven by selenium, one per test module (missing: fails under CI,
+    skipped elsewhere)."""
+    from support.browser import chromium  # selenium only for the tests that drive a browser
+
+    with chromium() as driver:
+        yield driver
+
+
+@pytest.fixture
+def pages():
+    """A web server of another origin than the service's, for the pages a browser loads."""
+    from support.browser import Pages
+
+    served = Pages()
+    yield served
+    pytest_twisted.blockon(served.stop())

@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 import pytest_twisted
 
-from support.browser import Pages, chromium, game_events_stored, in_browser, page_with_client
+from support.browser import game_events_stored, in_browser, page_with_client
 from support.configs import GAME_CONFIG, SECRET, START
 from support.metrics import scrape, value
 from support.postgres import query
@@ -44,20 +44,6 @@ apps:
       - event_type_id: game_events
       - event_type_id: visits
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """A headless Chromium driven by selenium (missing: fails under CI, skipped elsewhere)."""
-    with chromium() as driver:
-        yield driver
-
-
-@pytest.fixture
-def pages():
-    served = Pages()
-    yield served
-    pytest_twisted.blockon(served.stop())
 
 
 def page_with(service: str, script: str, interval: int | None = None) -> str:

@@ -7,7 +7,7 @@ import json
 import pytest
 import pytest_twisted
 
-from support.browser import AccessLog, Pages, chromium, game_events_stored, in_browser, page_with_client
+from support.browser import AccessLog, chromium, game_events_stored, in_browser, page_with_client
 from support.configs import GAME_CONFIG, SECRET
 from support.metrics import scrape
 from support.waiting import sleep, wait_for
@@ -49,13 +49,6 @@ TIMED_POSTS = """
 """
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """Chromium as installed: no Do Not Track, no Global Privacy Control."""
-    with chromium() as driver:
-        yield driver
-
-
 @pytest.fixture(scope="module", params=["do not track", "global privacy control"])
 def opted_out(request):
     """Chromium whose visitor opted out, one way or the other; with [navigator.doNotTrack,
@@ -69,13 +62,6 @@ def opted_out(request):
         if driver.execute_script("return navigator.globalPrivacyControl") is not True:
             driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": GPC_DEFINED})
         yield driver, [None, True]
-
-
-@pytest.fixture
-def pages():
-    served = Pages()
-    yield served
-    pytest_twisted.blockon(served.stop())
 
 
 @pytest.fixture

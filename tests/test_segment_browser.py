@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import pytest_twisted
 
-from support.browser import AccessLog, Pages, chromium, console_lines, in_browser
+from support.browser import AccessLog, console_lines, in_browser
+from support.configs import segment_config
 from support.twistd import REPO
 from support.waiting import wait_for
 
@@ -48,27 +49,9 @@ COMMON = "id, anonymous_id, user_id, received_at, sent_at, original_timestamp, t
 
 def sdk_config(origin: str) -> str:
     """A map-form app whose Segment intake takes pages of `origin`, Level Completed tracks also
-    going to a typed table."""
-    return f"""
-tables:
-  level_completed:
-    columns:
-      - {{name: id, type: text, unique: true}}
-      - {{name: anonymous_id, type: text}}
-      - {{name: user_id, type: text}}
-      - {{name: timestamp, type: timestamptz}}
-      - {{name: level_number, type: integer, required: true}}
-      - {{name: score, type: bigint}}
-apps:
-  mygame:
-    secret_key: {WRITE_KEY}
-    access_control_allow_origin: [{origin}]
-    tables: [level_completed]
-    segment:
-      schema: {SCHEMA}
-      events:
-        Level Completed: level_completed
-"""
+    going to a typed table (with the anonymous id too)."""
+    return segment_config(WRITE_KEY, SCHEMA, app_lines=f"    access_control_allow_origin: [{origin}]\n",
+                          columns="      - {name: anonymous_id, type: text}\n")
 
 
 # The calls a page makes, in this order, each after the one before has been handed over, so that
@@ -172,20 +155,6 @@ def losing_xhr_answer(path: str) -> str:
     }}
     return sendAsBrowsers.apply(this, arguments);
   }};"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """A headless Chromium driven by selenium (missing: fails under CI, skipped elsewhere)."""
-    with chromium() as driver:
-        yield driver
-
-
-@pytest.fixture
-def pages():
-    served = Pages()
-    yield served
-    pytest_twisted.blockon(served.stop())
 
 
 def now() -> datetime:

@@ -10,36 +10,19 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import ensureDeferred
 
+from support.configs import segment_config
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.service
 
 KEY = "segment-write-key-0123"
 OTHER_KEY = "another-write-key-4567"
-CONFIG = f"""
-tables:
-  level_completed:
-    columns:
-      - {{name: id, type: text, unique: true}}
-      - {{name: user_id, type: text}}
-      - {{name: timestamp, type: timestamptz}}
-      - {{name: level_number, type: integer, required: true}}
-      - {{name: score, type: bigint}}
-rejected_events: rejected
-apps:
-  mygame:
-    secret_key: {KEY}
-    tables: [level_completed]
-    segment:
-      schema: mygame
-      events:
-        Level Completed: level_completed
-  web:
+CONFIG = "rejected_events: rejected\n" + segment_config(KEY, extra=f"""  web:
     secret_key: {OTHER_KEY}
     access_control_allow_origin: https://shop.example
     segment:
       schema: web
-"""
+""")
 SENT_AT = "2026-12-07T10:00:10.000Z"
 
 

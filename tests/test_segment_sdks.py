@@ -35,6 +35,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from support.browser import AccessLog
+from support.configs import segment_config
 from support.programs import required_program
 
 pytestmark = pytest.mark.service
@@ -51,24 +52,7 @@ INSTALL_NODE = "apt-get install nodejs npm (Debian's node), then npm ci --prefix
 
 KEY = "sdk-write-key-0123456789abcdef"
 SCHEMA = "mygame"
-CONFIG = f"""
-tables:
-  level_completed:
-    columns:
-      - {{name: id, type: text, unique: true}}
-      - {{name: user_id, type: text}}
-      - {{name: timestamp, type: timestamptz}}
-      - {{name: level_number, type: integer, required: true}}
-      - {{name: score, type: bigint}}
-apps:
-  mygame:
-    secret_key: {KEY}
-    tables: [level_completed]
-    segment:
-      schema: {SCHEMA}
-      events:
-        Level Completed: level_completed
-"""
+CONFIG = segment_config(KEY, SCHEMA)
 
 SDKS = ("segment-python", "rudder-python", "segment-node")
 # What each SDK names itself in context.library.

@@ -129,3 +129,27 @@ apps:
     app_secret_key: {SECRET}
     event_types: [{{event_type_id: level_up, table: plays}}]
 """
+
+
+def segment_config(key: str, schema: str = "mygame", app_lines: str = "", columns: str = "", extra: str = "") -> str:
+    """An app `mygame` with the Segment intake in `schema`, its Level Completed tracks also in the
+    typed table level_completed (an id, user_id, timestamp, level_number required, score, and
+    `columns`); `app_lines` go in the app, `extra` after the apps (more apps)."""
+    return f"""
+tables:
+  level_completed:
+    columns:
+      - {{name: id, type: text, unique: true}}
+      - {{name: user_id, type: text}}
+      - {{name: timestamp, type: timestamptz}}
+      - {{name: level_number, type: integer, required: true}}
+      - {{name: score, type: bigint}}
+{columns}apps:
+  mygame:
+    secret_key: {key}
+{app_lines}    tables: [level_completed]
+    segment:
+      schema: {schema}
+      events:
+        Level Completed: level_completed
+{extra}"""
