@@ -221,3 +221,31 @@ async def test_a_flush_without_answer_times_out_and_does_not_pile_up(db_and_tabl
     assert messages[1:] == ["no connection to the database"] * 4
     assert db._waiters == [] and writer.queued_rows == 0
     sql("commit")
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_value_arrives_as_sent_whichever_way_the_rows_travel(start, sql):
+    """Rows travel as jsonb, read once, but a table with a float column as json: jsonb's numbers
+    have no negative zero."""
+    running = await start("""
+tables:
+  readings:
+    columns:
+      - {name: f, type: double precision}
+      - {name: r, type: real}
+  notes:
+    columns:
+      - {name: n, type: "numeric(6,3)"}
+      - {name: t, type: text}
+      - {name: i, type: i64}
+apps:
+  - app_id: a
+    app_secret_key: k
+    event_types: [{event_type_id: readings}, {event_type_id: notes}]
+""")
+    answer = await running.client.request("POST", "/apps/a/events", {"secret_key": "k", "events": [
+        {"_t": "readings", "f": -0.0, "r": -0.0}, {"_t": "readings", "f": 5e-324, "r": 1e-45},
+        {"_t": "notes", "n": 1.500, "t": "é \\u00e9 \\\\ \"", "i": -9223372036854775808}]})
+    assert answer.status == 200, answer.body
+    assert sql("SELECT f::text, r::text FROM readings ORDER BY f") == [("-0", "-0"), ("5e-324", "1e-45")]
+    assert sql("SELECT n::text, t, i FROM notes") == [("1.500", "é \\u00e9 \\\\ \"", -9223372036854775808)]

@@ -143,6 +143,15 @@ def _present(table: Table, defaulted: tuple) -> tuple[str, str]:
     return names, values
 
 
+def _elements(table: Table) -> str:
+    """The rows' JSON parameter split into rows: as jsonb, which PostgreSQL reads once (as json,
+    it reads each row's text again for each column: a quarter more of its CPU per row); but as
+    json for a table with a float column, since jsonb's numbers have no negative zero."""
+    if any(c.type.typname in ("float4", "float8") for c in table.ordered):
+        return "json_array_elements(%s::json)"
+    return "jsonb_array_elements(%s::jsonb)"
+
+
 def _cached(table: Table, key: tuple, make) -> str:
     cache = table.sql_cache
     statement = cache.get(key)
@@ -158,7 +167,7 @@ def _statement(table: Table, defaulted: tuple) -> str:
     def make():
         names, values = _present(table, defaulted)
         return (f"INSERT INTO {quote_table(table.name).replace('%', '%%')} ({names}) SELECT {values} "
-                f"FROM json_array_elements(%s::json) AS r")
+                f"FROM {_elements(table)} AS r")
     return _cached(table, ("plain", defaulted), make)
 
 
@@ -173,7 +182,7 @@ def _keyed_statement(table: Table, defaulted: tuple, number: int) -> tuple[str, 
         position = _position(table)
         rows, inserted = f"s{number}", f"i{number}"
         ctes = (f"{rows} AS (SELECT {position}, {values} "
-                f"FROM json_array_elements(%s::json) WITH ORDINALITY AS a(r, {position})), "
+                f"FROM {_elements(table)} WITH ORDINALITY AS a(r, {position})), "
                 f"{inserted} AS (INSERT INTO {quote_table(table.name).replace('%', '%%')} ({names}) "
                 f"SELECT {names} FROM {rows} ORDER BY {position} "
                 f"ON CONFLICT ({key}) DO NOTHING RETURNING {key})")
