@@ -29,10 +29,12 @@ from pathlib import Path
 
 import psycopg2
 
+from ceilings import ROWS_PER_COPY, copy_ceiling, load_generator_cpu_seconds, postgres_cpu_seconds
+
 HERE = Path(__file__).resolve().parent
 SEED_EVENT = {"timestamp": 1554130213, "event_type": "game_end", "score": 42}
 SHAPES = (1, 10, 100)
-MODES = ("null", "per-event", "attolytics", "attolytics-ids", "attolytics-2w", "segment")
+MODES = ("null", "per-event", "attolytics", "attolytics-ids", "attolytics-2w", "segment", "twisted-web")
 # The table each mode writes to.
 TABLES = {"per-event": "game_events", "attolytics": "game_events", "attolytics-ids": "game_events_ids",
           "attolytics-2w": "game_events", "before": "game_events", "segment": "level_completed"}
@@ -233,19 +235,24 @@ def measure(server: Server, db_url: str, bodies: dict, args) -> dict:
 
 def measure_one(server: Server, db_url: str, body: Path, events: int, args, label: str,
                 route: str = ROUTE) -> dict:
-    """One wrk run of `body` (of `events` events) at full speed, and the rows it stored."""
+    """One wrk run of `body` (of `events` events) at full speed, the rows it stored, and the CPU
+    per event of the service, of PostgreSQL and of wrk (once the rows in flight have landed)."""
     table = TABLES.get(server.mode)
     if table:
         truncate(db_url, table)
-    cpu = server.cpu_seconds()
+    cpu, postgres, load = server.cpu_seconds(), postgres_cpu_seconds(args.pg_data), load_generator_cpu_seconds()
     r = run_wrk(server.port, body, args.duration, args.connections, route=route)
     r["events_per_s"] = r["rps"] * events
-    r["cpu_us"] = (server.cpu_seconds() - cpu) * 1e6 / max(1, r["requests"] * events)
     if table:
         r["stored"] = wait_until_stored(db_url, r["ok"] * events, table=table)
         r["acknowledged"] = r["ok"] * events
+    sent = max(1, r["requests"] * events)
+    r["cpu_us"] = (server.cpu_seconds() - cpu) * 1e6 / sent
+    r["postgres_cpu_us"] = (postgres_cpu_seconds(args.pg_data) - postgres) * 1e6 / sent
+    r["wrk_cpu_us"] = (load_generator_cpu_seconds() - load) * 1e6 / sent
     say(f"  {server.mode:>10}  {label}: {r['events_per_s']:>10,.0f} events/s"
         f"  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  cpu {r['cpu_us']:.1f} us/event"
+        f" (PostgreSQL {r['postgres_cpu_us']:.1f}, wrk {r['wrk_cpu_us']:.1f})"
         + (f"  stored {r['stored']:,} / acknowledged {r['acknowledged']:,}" if "stored" in r else ""))
     return r
 
@@ -293,11 +300,16 @@ def main() -> None:
         os.chmod(tmp, 0o755)  # the embedded server may run as another user
         pg = EmbeddedPostgres(str(tmp / "pgdata"))
         db_url = pg.start()
+        args.pg_data = str(tmp / "pgdata")
         bodies = {(events, ids): body_file(tmp, events, ids) for events in SHAPES for ids in (False, True)}
         bodies["escaped"] = body_file(tmp, 10, escaped=True)
         levels = segment_bodies(tmp)
         say(f"wrk: 1 thread, {args.connections} connections, {args.duration} s a run; "
             f"{os.cpu_count()} cores; body = one game event repeated")
+        ceiling = copy_ceiling(db_url, args.pg_data, args.duration, SEED_EVENT)
+        say(f"  PostgreSQL alone (COPY, 2 connections, {ROWS_PER_COPY:,} rows a COPY): "
+            f"{ceiling['rows_per_s']:,.0f} rows/s  PostgreSQL cpu {ceiling['postgres_cpu_us']:.2f} us/row"
+            f"  client cpu {ceiling['client_cpu_us']:.2f} us/row")
         results, paced, memory = {}, {}, {}
         modes, roots = MODES, {}
         if args.before:
@@ -321,8 +333,36 @@ def main() -> None:
         finally:
             pg.stop()
     report(results, paced, memory)
+    report_ceilings(results, ceiling)
     if args.before:
         report_before(results, args.before)
+
+
+def report_ceilings(results: dict, ceiling: dict) -> None:
+    """The service against the limits under it: PostgreSQL's COPY and twisted.web alone; and for
+    every shape, where the CPU goes."""
+    say()
+    say("The limits under the service, in the same run: PostgreSQL alone (COPY, 2 connections, "
+        f"{ROWS_PER_COPY:,} rows a COPY), and a plain twisted.web resource (json.loads, the key, 200):")
+    say()
+    say("| contender | events/request | ev/s (rows/s) | CPU µs/event: service / PostgreSQL / wrk |")
+    say("|---|---|---|---|")
+    say(f"| PostgreSQL alone (COPY) | {ROWS_PER_COPY:,} | {ceiling['rows_per_s']:,.0f} "
+        f"| client {ceiling['client_cpu_us']:.2f} / {ceiling['postgres_cpu_us']:.2f} / - |")
+    for mode, name in (("twisted-web", "twisted.web alone"), ("null", "null handler (Klein)"),
+                       ("attolytics", "attolytics")):
+        for events in SHAPES:
+            r = results[mode][events]
+            say(f"| {name} | {events} | {r['events_per_s']:,.0f} "
+                f"| {r['cpu_us']:.2f} / {r['postgres_cpu_us']:.2f} / {r['wrk_cpu_us']:.2f} |")
+    ours, web = results["attolytics"], results["twisted-web"]
+    say()
+    say(f"targets: rows/s at 100 events/request >= 0.40 x COPY: "
+        f"{ours[100]['events_per_s'] / ceiling['rows_per_s']:.2f}; "
+        f"PostgreSQL CPU per row at 100 events/request <= 1.3 x COPY's: "
+        f"{ours[100]['postgres_cpu_us'] / ceiling['postgres_cpu_us']:.2f}; "
+        f"service CPU per row at 100 events/request <= 2 us: {ours[100]['cpu_us']:.2f}; "
+        f"events/s at 1 event/request >= 0.90 x twisted.web: {ours[1]['events_per_s'] / web[1]['events_per_s']:.2f}")
 
 
 def checkout(revision: str, folder: Path) -> Path:

@@ -1,11 +1,13 @@
 """Run one server for the benchmark: the real service, or one of its two baselines.
 
-    python bench/serve.py --mode attolytics|per-event|null --port 8400 --db-url URL
+    python bench/serve.py --mode attolytics|per-event|null|twisted-web|... --port 8400 --db-url URL
 
 - attolytics: the service as shipped (group commit).
 - per-event: the same service, but one INSERT per event and one transaction per request.
 - null: the same web stack (Site, body limit, Klein); parses the JSON and answers 200.
 - attolytics-ids: the service as shipped, on a table whose events carry a unique uuid id.
+- segment: the service as shipped, on a configuration with Segment's API and a typed table.
+- twisted-web: a plain twisted.web resource (no Klein, no database): json.loads, the key, 200.
 
 With --workers N (attolytics mode), N worker processes serve the socket (supervisor.py).
 """
@@ -20,6 +22,8 @@ from klein import Klein
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -112,9 +116,25 @@ class NullAPI:
         return json.dumps({"inserted": len(body["events"])}).encode()
 
 
+class PlainResource(Resource):
+    """Twisted's own HTTP limit: a plain twisted.web resource that reads the body, parses it with
+    json.loads, checks the key and answers 200; no Klein, no database."""
+
+    isLeaf = True
+
+    def render_POST(self, request):
+        body = json.loads(request.content.read())
+        request.setHeader(b"Content-Type", b"application/json")
+        if body.get("secret_key") != "bench-key":
+            request.setResponseCode(403)
+            return b'{"error": "wrong secret_key"}'
+        return b'{"inserted": %d}' % len(body["events"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=["attolytics", "attolytics-ids", "segment", "per-event", "null"],
+    parser.add_argument("--mode", choices=["attolytics", "attolytics-ids", "segment", "per-event", "null",
+                                           "twisted-web"],
                         required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db-url")
@@ -127,7 +147,11 @@ def main() -> None:
     )
     path = {"attolytics-ids": IDS_CONFIG_PATH, "segment": SEGMENT_CONFIG_PATH}.get(args.mode, CONFIG_PATH)
     listen = f"tcp:{args.port}:interface=127.0.0.1"
-    if args.mode == "null":
+    if args.mode == "twisted-web":
+        site = Site(PlainResource())
+        site.log = lambda request: None  # no access log, as the service runs with -q
+        reactor.listenTCP(args.port, site, interface="127.0.0.1")
+    elif args.mode == "null":
         config = load_config(str(path))
         site = AttolyticsSite(NullAPI().app.resource(), config.max_body_bytes, config.request_timeout,
                               reactor=reactor, access_log=False)
