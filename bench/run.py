@@ -7,7 +7,9 @@ really stored against the 200s received, for the service and, in the same run, f
 handler on the same web stack and for one INSERT per event; for the service, 10 events again
 with a string written in escapes (as Python's json.dumps writes é). It then measures p99
 latency at half the service's maximum rate, and resident memory before and after 1,000,000
-events.
+events; Segment's /v1/batch beside our own route (bench-segment.conf.yaml); and the limits under
+the service: PostgreSQL alone (COPY, bench/ceilings.py) and a plain twisted.web resource, with the
+CPU per event of the service, of PostgreSQL and of wrk for every shape.
 With --before REV, the service as it was at that commit (its own package and bench/serve.py,
 taken with git archive) is measured too, right after today's, and reported beside it.
 Figures are reported as ratios too, since the machines are shared and noisy.
@@ -306,10 +308,7 @@ def main() -> None:
         levels = segment_bodies(tmp)
         say(f"wrk: 1 thread, {args.connections} connections, {args.duration} s a run; "
             f"{os.cpu_count()} cores; body = one game event repeated")
-        ceiling = copy_ceiling(db_url, args.pg_data, args.duration, SEED_EVENT)
-        say(f"  PostgreSQL alone (COPY, 2 connections, {ROWS_PER_COPY:,} rows a COPY): "
-            f"{ceiling['rows_per_s']:,.0f} rows/s  PostgreSQL cpu {ceiling['postgres_cpu_us']:.2f} us/row"
-            f"  client cpu {ceiling['client_cpu_us']:.2f} us/row")
+        ceilings = [measure_ceiling(db_url, args)]
         results, paced, memory = {}, {}, {}
         modes, roots = MODES, {}
         if args.before:
@@ -323,6 +322,9 @@ def main() -> None:
                                      else measure(server, db_url, bodies, args))
                     if mode == "attolytics":
                         paced = paced_latency(server, bodies, results[mode], args)
+                        # PostgreSQL alone again, right after the service: the machine is shared,
+                        # and the ceiling is what PostgreSQL can do, so the faster of the two counts.
+                        ceilings.append(measure_ceiling(db_url, args))
                     if mode in ("attolytics", "attolytics-2w"):
                         memory[mode] = memory_growth(server, db_url, bodies, results[mode][100]["rps"], args)
                         before, after, stored = memory[mode]
@@ -333,9 +335,18 @@ def main() -> None:
         finally:
             pg.stop()
     report(results, paced, memory)
-    report_ceilings(results, ceiling)
+    report_ceilings(results, max(ceilings, key=lambda c: c["rows_per_s"]))
     if args.before:
         report_before(results, args.before)
+
+
+def measure_ceiling(db_url: str, args) -> dict:
+    """PostgreSQL alone: COPY from 2 connections for a run's duration."""
+    ceiling = copy_ceiling(db_url, args.pg_data, args.duration, SEED_EVENT)
+    say(f"  PostgreSQL alone (COPY, 2 connections, {ROWS_PER_COPY:,} rows a COPY): "
+        f"{ceiling['rows_per_s']:,.0f} rows/s  PostgreSQL cpu {ceiling['postgres_cpu_us']:.2f} us/row"
+        f"  client cpu {ceiling['client_cpu_us']:.2f} us/row")
+    return ceiling
 
 
 def report_ceilings(results: dict, ceiling: dict) -> None:
@@ -343,7 +354,8 @@ def report_ceilings(results: dict, ceiling: dict) -> None:
     every shape, where the CPU goes."""
     say()
     say("The limits under the service, in the same run: PostgreSQL alone (COPY, 2 connections, "
-        f"{ROWS_PER_COPY:,} rows a COPY), and a plain twisted.web resource (json.loads, the key, 200):")
+        f"{ROWS_PER_COPY:,} rows a COPY; the faster of a run before the service and one right after), "
+        "and a plain twisted.web resource (json.loads, the key, 200):")
     say()
     say("| contender | events/request | ev/s (rows/s) | CPU µs/event: service / PostgreSQL / wrk |")
     say("|---|---|---|---|")
