@@ -55,6 +55,10 @@ class Metrics:
             "attolytics_writer_queue_rows", "Rows accepted and not yet committed.", registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.writer_queue_limit_rows = Gauge(
+            "attolytics_writer_queue_limit_rows", "Rows that may wait to be committed (max_queued_rows); "
+            "past it, 503.", registry=self.registry, multiprocess_mode="livesum",
+        )
         self.writer_batch_rows = Histogram(
             "attolytics_writer_batch_rows", "Rows per transaction written.",
             buckets=(1, 10, 100, 1000, 5000, 20000), registry=self.registry,
@@ -77,6 +81,11 @@ class Metrics:
         )
         self.partitions = Gauge(
             "attolytics_partitions", "Partitions of a table partitioned by time.", ["table"],
+            registry=self.registry, multiprocess_mode="livemax",
+        )
+        self.partitions_missing = Gauge(
+            "attolytics_partitions_missing", "Partitions of a table partitioned by time that should exist "
+            "by now (the current interval's and those ahead) and do not.", ["table"],
             registry=self.registry, multiprocess_mode="livemax",
         )
         self.partitions_dropped = Counter(

@@ -30,6 +30,7 @@ async def test_counters_move_exactly_with_what_happened(game):
     assert value(metrics, "attolytics_writer_batch_rows_sum") == 3
     assert value(metrics, "attolytics_writer_batch_rows_count") == 2
     assert value(metrics, "attolytics_writer_queue_rows") == 0
+    assert value(metrics, "attolytics_writer_queue_limit_rows") == 100_000  # max_queued_rows
     assert value(metrics, "attolytics_database_ready") == 1
 
 

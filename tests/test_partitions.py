@@ -99,6 +99,7 @@ async def test_start_up_makes_the_table_and_the_partitions_ahead(start, sql, tmp
     metrics = await scrape(running.client)
     assert value(metrics, "attolytics_partitions", table="events") == 3
     assert ("attolytics_partitions_dropped_total", frozenset({("table", "events")})) in metrics
+    assert value(metrics, "attolytics_partitions_missing", table="events") == 0
     document = (await running.client.request("GET", "/openapi.json")).json()
     ts = document["components"]["schemas"]["game.events"]["properties"]["ts"]
     assert ts["description"].endswith("Picks the event's partition: the time must fall within the 3 days kept "
@@ -176,6 +177,27 @@ async def test_a_partition_that_cannot_be_made_yet_gets_503_and_nothing_is_store
         {"ts": "2026-11-30T13:00:00Z"}, {"ts": "2026-11-10T13:00:00Z"}])
     assert again.status == 200
     assert partitions(sql) == ["events_p20261110", "events_p20261130"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_partition_ahead_the_upkeep_could_not_make_is_counted_missing_until_it_is(start, sql,
+                                                                                           database_url):
+    clock = clock_at()
+    running = await started(start, config(), clock)
+    running.service.getServiceNamed("maintenance").lock_timeout = "50ms"
+    reader = psycopg2.connect(database_url)  # a dashboard's long query: making a partition waits for it
+    try:
+        with reader.cursor() as cur:
+            cur.execute("select count(*) from events")
+        clock.advance(DAY)
+        await upkeep(running)
+        assert value(await scrape(running.client), "attolytics_partitions_missing", table="events") == 1
+    finally:
+        reader.rollback()
+        reader.close()
+    clock.advance(HOUR)
+    await upkeep(running)
+    assert value(await scrape(running.client), "attolytics_partitions_missing", table="events") == 0
 
 
 @pytest_twisted.ensureDeferred

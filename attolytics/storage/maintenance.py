@@ -58,10 +58,11 @@ class PartitionMaintenance(TimerService, ReconfigurableService):
             for table in config.tables.values() if table.partition is not None
         }
         for name in set(self.tables) - set(tables):
-            try:
-                self.metrics.partitions.remove(name)
-            except KeyError:  # never counted
-                pass
+            for gauge in (self.metrics.partitions, self.metrics.partitions_missing):
+                try:
+                    gauge.remove(name)
+                except KeyError:  # never counted
+                    pass
         for name in tables:
             self.metrics.partitions_dropped.labels(name)  # shown as 0 until the first drop
         self.db, self.tables = db, tables
@@ -116,18 +117,21 @@ class PartitionMaintenance(TimerService, ReconfigurableService):
                 if needed is not None and name not in needed:
                     continue
                 found = await catalog.partitions(_Queries(cursor), name)
-                count = len(found.found)
-                if ours:
-                    count += await self._change(cursor, name, decl, with_zone, found, now, needed)
-                self.metrics.partitions.labels(name).set(count)
+                if ours and await self._change(cursor, name, decl, with_zone, found, now, needed):
+                    found = await catalog.partitions(_Queries(cursor), name)
+                self.metrics.partitions.labels(name).set(len(found.found))
+                present = {partition.name for partition in found.found}
+                missing = [start for start in partitions.wanted_starts(now, decl)
+                           if partitions.partition_name(name, start) not in present]
+                self.metrics.partitions_missing.labels(name).set(len(missing))
             if not ours:
                 log.debug("partition upkeep skipped: another service holds the lock")
 
         return Deferred.fromCoroutine(run())
 
     async def _change(self, cursor, table: str, decl, with_zone: bool, found, now: datetime,
-                      needed: dict | None) -> int:
-        """Create and drop one table's partitions within a savepoint; the change in their count.
+                      needed: dict | None) -> bool:
+        """Create and drop one table's partitions within a savepoint; whether any was made or dropped.
         A partition that cannot be made, or a statement PostgreSQL refuses, undoes this table's
         changes and is logged; and raised when rows are waiting for the partition."""
         if needed is not None:
@@ -142,7 +146,7 @@ class PartitionMaintenance(TimerService, ReconfigurableService):
                 raise PartitionProblem(f"table {table!r}: {problems[0]}")
         drops = [(p.name, partitions.drop_sql(p.schema, p.name)) for p in expired]
         if not creates and not drops:
-            return 0
+            return False
         await cursor.execute("SAVEPOINT attolytics_partitions")
         try:
             for _, sql in creates + drops:
@@ -155,14 +159,14 @@ class PartitionMaintenance(TimerService, ReconfigurableService):
                       error=str(e).strip())
             if needed is not None:
                 raise
-            return 0
+            return False
         for name, sql in creates:
             log.info("created partition {partition} of {table}: {sql}", partition=name, table=table, sql=sql)
         for name, sql in drops:
             log.info("dropped partition {partition} of {table}: {sql}", partition=name, table=table, sql=sql)
         if drops:
             self.metrics.partitions_dropped.labels(table).inc(len(drops))
-        return len(creates) - len(drops)
+        return True
 
 
 class PartitionProblem(Exception):

@@ -247,6 +247,7 @@ class WriterService(ReconfigurableService):
         self.writer = None
         self.refused_writer = None
         metrics.watch(metrics.writer_queue_rows, self._queued_rows)
+        metrics.watch(metrics.writer_queue_limit_rows, self._queue_limit)
 
     def reconfigure(self, configuration) -> None:
         """Write with the configuration's settings from now on (the connection count stays the
@@ -263,6 +264,9 @@ class WriterService(ReconfigurableService):
         refused_pool = self.database.refused_pool
         if refused_pool is not None and (self.refused_writer is None or self.refused_writer.db is not refused_pool):
             self.refused_writer = Writer(refused_pool, self.reactor, settings)
+
+    def _queue_limit(self) -> int:
+        return self.settings.max_queued_rows if self.settings is not None else 0
 
     def _queued_rows(self) -> int:
         return self.writer.queued_rows if self.writer is not None else 0
