@@ -3,6 +3,7 @@ browser client at /attolytics.js, both event routes and their preflights; and a 
 that loads the client through nginx sends its events through nginx too. The instance's own pages
 (/metrics, /healthz, /readyz, /openapi.json) are not passed on."""
 
+import base64
 import contextlib
 import json
 import threading
@@ -25,13 +26,13 @@ ARRIVAL_WAIT = 30
 
 
 @contextlib.contextmanager
-def game_behind_nginx(tmp_path, database_url):
-    """One twistd instance of CONFIG behind nginx; yields (nginx, the instance's port)."""
+def game_behind_nginx(tmp_path, database_url, config: str = CONFIG):
+    """One twistd instance of `config` behind nginx; yields (nginx, the instance's port)."""
     nginx_binary()  # skipped (failed under CI) before anything starts, when nginx is missing
     port = free_port()
     directory = tmp_path / "instance"
     directory.mkdir()
-    (directory / "app.yaml").write_text(f"listen: {listen_on(port)}\ndatabase_url: '{database_url}'\n{CONFIG}")
+    (directory / "app.yaml").write_text(f"listen: {listen_on(port)}\ndatabase_url: '{database_url}'\n{config}")
     with serve(directory, "-c", "app.yaml") as instance:
         wait_until_served(port, instance, path="/apps/game/events/clicks", key=KEY)
         with nginx_in_front(tmp_path / "nginx", [port]) as nginx:
@@ -64,6 +65,26 @@ def test_the_script_the_event_routes_and_their_preflights_are_passed_on(tmp_path
                              ("POST", "/apps/game/events/clicks"), ("OPTIONS", "/apps/game/events"),
                              ("POST", "/apps/game/events")}
     assert sorted(query(database_url, "select client from clicks")) == [(1,), (2,)]
+
+
+@pytest.mark.twistd
+def test_segments_api_is_passed_on_with_the_scheme_nginx_was_reached_by(tmp_path, database_url):
+    """analytics.js' settings, a batch and RudderStack's source configuration go through nginx;
+    the settings send the SDK back through it, by the scheme nginx says (X-Forwarded-Proto)."""
+    config = "trusted_proxies: [127.0.0.1]\n" + CONFIG + "    segment: {schema: web}\n"
+    with game_behind_nginx(tmp_path, database_url, config) as (nginx, port):
+        settings = exchange(nginx.port, "GET", f"/v1/projects/{KEY}/settings", headers={"Origin": PAGE_ORIGIN})
+        assert settings.status == 200, settings.body
+        io = settings.json()["integrations"]["Segment.io"]
+        assert io["apiHost"].endswith("/v1") and io["protocol"] == "http"  # the test's nginx speaks http
+        batch = {"writeKey": KEY, "batch": [{"type": "track", "event": "Opened", "userId": "ann", "messageId": "n1"}]}
+        posted = exchange(nginx.port, "POST", "/v1/batch", json.dumps(batch).encode(), {"Content-Type": "text/plain"})
+        assert posted.status == 200 and posted.json()["success"] is True
+        source = exchange(nginx.port, "GET", f"/sourceConfig/?writeKey={KEY}",
+                          headers={"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()})
+        assert source.status == 200 and source.json()["source"]["enabled"] is True
+        assert exchange(nginx.port, "GET", "/metrics").status == 404
+    assert query(database_url, "select id, event from web.tracks") == [("n1", "opened")]
 
 
 @contextlib.contextmanager

@@ -252,3 +252,13 @@ async def test_the_events_cap_and_the_rate_limit_count_messages(start, sql):
     again = await send(running, "/v1/batch", {"batch": [track("r9", event="Opened")]}, basic(OTHER_KEY))
     assert again.status == 429 and int(again.headers["retry-after"]) > 0
     assert sql("SELECT count(*) FROM web.tracks") == [(3,)]
+
+
+@pytest.mark.parametrize("trusted, protocol", [("", "http"), ("trusted_proxies: [127.0.0.1]\n", "https")])
+@pytest_twisted.ensureDeferred
+async def test_the_settings_name_the_scheme_a_trusted_proxy_says_the_page_used(start, trusted, protocol):
+    running = await start(trusted + CONFIG)
+    settings = await running.client.request("GET", f"/v1/projects/{KEY}/settings", None, {
+        "Host": "analytics.example.com", "X-Forwarded-Proto": "https"})
+    io = settings.json()["integrations"]["Segment.io"]
+    assert (io["apiHost"], io["protocol"]) == ("analytics.example.com/v1", protocol)

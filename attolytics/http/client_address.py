@@ -27,6 +27,18 @@ def client_address(request, trusted_proxies) -> str | None:
     return str(client) if client is not None else None
 
 
+def scheme_of(request, trusted_proxies) -> str:
+    """The scheme the client used: https on a TLS connection; behind a proxy the configuration
+    trusts (or on a unix socket), what its X-Forwarded-Proto says; else http."""
+    if request.isSecure():
+        return "https"
+    host = getattr(request.getClientAddress(), "host", None)
+    if host is not None and not _trusted(_address(host), trusted_proxies):
+        return "http"
+    forwarded = (request.getHeader(b"x-forwarded-proto") or b"").decode("latin-1").strip().lower()
+    return forwarded if forwarded in ("http", "https") else "http"
+
+
 def network_of(address: str | None) -> str | None:
     """The address with its host part zeroed: 203.0.113.7 gives 203.0.113.0."""
     if address is None:

@@ -20,6 +20,7 @@ from werkzeug.routing import RequestRedirect
 from attolytics.config import Config
 from attolytics.http import cors, openapi
 from attolytics.http.answers import ApiError, unavailable, write_error, write_json
+from attolytics.http.client_address import scheme_of
 from attolytics.http.browser import BrowserClient
 from attolytics.http.intake import ALLOWED_METHODS, Intake
 from attolytics.http.paths import OTHER, ROUTE_TABLE, Route
@@ -120,7 +121,7 @@ class Routes:
         origin = request.getHeader(b"origin")
         set_cors = cors.response_headers(app, origin.decode("latin-1") if origin else None)
         host = (request.getHeader(b"host") or b"").decode("latin-1")
-        protocol = "https" if request.isSecure() else "http"
+        protocol = scheme_of(request, self.config.trusted_proxies)
         return write_json(request, 200, analytics_js_settings(app, write_key, f"{host}/v1", protocol), set_cors)
 
     def rudder_source_config(self, request):
