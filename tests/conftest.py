@@ -146,3 +146,19 @@ def pages():
     served = Pages()
     yield served
     pytest_twisted.blockon(served.stop())
+
+
+@pytest.fixture
+def logged():
+    """The messages Attolytics logs during the test (in this process)."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    messages = []
+
+    def observe(event):
+        if event.get("log_namespace", "").startswith("attolytics"):
+            messages.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield messages
+    globalLogPublisher.removeObserver(observe)

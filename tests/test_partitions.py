@@ -56,22 +56,6 @@ async def started(start, text: str, clock: Clock):
     return running
 
 
-@pytest.fixture
-def logged():
-    """The messages Attolytics logs during the test."""
-    from twisted.logger import formatEvent, globalLogPublisher
-
-    messages = []
-
-    def observe(event):
-        if event.get("log_namespace", "").startswith("attolytics"):
-            messages.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
-    yield messages
-    globalLogPublisher.removeObserver(observe)
-
-
 def run_check(tmp_path, text: str, database_url: str) -> tuple[int, list[str]]:
     (tmp_path / "app.yaml").write_text(text)
     out = io.StringIO()

@@ -262,3 +262,14 @@ async def test_the_settings_name_the_scheme_a_trusted_proxy_says_the_page_used(s
         "Host": "analytics.example.com", "X-Forwarded-Proto": "https"})
     io = settings.json()["integrations"]["Segment.io"]
     assert (io["apiHost"], io["protocol"]) == ("analytics.example.com/v1", protocol)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_access_log_shows_no_write_key_sent_in_a_path_or_a_query(segment, logged):
+    await segment.client.request("GET", f"/v1/projects/{KEY}/settings")
+    await segment.client.request("GET", f"/sourceConfig/?p=npm&writeKey={KEY}", None, basic())
+    await send(segment, "/v1/batch", {"batch": [track("k1", event="Opened")]}, basic())
+    access = [line for line in logged if " GET " in line or " POST " in line]
+    assert len(access) == 3, logged
+    assert not [line for line in access if KEY in line]
+    assert any("/v1/projects/{write_key}/settings" in line for line in access)

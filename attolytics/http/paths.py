@@ -22,6 +22,9 @@ class Declared:
     path: str
     methods: tuple[str, ...]
     handler: str
+    # Whether a request may carry a key in its path or query (a write key, as SDKs send it): the
+    # access log then shows the route's label, not the path.
+    secret: bool = False
     # The names of the path's values, in order; the methods as a request names them.
     variables: tuple[str, ...] = field(init=False)
     method_names: frozenset[bytes] = field(init=False)
@@ -40,10 +43,10 @@ ROUTE_TABLE = (
     Declared("/apps/{app}/events/{event_type}", ("POST", "OPTIONS"), "typed_events"),
     Declared("/apps/{app}/events", ("POST", "OPTIONS"), "events"),
     Declared("/v1/{call}", ("POST", "OPTIONS"), "segment_call"),
-    Declared("/v1/projects/{write_key}/settings", ("GET",), "segment_settings"),
-    Declared("/sourceConfig", ("GET", "OPTIONS"), "rudder_source_config"),
-    # RudderStack's JavaScript SDK appends /sourceConfig/ to its configUrl.
-    Declared("/sourceConfig/", ("GET", "OPTIONS"), "rudder_source_config_slashed"),
+    Declared("/v1/projects/{write_key}/settings", ("GET",), "segment_settings", secret=True),
+    # RudderStack's SDKs ask with ?writeKey=...; its JavaScript SDK appends /sourceConfig/ to its configUrl.
+    Declared("/sourceConfig", ("GET", "OPTIONS"), "rudder_source_config", secret=True),
+    Declared("/sourceConfig/", ("GET", "OPTIONS"), "rudder_source_config_slashed", secret=True),
     Declared("/healthz", ("GET",), "healthz"),
     Declared("/readyz", ("GET",), "readyz"),
     Declared("/metrics", ("GET",), "metrics_page"),
@@ -78,8 +81,8 @@ class Route(NamedTuple):
 
     @property
     def secret(self) -> bool:
-        """Whether the path holds a key, which the access log leaves out (it logs the label)."""
-        return self.declared is not None and "write_key" in self.declared.variables
+        """Whether the path or query may hold a key, which the access log leaves out (it logs the label)."""
+        return self.declared is not None and self.declared.secret
 
 
 OTHER = Route("other")
