@@ -3,6 +3,7 @@
 import pytest
 
 from attolytics.config import ConfigError, parse_config
+from attolytics.http.segment_messages import snake_case
 
 pytestmark = pytest.mark.unit
 
@@ -62,6 +63,40 @@ def test_mistakes_name_the_file_and_the_key(change, message):
     with pytest.raises(ConfigError) as raised:
         parse_config(MAP_FORM.replace(*change), "app.yaml")
     assert str(raised.value).startswith(message), str(raised.value)
+
+
+def test_a_typed_table_partitioned_by_a_time_a_resend_changes_is_refused():
+    text = MAP_FORM.replace("      - {name: level_number, type: integer}\n", "      - {name: level_number, type: integer}\n"
+                            "      - {name: timestamp, type: timestamptz, required: true}\n"
+                            "    partition: {column: timestamp, interval: day, ahead: 1, keep: 7}\n")
+    with pytest.raises(ConfigError, match="is partitioned by 'timestamp', which a resent message fills anew"):
+        parse_config(text, "app.yaml")
+    accepted = text.replace("name: timestamp,", "name: original_timestamp,").replace(
+        "column: timestamp,", "column: original_timestamp,")
+    assert parse_config(accepted, "app.yaml").tables["level_completed"].partition is not None
+
+
+@pytest.mark.parametrize("change, message", [
+    (("schema: mygame", "schema: pg_stats"), "PostgreSQL keeps schema names starting with pg_"),
+    (("schema: mygame", "schema: public"), None),
+])
+def test_schemas_postgresql_keeps_or_that_clash_with_unqualified_tables(change, message):
+    text = MAP_FORM.replace(*change)
+    if message is not None:
+        with pytest.raises(ConfigError, match=message):
+            parse_config(text, "app.yaml")
+        return
+    assert "public.tracks" in parse_config(text, "app.yaml").tables
+    clashing = text.replace("tables:\n", "tables:\n  tracks:\n    columns: [{name: x}]\n", 1)
+    with pytest.raises(ConfigError, match="table 'public.tracks' is declared"):
+        parse_config(clashing, "app.yaml")
+
+
+def test_snake_case_as_segment_names_columns_in_time_linear_in_the_name():
+    assert [snake_case(name) for name in ("Level Completed", "levelNumber", "HTTPStatus", "Order ID", "a--b", "V2API")] == [
+        "level_completed", "level_number", "http_status", "order_id", "a_b", "v2_api"]
+    # A long run of capitals took the former regular expressions seconds a name, on the reactor.
+    assert snake_case("A" * 200_000 + "b") == "a" * 199_999 + "_ab"
 
 
 def test_a_write_key_names_one_app_and_the_error_names_both():

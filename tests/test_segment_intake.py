@@ -273,3 +273,26 @@ async def test_the_access_log_shows_no_write_key_sent_in_a_path_or_a_query(segme
     assert len(access) == 3, logged
     assert not [line for line in access if KEY in line]
     assert any("/v1/projects/{write_key}/settings" in line for line in access)
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_a_review_found_answered_as_it_should_be(start, segment):
+    # A type that is no string names the field, rather than failing.
+    answer = await send(segment, "/v1/batch", {"batch": [{"type": ["track"], "userId": "a", "event": "x"}]}, basic())
+    assert (answer.status, answer.json()["field"]) == (400, "type")
+    # A refusal for an origin the app does not allow carries no other app's CORS answer.
+    refused = await send(segment, "/v1/batch", {"batch": [track("o1", event="Opened")]},
+                         {**basic(OTHER_KEY), "Origin": "https://evil.example"})
+    assert refused.status == 403 and "access-control-allow-origin" not in refused.headers
+    # Before the database is ready, a track for a typed table is told so (not an internal error).
+    early = await start(CONFIG, url="postgresql://nobody@127.0.0.1:9/none", wait=False)
+    waiting = await send(early, "/v1/batch", {"batch": [track("w1", levelNumber=1)]}, basic())
+    assert waiting.status == 503 and "not ready" in waiting.json()["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_missing_common_column_of_a_typed_table_is_named_as_the_message_names_it(start):
+    config = segment_config(KEY, columns="      - {name: anonymous_id, type: text, required: true}\n")
+    running = await start(config)
+    answer = await send(running, "/v1/batch", {"batch": [track("a1", levelNumber=2)]}, basic())
+    assert (answer.status, answer.json()["event"], answer.json()["field"]) == (400, 0, "anonymousId")

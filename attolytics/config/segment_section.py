@@ -33,6 +33,8 @@ CALL_COLUMNS = {
 }
 # The column of a typed table that holds the message's id, so that a resent track is stored once.
 TYPED_ID = "id"
+# The columns of a typed table filled from when a message was sent or arrived, not from the message.
+_ARRIVAL_TIMES = ("timestamp", "received_at", "sent_at")
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*", re.ASCII)
 
 
@@ -43,6 +45,8 @@ def parse_segment(node: Node) -> SegmentSettings:
     if not _SCHEMA_NAME.fullmatch(schema) or len(schema.encode()) > 63:
         raise keys["schema"].error(f"{schema!r} is not a PostgreSQL schema name; use letters, digits and _, "
                                    "such as mygame")
+    if schema.lower().startswith("pg_"):
+        raise keys["schema"].error(f"{schema!r}: PostgreSQL keeps schema names starting with pg_ for itself")
     events: dict[str, str] = {}
     if "events" in keys:
         found = keys["events"]
@@ -79,6 +83,12 @@ def check_segment(apps: dict[str, App], declared_tables: dict[str, TableDecl],
             if not _keeps_once(declared_tables.get(table), skip_duplicates.get(table)):
                 raise where.error(f"table {table!r} needs a column {TYPED_ID!r} with unique: true (or "
                                   f"skip_duplicates: [{TYPED_ID}]), so that a resent message is stored once")
+            partition = declared_tables[table].partition if table in declared_tables else None
+            if partition is not None and partition.column in _ARRIVAL_TIMES:
+                # A partitioned table's key holds its partition column: one that differs from
+                # one sending to the next would let a resent message in again.
+                raise where.error(f"table {table!r} is partitioned by {partition.column!r}, which a resent "
+                                  f"message fills anew; partition it by original_timestamp or a property")
 
 
 def _keeps_once(declared: TableDecl | None, skipped_on: tuple[str, ...] | None) -> bool:
@@ -96,7 +106,8 @@ def call_table_decls(apps: dict[str, App], tables: dict[str, TableDecl], node: N
             continue
         for call, columns in CALL_COLUMNS.items():
             name = app.segment.call_tables[call]
-            if name in declared:
+            # public.tracks is the tracks of a configuration that names no schema.
+            if name in declared or (app.segment.schema == "public" and CALL_TABLES[call] in declared):
                 where = Node(node.source, f"{app.segment.key}.schema", app.segment.schema)
                 raise where.error(f"table {name!r} is declared under tables (or is rejected_events); the "
                                   f"segment calls of schema {app.segment.schema!r} need it: choose another schema")

@@ -131,6 +131,8 @@ class Intake:
             body = self.segment.parse(raw)
             app, key = self.segment.app_of(request, body)
             self._check_origin(request, app)
+            if not self.admission.ready:  # the typed tables are known once the database is
+                raise unavailable("the database is not ready yet; retry later")
             submission = self.segment.read(request, app, key, call, body, len(raw))
             stored = self._store(request, submission, len(raw))
         except ApiError as e:
@@ -197,6 +199,9 @@ class Intake:
         origin = _origin(request)
         set_headers(request, cors.response_headers(app, origin))
         if not cors.may_post(app, origin):
+            # Set before the app was known (Segment's API), as another app would allow the page.
+            for name in (b"Access-Control-Allow-Origin", b"Access-Control-Expose-Headers"):
+                request.responseHeaders.removeHeader(name)
             why = ("it takes events from no web page (access_control_allow_origin: [])" if not app.browsers
                    else "its access_control_allow_origin does not list them")
             raise ApiError(403, f"pages from {origin[:100]!r} may not post to app {app.app_id!r}; {why}")

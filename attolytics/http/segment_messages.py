@@ -30,13 +30,37 @@ _STRINGS = {"page": {"name": "name", "category": "category"}, "screen": {"name":
             "group": {"group_id": "groupId"}, "alias": {"previous_id": "previousId"}}
 
 
-@lru_cache(maxsize=4096)  # event and property names repeat from message to message
+# Names up to this long are remembered (event and property names repeat from message to message);
+# a longer one is worked out each time, so that what is kept stays small.
+_REMEMBERED_NAME = 100
+
+
 def snake_case(name: str) -> str:
     """A name in snake case, as Segment names columns: `Level Completed` and `levelCompleted`
-    are `level_completed`, `HTTPStatus` is `http_status`."""
-    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
-    words = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", words)
-    return re.sub(r"[\W_]+", "_", words).strip("_").lower()
+    are `level_completed`, `HTTPStatus` is `http_status`. In time linear in the name's length,
+    whatever a client sends."""
+    return _remembered_snake_case(name) if len(name) <= _REMEMBERED_NAME else _snake_case(name)
+
+
+def _snake_case(name: str) -> str:
+    words, last = [], len(name) - 1
+    for position, char in enumerate(name):
+        if not char.isalnum():
+            if words and words[-1] != "_":
+                words.append("_")
+            continue
+        if char.isupper() and position and words and words[-1] != "_":
+            before = name[position - 1]
+            # a word starts: after a lower-case letter or a digit, or at the last capital of a
+            # run followed by a lower-case letter (HTTPStatus: http_status)
+            if before.islower() or before.isdigit() or (
+                    before.isupper() and position < last and name[position + 1].islower()):
+                words.append("_")
+        words.append(char.lower())
+    return "".join(words).strip("_")
+
+
+_remembered_snake_case = lru_cache(maxsize=4096)(_snake_case)
 
 
 class Shared:
@@ -82,7 +106,8 @@ def events_of(index: int, message, call: str | None, shared: Shared, settings: S
         event[member] = _object(index, message, member)
     if call == "identify" and "traits" not in message:
         # RudderStack's SDKs send an identify's traits in its context.
-        event["traits"] = event["context"].get("traits") or {}
+        traits = event["context"].get("traits")
+        event["traits"] = {} if traits is None else traits
     for column, member in _STRINGS.get(call, {}).items():
         value = _string(index, message, member)
         if value is not None:
@@ -104,7 +129,7 @@ def _call(index: int, message: dict, route_call: str | None) -> str:
         return route_call
     if route_call is not None:
         raise ApiError(400, f"type is {kind!r} on the route of {route_call} calls", event=index, field="type")
-    if kind not in CALL_TABLES:
+    if not isinstance(kind, str) or kind not in CALL_TABLES:
         raise ApiError(400, f"type must be one of {', '.join(CALL_TABLES)}, got {_shown(kind)}",
                        event=index, field="type")
     return kind
@@ -156,8 +181,9 @@ def _typed_event(index: int, track: dict, shared: Shared, typed: Typed, fields: 
     for column in typed.columns:
         if column in _FROM_THE_TRACK:
             value = shared.received_at if column == "received_at" else track.get(column)
+            sent[column] = SENT_FIELDS[column]
             if value is not None:
-                event[column], sent[column] = value, SENT_FIELDS[column]
+                event[column] = value
             continue
         key = column if column in properties else None
         if key is None:
