@@ -4,6 +4,7 @@ import pytest
 
 from attolytics.config import ConfigError, parse_config
 from attolytics.http.segment_messages import snake_case
+from attolytics.storage.declarations import declared_types
 
 pytestmark = pytest.mark.unit
 
@@ -97,6 +98,22 @@ def test_snake_case_as_segment_names_columns_in_time_linear_in_the_name():
         "level_completed", "level_number", "http_status", "order_id", "a_b", "v2_api"]
     # A long run of capitals took the former regular expressions seconds a name, on the reactor.
     assert snake_case("A" * 200_000 + "b") == "a" * 199_999 + "_ab"
+
+
+@pytest.mark.parametrize("column, needs", [
+    ("{name: received_at, type: text}", "needs timestamp with time zone, not text"),
+    ("{name: sent_at, type: bigint}", "needs timestamp with time zone, not bigint"),
+    ("{name: context, type: text}", "needs jsonb, not text"),
+    ("{name: anonymous_id, type: uuid}", "needs text, not uuid"),
+])
+def test_a_typed_column_named_like_the_messages_own_holds_its_type(column, needs):
+    text = MAP_FORM.replace("      - {name: level_number, type: integer}\n",
+                            f"      - {{name: level_number, type: integer}}\n      - {column}\n")
+    with pytest.raises(ConfigError, match=r"app.yaml: tables.level_completed.columns\[2\].type: table "
+                                          r"'level_completed' takes the Segment message's \w+ here, which " + needs):
+        declared_types(parse_config(text, "app.yaml"))
+    fine = text.replace(column, "{name: context, type: json}")
+    assert declared_types(parse_config(fine, "app.yaml"))["level_completed"]["context"].typname == "json"
 
 
 def test_a_write_key_names_one_app_and_the_error_names_both():

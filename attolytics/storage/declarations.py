@@ -3,6 +3,7 @@
 from typing import Mapping
 
 from attolytics.config import ColumnDecl, Config, ConfigError
+from attolytics.config.segment_section import CALL_COLUMNS, COMMON_COLUMNS
 from attolytics.storage.column_types import ColumnType, Inet, Text, Timestamp, Uuid, for_declaration
 
 # table name -> column name -> type
@@ -24,11 +25,36 @@ def declared_types(config: Config) -> DeclaredTypes:
             if column.source in ("app_id", "event_type"):
                 _check_fits_the_ids(config, table.name, column, types[table.name][column.name])
         partition = table.partition
+        _check_typed_from_messages(config, table, types[table.name])
         if partition is not None and not isinstance(types[table.name][partition.column], Timestamp):
             raise ConfigError(f"{config.path}: {partition.key}.column: a table is partitioned by a "
                               f"timestamp column, and {partition.column!r} is "
                               f"{types[table.name][partition.column].ddl}")
     return types
+
+
+# The columns a typed table of Segment's tracks fills from the message (not its properties), with
+# the type the message's value takes.
+_FROM_MESSAGES = {column.name: column for column in COMMON_COLUMNS + CALL_COLUMNS["track"]
+                  if column.name != "properties"}
+
+
+def _check_typed_from_messages(config: Config, table, types: Mapping[str, ColumnType]) -> None:
+    """A typed table of Segment's tracks takes the message's own values (its id, times, context)
+    in the columns named like them: each such column holds what the calls' tables hold, so that
+    no message is refused for the table's choice of type."""
+    if not any(app.segment is not None and table.name in app.segment.events.values() for app in config.apps.values()):
+        return
+    for column in table.columns:
+        common = _FROM_MESSAGES.get(column.name)
+        if common is None or column.source is not None or column.header is not None:
+            continue
+        wanted, found = for_declaration(common.type_name), types[column.name]
+        fits = type(found) is type(wanted) and (not isinstance(found, Timestamp) or (
+            found.with_zone and found.precision in (None, 6)))
+        if not fits:
+            raise ConfigError(f"{config.path}: {column.key}.type: table {table.name!r} takes the Segment "
+                              f"message's {column.name} here, which needs {wanted.ddl}, not {found.ddl}")
 
 
 def _column_type(config: Config, column: ColumnDecl) -> ColumnType:
