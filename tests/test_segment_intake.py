@@ -296,3 +296,27 @@ async def test_a_missing_common_column_of_a_typed_table_is_named_as_the_message_
     running = await start(config)
     answer = await send(running, "/v1/batch", {"batch": [track("a1", levelNumber=2)]}, basic())
     assert (answer.status, answer.json()["event"], answer.json()["field"]) == (400, 0, "anonymousId")
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_event_type_named_segment_is_kept_by_our_rules_not_segments(start, sql):
+    """Segment's refusals are told apart by the route, not by an event type's name: a refused
+    body of our own route with a wrong key is not kept, even for an event type called segment."""
+    running = await start(f"""
+tables:
+  segment:
+    columns:
+      - {{name: n, type: i64}}
+rejected_events: rejected
+apps:
+  game:
+    secret_key: {KEY}
+    tables: [segment]
+""")
+    anonymous = {"secret_key": "not-the-key", "events": "not a list"}
+    assert (await running.client.request("POST", "/apps/game/events/segment", anonymous)).status == 400
+    keyed = {"secret_key": KEY, "events": [{"n": "three"}]}
+    answer = await running.client.request("POST", "/apps/game/events/segment", keyed)
+    assert answer.status == 400 and "code" not in answer.json()
+    await wait_for(lambda: sql("SELECT count(*) FROM rejected") != [(0,)], what="the keyed refusal kept")
+    assert sql("SELECT event_type, field FROM rejected") == [("segment", "n")]

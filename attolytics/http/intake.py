@@ -22,7 +22,7 @@ from attolytics.http.answers import (
 from attolytics.http.body import check_content_type, decoded_body
 from attolytics.http.native_body import NativeBodies
 from attolytics.http.paths import ROUTE_TABLE
-from attolytics.http.refused import SEGMENT_TYPE, RefusedEvents
+from attolytics.http.refused import RefusedEvents
 from attolytics.http.rows import rows_of
 from attolytics.http.segment_body import CALLS, SegmentBodies
 from attolytics.logs import logger
@@ -136,7 +136,7 @@ class Intake:
             submission = self.segment.read(request, app, key, call, body, len(raw))
             stored = self._store(request, submission, len(raw))
         except ApiError as e:
-            self._refused(request, app, raw, SEGMENT_TYPE, e, fault_known=True)
+            self._refused(request, app, raw, None, e, fault_known=True, segment=True)
             return write_error(request, self._for_segment(e))
         if stored is None:
             return write_segment_stored(request, 0, 0)
@@ -147,7 +147,7 @@ class Intake:
             skipped = sum(n for table, n in (stored.duplicates_by_table or {}).items() if table in call_tables)
             return write_segment_stored(request, messages - skipped, skipped)
 
-        return self._answer(request, *stored, app, raw, SEGMENT_TYPE, answer)
+        return self._answer(request, *stored, app, raw, None, answer, segment=True)
 
     @staticmethod
     def _for_segment(error: ApiError) -> ApiError:
@@ -170,11 +170,13 @@ class Intake:
             raise unavailable("too many events are waiting to be written; retry later") from None
         return stored, batches
 
-    def _answer(self, request, stored: Deferred, batches, app: App, raw: bytes, event_type_id: str | None, write) -> Deferred:
-        """The answer once the writer is done: `write(request, stored)` when stored."""
+    def _answer(self, request, stored: Deferred, batches, app: App, raw: bytes, event_type_id: str | None, write,
+                segment: bool = False) -> Deferred:
+        """The answer once the writer is done: `write(request, stored)` when stored; `segment`
+        for a request of Segment's API."""
         stored.addCallbacks(
             self._stored, self._insert_failed,
-            callbackArgs=(request, app.app_id, batches, write), errbackArgs=(request, app, raw, event_type_id),
+            callbackArgs=(request, app.app_id, batches, write), errbackArgs=(request, app, raw, event_type_id, segment),
         )
         # Klein cancels the answer when the client goes away; that must not reach `stored`,
         # whose rows are already on their way into a transaction.
@@ -217,7 +219,8 @@ class Intake:
                 self.metrics.child(self.metrics.events_duplicate, app_id, table.name).inc(duplicates)
         return write(request, stored)
 
-    def _insert_failed(self, failure, request, app: App, raw: bytes, event_type_id: str | None) -> bytes:
+    def _insert_failed(self, failure, request, app: App, raw: bytes, event_type_id: str | None,
+                       segment: bool) -> bytes:
         """The JSON answer for rows the writer could not store."""
         error = failure.value
         if isinstance(error, RowsRefused):
@@ -228,19 +231,19 @@ class Intake:
         else:
             log.failure("insert failed", failure=failure)
             answer = unavailable("the database could not store the events; retry later")
-        self._refused(request, app, raw, event_type_id, answer, fault_known=False)
-        return write_error(request, self._for_segment(answer) if event_type_id == SEGMENT_TYPE else answer)
+        self._refused(request, app, raw, event_type_id, answer, fault_known=False, segment=segment)
+        return write_error(request, self._for_segment(answer) if segment else answer)
 
     def _refused(self, request, app: App | None, raw: bytes | None, event_type_id: str | None,
-                 error: ApiError, fault_known: bool) -> None:
+                 error: ApiError, fault_known: bool, segment: bool = False) -> None:
         """Count a refused request's events, and keep them when the refused events are kept and
-        its body was read."""
+        its body was read (`segment`: a body of Segment's API)."""
         events = request.events_received
         if events and app is not None:
             reason = _REJECTION_REASONS.get(error.status, str(error.status))
             self.metrics.child(self.metrics.events_rejected, app.app_id, reason).inc(events)
         if self.refused is not None and app is not None and raw is not None:
-            self.refused.keep(request, app, raw, event_type_id, error, fault_known)
+            self.refused.keep(request, app, raw, event_type_id, error, fault_known, segment)
 
 
 def _native_answer(request, stored: Stored) -> bytes:

@@ -13,8 +13,6 @@ from attolytics.http.native_body import ROUTING_KEY, bearer_token, given_keys
 from attolytics.interfaces import TableRows
 from attolytics.outcomes import EventRejected, WriterBusy
 
-# The event type an intake names a refused request of Segment's API by.
-SEGMENT_TYPE = "segment"
 # The refusals whose events are kept: the events were read and could be looked at again.
 KEPT_STATUSES = frozenset({400, 404, 409, 413})
 # What jsonb cannot hold, in a string or a key: NUL, and a surrogate not in a pair.
@@ -63,16 +61,17 @@ class RefusedEvents:
         self.redactor = Redactor(config.apps.values())
 
     def keep(self, request, app: App, raw: bytes, event_type_id: str | None, error: ApiError,
-             fault_known: bool) -> None:
+             fault_known: bool, segment: bool = False) -> None:
         """Keep the events of a request refused with `error`, when the request carried the app's
         key and no limit refused it; `fault_known` is False when PostgreSQL refused its rows
-        without saying which event was at fault. Its answer does not wait."""
+        without saying which event was at fault; `segment` for a body of Segment's API, whose
+        messages are the events. Its answer does not wait."""
         if error.status not in KEPT_STATUSES or isinstance(error, OverLimit):
             return
         body, type_key = _parsed(raw), ROUTING_KEY
-        if event_type_id == SEGMENT_TYPE:
+        if segment:
             # Segment's API found the app by its write key: the request carried it.
-            body, type_key, event_type_id = _segment_events(body), "type", None
+            body, type_key = _segment_events(body), "type"
         elif not carries_the_key(request, app, body):
             return
         table, count = self.table, self.metrics.child
