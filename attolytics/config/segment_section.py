@@ -31,6 +31,10 @@ CALL_COLUMNS = {
     "group": (ColumnDecl("group_id", "text"), ColumnDecl("traits", "jsonb")),
     "alias": (ColumnDecl("previous_id", "text"),),
 }
+# The columns a typed table fills from the track itself (its id, times, context, name), by name;
+# its other columns come from the properties.
+FROM_THE_TRACK = {column.name: column for column in COMMON_COLUMNS + CALL_COLUMNS["track"]
+                  if column.name != "properties"}
 # The column of a typed table that holds the message's id, so that a resent track is stored once.
 TYPED_ID = "id"
 # The columns of a typed table filled from when a message was sent or arrived, not from the message.

@@ -2,13 +2,12 @@
 track whose name has a typed table, that table's event, filled from the message and its
 properties."""
 
-import re
 import uuid
 from datetime import datetime
 from functools import lru_cache
 
 from attolytics.config import SegmentSettings
-from attolytics.config.segment_section import CALL_TABLES
+from attolytics.config.segment_section import CALL_TABLES, FROM_THE_TRACK
 from attolytics.http.answers import ApiError
 from attolytics.rfc3339 import read_moment
 
@@ -167,10 +166,6 @@ def _common(index: int, message: dict, shared: Shared, user_id, anonymous_id) ->
     return event
 
 
-# The columns of a typed table that the track's own event fills: every call table's, and the name.
-_FROM_THE_TRACK = frozenset(SENT_FIELDS) - {"properties", "traits", "name", "category", "group_id", "previous_id"}
-
-
 def _typed_event(index: int, track: dict, shared: Shared, typed: Typed, fields: dict) -> tuple[str, dict]:
     """The typed table's event of a track: its common columns from the message, its others from
     the properties by name or by the snake case of the property's name. The properties taken
@@ -179,7 +174,7 @@ def _typed_event(index: int, track: dict, shared: Shared, typed: Typed, fields: 
     by_snake = None
     event, sent, taken = {}, {}, []
     for column in typed.columns:
-        if column in _FROM_THE_TRACK:
+        if column in FROM_THE_TRACK:
             value = shared.received_at if column == "received_at" else track.get(column)
             sent[column] = SENT_FIELDS[column]
             if value is not None:

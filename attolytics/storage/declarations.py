@@ -3,7 +3,7 @@
 from typing import Mapping
 
 from attolytics.config import ColumnDecl, Config, ConfigError
-from attolytics.config.segment_section import CALL_COLUMNS, COMMON_COLUMNS
+from attolytics.config.segment_section import FROM_THE_TRACK
 from attolytics.storage.column_types import ColumnType, Inet, Text, Timestamp, Uuid, for_declaration
 
 # table name -> column name -> type
@@ -33,12 +33,6 @@ def declared_types(config: Config) -> DeclaredTypes:
     return types
 
 
-# The columns a typed table of Segment's tracks fills from the message (not its properties), with
-# the type the message's value takes.
-_FROM_MESSAGES = {column.name: column for column in COMMON_COLUMNS + CALL_COLUMNS["track"]
-                  if column.name != "properties"}
-
-
 def _check_typed_from_messages(config: Config, table, types: Mapping[str, ColumnType]) -> None:
     """A typed table of Segment's tracks takes the message's own values (its id, times, context)
     in the columns named like them: each such column holds what the calls' tables hold, so that
@@ -46,7 +40,7 @@ def _check_typed_from_messages(config: Config, table, types: Mapping[str, Column
     if not any(app.segment is not None and table.name in app.segment.events.values() for app in config.apps.values()):
         return
     for column in table.columns:
-        common = _FROM_MESSAGES.get(column.name)
+        common = FROM_THE_TRACK.get(column.name)
         if common is None or column.source is not None or column.header is not None:
             continue
         wanted, found = for_declaration(common.type_name), types[column.name]
