@@ -16,7 +16,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["attolytics", "attolytics.*"]) + ["twisted.plugins"],
-    package_data={"attolytics.http": ["static/attolytics.js"]},
+    package_data={"attolytics.http": ["static/*"]},
     install_requires=[
         # Tested on 25.5.0, 26.4.0 and 26.10.0 (older ones fall short: see the docstring of
         # attolytics/twisted_internals.py, which holds what the service needs of Twisted beyond its
@@ -44,6 +44,11 @@ setup(
             # and RudderStack's Python SDKs; tested with 2.4.0 and 2.1.9.
             "segment-analytics-python>=2.3,<3",
             "rudder-sdk-python>=2.1,<3",
+        ],
+        # The documentation site in docs/ (Sphinx, pages in MyST Markdown); built with 9.0.4 and 5.2.0.
+        "docs": [
+            "sphinx>=8.1,<10",
+            "myst-parser>=4.0,<6",
         ],
     },
 )
