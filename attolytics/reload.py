@@ -15,6 +15,8 @@ log = logger(__name__)
 # how to put it back into one.
 RESTART_ONLY = {
     "listen": (lambda config: config.listen, lambda config, value: replace(config, listen=value)),
+    "admin_listen": (lambda config: config.admin_listen,
+                     lambda config, value: replace(config, admin_listen=value)),
     "database": (lambda config: config.database, lambda config, value: replace(config, database=value)),
     "writer.connections": (lambda config: config.writer.connections,
                            lambda config, value: replace(config, writer=replace(config.writer, connections=value))),

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred, succee
 from twisted.internet.task import deferLater
 
 from attolytics.config import Config, ConfigError
+from attolytics.http.admin import AdminResource, admin_pages
 from attolytics.http.endpoint import HttpEndpointService
 from attolytics.http.routes import Routes
 from attolytics.http.site import AttolyticsSite
@@ -161,22 +162,26 @@ class RoutesService(ReconfigurableService):
             self.routes.serve(self.database.tables, self.writers.writer, self.writers.refused_writer)
 
 
-def attolytics_service(configuration: Configuration, process: Process, endpoint) -> AttolyticsService:
-    """The service for `configuration`, listening on `endpoint` (an IStreamServerEndpoint)."""
+def attolytics_service(configuration: Configuration, process: Process, endpoint,
+                       admin_endpoint=None) -> AttolyticsService:
+    """The service for `configuration`, listening on `endpoint` (an IStreamServerEndpoint), and
+    with `admin_listen` on `admin_endpoint` too."""
     config = configuration.config
     shutdown = Shutdown(process.reactor, config.shutdown_timeout)
     embedded, locate = database_location(config, shutdown)
     database = DatabaseService(process.reactor, process.clock, shutdown, locate, process.on_fatal)
     maintenance = PartitionMaintenance(database, process.clock, process.metrics)
     writers = WriterService(database, maintenance, process.reactor, shutdown, process.metrics)
-    return serving(configuration, process, endpoint, shutdown, embedded, database, writers, maintenance)
+    return serving(configuration, process, endpoint, shutdown, embedded, database, writers, maintenance,
+                   admin_endpoint)
 
 
 def serving(configuration: Configuration, process: Process, endpoint, shutdown: Shutdown, embedded,
-            database: DatabaseService, writers, maintenance) -> AttolyticsService:
+            database: DatabaseService, writers, maintenance, admin_endpoint=None) -> AttolyticsService:
     """The tree of a service whose storage services are built: the embedded PostgreSQL (or
     None), the database, `writers` (a service whose `writer` and `refused_writer` store what
-    the routes accept) and partition upkeep, then the routes and the HTTP endpoint."""
+    the routes accept) and partition upkeep, then the routes, the admin port (on
+    `admin_endpoint`, with admin_listen) and the HTTP endpoint."""
     config, metrics, reactor = configuration.config, process.metrics, process.reactor
     routes = Routes(config, metrics, configuration.event_ids, process.clock, database.problem)
     site = AttolyticsSite(routes.resource(), config.max_body_bytes, config.request_timeout,
@@ -190,7 +195,14 @@ def serving(configuration: Configuration, process: Process, endpoint, shutdown: 
     http = HttpEndpointService(endpoint, config.listen, site, shutdown, listening, process.on_fatal)
     children = [("embedded", embedded)] if embedded is not None else []
     children += [("database", database), ("writer", writers), ("maintenance", maintenance),
-                 ("routes", RoutesService(routes, site, database, writers)), ("http", http)]
+                 ("routes", RoutesService(routes, site, database, writers))]
+    if admin_endpoint is not None:
+        # Stopped after the public port (children stop in reverse order): scraped to the end.
+        admin_site = AttolyticsSite(AdminResource(admin_pages(routes)), config.max_body_bytes,
+                                    config.request_timeout, None, metrics, reactor, access_log=process.access_log)
+        children.append(("admin", HttpEndpointService(admin_endpoint, config.admin_listen, admin_site, shutdown,
+                                                      lambda port: None, process.on_fatal)))
+    children.append(("http", http))
     metrics.watch(metrics.database_ready, lambda: 1 if routes.ready else 0)
     if metrics.multiprocess:  # the other workers read these gauges from this one's files
         refresh = TimerService(METRICS_REFRESH_SECONDS, metrics.refresh)

@@ -32,6 +32,8 @@ log = logger(__name__)
 LISTENING_FD = 3
 # The worker's end of the pipe it tells its parent READY=1 and RELOADING=1 on.
 NOTIFY_FD = 4
+# The descriptor a worker finds the admin port's listening socket on (with admin_listen).
+ADMIN_FD = 5
 # The worker's standard output (its log lines, formatted) and error (the last words of a worker
 # that cannot start, a traceback): this process writes both where it logs, each line whole.
 OUT_FD, ERR_FD = 1, 2
@@ -122,10 +124,11 @@ class WorkerProcesses(ReconfigurableService):
     `log_lines` (whole lines, as text), so that one process alone writes the log."""
 
     def __init__(self, reactor, count: int, endpoint, locate, worker_args: list[str], shutdown, notify,
-                 on_fatal, log_lines):
+                 on_fatal, log_lines, admin_endpoint=None):
         self.reactor = reactor
         self.count = count
         self.endpoint = endpoint
+        self.admin_endpoint = admin_endpoint
         self.locate = locate
         self.worker_args = worker_args
         self.shutdown = shutdown
@@ -133,6 +136,7 @@ class WorkerProcesses(ReconfigurableService):
         self.on_fatal = on_fatal
         self.log_lines = log_lines
         self.port = None
+        self.admin_port = None
         self.url = None
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
@@ -149,6 +153,11 @@ class WorkerProcesses(ReconfigurableService):
         self.port = await self.endpoint.listen(Factory())
         self.port.stopReading()  # the workers accept; this process only holds the socket open
         log.info("listening on {address} for {count} workers", address=self.port.getHost(), count=self.count)
+        if self.admin_endpoint is not None:
+            self.admin_port = await self.admin_endpoint.listen(Factory())
+            self.admin_port.stopReading()
+            log.info("admin port on {address} for {count} workers", address=self.admin_port.getHost(),
+                     count=self.count)
         self.url = await self.locate()
         for number in range(1, self.count + 1):
             self._spawn(number)
@@ -164,18 +173,21 @@ class WorkerProcesses(ReconfigurableService):
         env = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
         # prometheus_client reads it when the worker imports it: the worker writes its values there.
         env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
-        self.reactor.spawnProcess(worker, sys.executable, self.command(number), env=env,
-                                  childFDs={0: "w", 1: "r", 2: "r", LISTENING_FD: self.port.fileno(),
-                                            NOTIFY_FD: "r"})
+        fds = {0: "w", 1: "r", 2: "r", LISTENING_FD: self.port.fileno(), NOTIFY_FD: "r"}
+        if self.admin_port is not None:
+            fds[ADMIN_FD] = self.admin_port.fileno()
+        self.reactor.spawnProcess(worker, sys.executable, self.command(number), env=env, childFDs=fds)
         self.workers[number] = worker
         log.info("started worker {number} (pid {pid})", number=number, pid=worker.pid)
 
     def command(self, number: int) -> list[str]:
         """The command line of worker `number`: twistd's options (tap.Options), with the
         --worker ones; never the database URL, which the worker reads from its standard input."""
+        admin = ([] if self.admin_port is None else
+                 ["--worker-admin-family", str(int(self.admin_port.addressFamily))])
         return [sys.executable, "-m", "attolytics.worker", "--worker", str(number),
                 "--worker-family", str(int(self.port.addressFamily)), "--worker-notify-fd", str(NOTIFY_FD),
-                *self.worker_args]
+                *admin, *self.worker_args]
 
     def worker_ready(self, worker: _Worker) -> None:
         """A worker serves; once all of them do, systemd hears READY=1."""
@@ -226,8 +238,9 @@ class WorkerProcesses(ReconfigurableService):
         # would queue connections that no worker accepts, lost unanswered at the exit (where a
         # closed port sends a proxy on to another instance). Closed, not shut down: a shutdown
         # would end the socket under the workers still accepting (EINVAL in their accept()).
-        if self.port is not None:
-            await close_without_shutdown(self.port)
+        for port in (self.port, self.admin_port):
+            if port is not None:
+                await close_without_shutdown(port)
         workers = [w for w in self.workers.values() if not w.ended.called]
         for worker in workers:
             worker.signal("TERM")
@@ -244,17 +257,18 @@ class WorkerProcesses(ReconfigurableService):
 
 
 def workers_service(configuration: Configuration, process: Process, endpoint,
-                    worker_args: list[str], log_lines) -> AttolyticsService:
+                    worker_args: list[str], log_lines, admin_endpoint=None) -> AttolyticsService:
     """The service of the parent process: the embedded PostgreSQL (when no database is
     configured) and the workers, stopped in reverse order; a reload reloads every worker.
 
     `worker_args` are the options each worker's command line repeats (tap.worker_args());
-    `log_lines(text)` writes the workers' whole log lines where this process logs.
+    `log_lines(text)` writes the workers' whole log lines where this process logs; with
+    admin_listen, the workers share the admin port on `admin_endpoint` as they share the public one.
     """
     config = configuration.config
     shutdown = Shutdown(process.reactor, config.shutdown_timeout)
     embedded, locate = database_location(config, shutdown)
     processes = WorkerProcesses(process.reactor, config.workers, endpoint, locate, worker_args, shutdown,
-                                process.notify, process.on_fatal, log_lines)
+                                process.notify, process.on_fatal, log_lines, admin_endpoint)
     children = [("embedded", embedded)] if embedded is not None else []
     return AttolyticsService(configuration, process, shutdown, children + [("workers", processes)])

@@ -36,6 +36,8 @@ class Options(usage.Options):
         ["schema", None, None, "Same as --config (its older name)."],
         ["listen", None, None, "Where to listen, as an endpoint description "
          "(default: the config's listen key, else tcp:8000:interface=127.0.0.1)."],
+        ["admin-listen", None, None, "Serve /metrics and the live view /live there only, as an endpoint "
+         "description such as tcp:9100:interface=127.0.0.1 (default: the config's admin_listen key)."],
         ["host", "H", None, "Listen on TCP at this address (with --port; default localhost)."],
         ["port", "p", None, "Listen on TCP at this port (with --host; default 8000).", int],
         ["db-url", None, None, "PostgreSQL connection URL; overrides the config's database."],
@@ -46,6 +48,7 @@ class Options(usage.Options):
         ["worker", None, None, "(From a parent process.) Serve as worker N of several.", int],
         ["worker-family", None, None, "(From a parent process.) The listening socket's address family.", int],
         ["worker-notify-fd", None, None, "(From a parent process.) The pipe to tell it READY=1 on.", int],
+        ["worker-admin-family", None, None, "(From a parent process.) The admin socket's address family.", int],
     ]
 
     def __init__(self):
@@ -118,10 +121,11 @@ def makeService(options, reactor=None):
     return top
 
 
-def bootstrap(options, reactor, endpoint=None, log_lines=None):
+def bootstrap(options, reactor, endpoint=None, log_lines=None, admin_endpoint=None):
     """The service of this process, as `options` say: one serving on `endpoint` (a worker's
-    adopted socket) or on the configuration's listen key, or the parent of several workers,
-    whose log lines go to `log_lines(text)`. A configuration mistake exits with status 1."""
+    adopted socket) or on the configuration's listen key, and on `admin_endpoint` (a worker's
+    adopted admin socket) or the admin_listen key; or the parent of several workers, whose log
+    lines go to `log_lines(text)`. A configuration mistake exits with status 1."""
     worker = options["worker"]
     process = Process(reactor, reactor, Metrics(multiprocess=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))),
                       systemd.notifier(os.environ.get("NOTIFY_SOCKET"), options["worker-notify-fd"]),
@@ -132,11 +136,13 @@ def bootstrap(options, reactor, endpoint=None, log_lines=None):
         config = configuration.config
         if endpoint is None:
             endpoint = _endpoint(reactor, config.listen, _listen_source(options))
+        if admin_endpoint is None and worker is None and config.admin_listen is not None:
+            admin_endpoint = _endpoint(reactor, config.admin_listen, _admin_listen_source(options))
         if worker is None and config.workers > 1:
             service = workers_service(configuration, process, endpoint, worker_args(options, config),
-                                      log_lines or _lines_to(sys.stdout, None))
+                                      log_lines or _lines_to(sys.stdout, None), admin_endpoint)
         else:
-            service = attolytics_service(configuration, process, endpoint)
+            service = attolytics_service(configuration, process, endpoint, admin_endpoint)
     except ConfigError as e:
         sys.exit(f"attolytics worker {worker}: {e}" if worker is not None else f"attolytics: {e}")
     reactor.callWhenRunning(stop_on_signals, reactor)
@@ -149,6 +155,10 @@ def _with_overrides(options, config):
     reload)."""
     if options["listen"]:
         config = replace(config, listen=options["listen"])
+    if options["worker"] is not None:  # a worker serves the admin port its parent opened, if any
+        config = replace(config, admin_listen=options["admin-listen"])
+    elif options["admin-listen"]:
+        config = replace(config, admin_listen=options["admin-listen"])
     if options["db-url"]:
         config = replace(config, database=DatabaseLocation(url=options["db-url"]))
     if options["workers"]:
@@ -163,11 +173,18 @@ def _listen_source(options) -> str:
     return "--listen" if not options["port"] and not options["host"] else "--host/--port"
 
 
+def _admin_listen_source(options) -> str:
+    """What named the admin port's address, for a message about it."""
+    return "--admin-listen" if options["admin-listen"] else f"{options['config']}: admin_listen"
+
+
 def worker_args(options, config) -> list[str]:
     """What each worker's command line repeats of this one's, besides the --worker options."""
     verbosity = options["verbosity"]
     flags = ["--verbose"] * verbosity if verbosity > 0 else ["--quiet"] * -verbosity
-    return ["--config", options["config"], "--listen", config.listen, *flags, "--log-format", options["log-format"]]
+    admin = ["--admin-listen", config.admin_listen] if config.admin_listen is not None else []
+    return ["--config", options["config"], "--listen", config.listen, *admin, *flags,
+            "--log-format", options["log-format"]]
 
 
 def log_observer(options, out, twistd_options=None):

@@ -13,7 +13,7 @@ from twisted.internet.defer import succeed
 from twisted.logger import globalLogBeginner
 from twisted.python import usage
 
-from attolytics.supervisor import LISTENING_FD
+from attolytics.supervisor import ADMIN_FD, LISTENING_FD
 from attolytics.tap import Options, bootstrap, log_observer
 from attolytics.twisted_internals import accept_one_at_a_time
 
@@ -90,7 +90,10 @@ def main(argv=None) -> None:
     out = _FlushedOncePerTurn(reactor, sys.stdout)
     globalLogBeginner.beginLoggingTo([signed(log_observer(options, out), number)],
                                      redirectStandardIO=False)
-    service = bootstrap(options, reactor, _AdoptedEndpoint(reactor, LISTENING_FD, options["worker-family"]))
+    admin_family = options["worker-admin-family"]
+    admin = None if admin_family is None else _AdoptedEndpoint(reactor, ADMIN_FD, admin_family)
+    service = bootstrap(options, reactor, _AdoptedEndpoint(reactor, LISTENING_FD, options["worker-family"]),
+                        admin_endpoint=admin)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

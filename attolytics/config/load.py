@@ -24,7 +24,7 @@ from attolytics.config.yaml_tree import Node, describe, read_yaml
 
 _TOP_LEVEL_KEYS = {"listen", "database", "database_url", "apps", "tables", "max_body_bytes", "writer",
                    "request_timeout", "shutdown_timeout", "trusted_proxies", "rejected_events", "workers",
-                   "max_events_per_request", "openapi"}
+                   "max_events_per_request", "openapi", "admin_listen"}
 
 
 def load_config(path: str) -> Config:
@@ -71,6 +71,7 @@ def parse_config(text: str, source: str) -> Config:
         trusted_proxies=_networks(keys["trusted_proxies"]) if "trusted_proxies" in keys else (),
         rejected_events=rejected,
         listen=keys["listen"].string() if "listen" in keys else DEFAULT_LISTEN,
+        admin_listen=keys["admin_listen"].string() if "admin_listen" in keys else None,
         max_body_bytes=(
             keys["max_body_bytes"].positive_int() if "max_body_bytes" in keys else DEFAULT_MAX_BODY_BYTES
         ),

@@ -184,6 +184,8 @@ class Config:
     apps: Mapping[str, App]
     tables: Mapping[str, TableDecl] = field(default_factory=dict)
     listen: str = DEFAULT_LISTEN
+    # Where /metrics and the live view are served instead of the public port; None: no admin port.
+    admin_listen: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     writer: WriterSettings = WriterSettings()
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT

@@ -160,7 +160,13 @@ class Routes:
         return write_json(request, 200, {"ready": True})
 
     def metrics_page(self, request):
-        """The Prometheus metrics."""
+        """The Prometheus metrics; 404 when an admin port serves them (admin_listen)."""
+        if self.config.admin_listen is not None:
+            return write_json(request, 404, {"error": "no such route; the metrics are served on the admin port"})
+        return self.metrics_text(request)
+
+    def metrics_text(self, request):
+        """The Prometheus metrics, wherever they are served."""
         request.setHeader(b"Content-Type", CONTENT_TYPE)
         return self.metrics.render()
 

@@ -27,6 +27,11 @@ class Running:
         return self.service.getServiceNamed("http").port.getHost().port
 
     @property
+    def admin_port(self) -> int:
+        """The admin port it listens on (with admin_listen)."""
+        return self.service.getServiceNamed("admin").port.getHost().port
+
+    @property
     def writer(self):
         """Its writer, once the database is ready."""
         return self.service.getServiceNamed("writer").writer
@@ -42,7 +47,8 @@ async def start_service(config_text: str, database_url: str, wait: bool = True, 
 
     With `wait`, return once start-up has ended (ready, or a fatal error recorded). With `path`,
     the configuration is written there and read from there, as at each reload. `clock` is the
-    time partitions follow (the reactor's by default).
+    time partitions follow (the reactor's by default). An `admin_listen` of the configuration is
+    served as it says (tcp:0 for an ephemeral port).
     """
     def overrides(config):
         return replace(config, listen="tcp:0:interface=127.0.0.1", database=DatabaseLocation(url=database_url))
@@ -55,7 +61,8 @@ async def start_service(config_text: str, database_url: str, wait: bool = True, 
     fatal = []
     process = Process(reactor, clock or reactor, Metrics(), nowhere, fatal.append,
                       lambda: overrides(load_config(str(path))))
-    service = attolytics_service(Configuration.of(config), process, serverFromString(reactor, config.listen))
+    admin = serverFromString(reactor, config.admin_listen) if config.admin_listen is not None else None
+    service = attolytics_service(Configuration.of(config), process, serverFromString(reactor, config.listen), admin)
     service.startService()  # a TCP endpoint listens at once, so the port is known now
     if wait:
         await service.getServiceNamed("database").starting
