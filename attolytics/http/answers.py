@@ -37,8 +37,10 @@ def set_headers(request, headers: dict[str, str]) -> None:
 
 
 def write_json(request, status: int, body: dict, headers: dict[str, str] | None = None) -> bytes:
-    """Set status and headers for a JSON answer and return its bytes."""
+    """Set status and headers for a JSON answer and return its bytes; the request remembers
+    `body` (the live view shows a refusal's reason, event and field from it)."""
     data = json.dumps(body).encode()
+    request.answer_json = body
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Content-Length", str(len(data)).encode())

@@ -41,6 +41,12 @@ class Underway:
         return waiter
 
 
+class _Unwatched:
+    """The live view of a site that has none: no one ever watches it."""
+
+    watched = False
+
+
 class AttolyticsSite(Site):
     """A Site whose requests enforce the body limit and a deadline, and whose access log is
     structured."""
@@ -50,7 +56,7 @@ class AttolyticsSite(Site):
     protocol = JsonErrorsChannel
 
     def __init__(self, resource, max_body_bytes: int, receive_timeout: float, early_headers=None,
-                 metrics=None, reactor=None, access_log: bool = True):
+                 metrics=None, reactor=None, access_log: bool = True, live=None):
         super().__init__(
             resource,
             requestFactory=request_factory(max_body_bytes, receive_timeout, early_headers),
@@ -72,6 +78,8 @@ class AttolyticsSite(Site):
         self.metrics = metrics
         # Whether log() writes a line for each request (the service's verbosity says).
         self.access_log = access_log
+        # The live view's feed (attolytics/live/feed.py), given each request while watched.
+        self.live = live if live is not None else _Unwatched()
 
     def stop_keeping_alive(self) -> None:
         """From now on, every answer (those not yet begun too) closes its connection."""
@@ -95,12 +103,15 @@ class AttolyticsSite(Site):
         self.receive_timeout = receive_timeout
 
     def log(self, request):
-        """Count and log one line per finished request, with fields for log shippers."""
+        """Count and log one line per finished request, with fields for log shippers; and show it
+        in the live view while someone watches (when no one does, that costs one look)."""
         seconds = time.monotonic() - request.started
         route = request.route
         if self.metrics is not None:
             self.metrics.child(self.metrics.requests, route.label, str(request.code)).inc()
             self.metrics.request_seconds.observe(seconds)
+        if self.live.watched:
+            self.live.record(request)
         if not self.access_log:
             return
         address = request.getClientAddress()
