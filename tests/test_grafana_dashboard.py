@@ -22,6 +22,7 @@ DASHBOARD = REPO / "contrib" / "grafana" / "attolytics-dashboard.json"
 # What Grafana puts for $__rate_interval: four scrape intervals at least; here, scraped each second.
 RATE_INTERVAL = "15s"
 CONFIG = f"""
+admin_listen: 'tcp:0:interface=127.0.0.1'
 tables:
   clicks:
     partition: {{column: at, interval: day, ahead: 1, keep: 7}}
@@ -90,7 +91,9 @@ async def test_every_panel_returns_data_from_a_real_prometheus(start, prometheus
     running = await start(CONFIG, path=path)
     assert running.fatal == []
     assert await running.service.reload() is True  # a reload for the reloads panel
-    port = prometheus(running.port)
+    # Scraped on the admin port, as an operator would set it up; the public port refuses /metrics.
+    assert (await running.client.request("GET", "/metrics")).status == 404
+    port = prometheus(running.admin_port)
 
     async def load() -> None:
         """Events stored and refused, as a shop's pages would send them."""
