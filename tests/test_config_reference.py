@@ -176,5 +176,7 @@ def test_the_defaults_are_those_the_loader_gives(form):
 
 def test_the_page_names_every_key():
     page = reference.render_markdown(RESTART_ONLY)
-    assert [key.path for key in reference.KEYS if f"| `{key.path}` |" not in page] == []
-    assert "| `listen` | Twisted endpoint description | `tcp:8000:interface=127.0.0.1` | both | restart |" in page
+    assert [key.path for key in reference.KEYS if f"\n`{key.path}`\n: *{key.type}*; default: " not in page] == []
+    assert ("`listen`\n: *Twisted endpoint description*; default: `tcp:8000:interface=127.0.0.1`; forms: both; "
+            "applied by: **restart**.") in page
+    assert "`apps.*.secret_keys`\n: *list of strings*; default: none; forms: map form; applied by: **reload**." in page

@@ -299,10 +299,6 @@ def _forms(key: Key) -> str:
     return "both" if set(key.forms) == set(BOTH) else f"{key.forms[0]} form"
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def _applied(key: Key, restart_keys: Iterable[str]) -> str:
     found = restart_only(key, restart_keys)
     if found == "restart":
@@ -314,20 +310,21 @@ def _applied(key: Key, restart_keys: Iterable[str]) -> str:
 
 
 def render_markdown(restart_keys: Iterable[str]) -> str:
-    """The reference as a Markdown page (MyST), one table a section; `restart_keys` as in restart_only."""
+    """The reference as a Markdown page (MyST): a definition list a section, one entry a key;
+    `restart_keys` as in restart_only."""
     restart_keys = sorted(restart_keys)
     lines = ["# Configuration reference", "",
              "Every key the configuration file takes, generated from `attolytics/config/reference.py` "
-             "when the site is built; `tests/test_config_reference.py` holds it to the loader. "
-             "*Forms* says which form of `apps` a key belongs to; *applied by* whether a reload "
-             "(SIGHUP) applies a change of it or only a restart does. [Configuration](../configuration.md) "
-             "explains the file with examples, and the command line.", ""]
+             "when the site is built; `tests/test_config_reference.py` holds it to the loader. Each key "
+             "says its type; its default; the forms of `apps` it belongs to (*both*, or the list or map "
+             "form only); whether a reload (SIGHUP) applies a change of it or only a restart does; and "
+             "what it does. [Configuration](../configuration.md) explains the file with examples, and "
+             "the command line.", ""]
     for _, title, keys in SECTIONS:
         lines += [f"## {title}", ""]
-        lines += ["| key | type | default | forms | applied by | what it does |",
-                  "|---|---|---|---|---|---|"]
         for key in keys:
-            cells = [f"`{key.path}`", key.type, key.default, _forms(key), _applied(key, restart_keys), key.does]
-            lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
-        lines.append("")
+            lines += [f"`{key.path}`",
+                      f": *{key.type}*; default: {key.default}; forms: {_forms(key)}; "
+                      f"applied by: **{_applied(key, restart_keys)}**.", "",
+                      f"  {key.does}", ""]
     return "\n".join(lines)
