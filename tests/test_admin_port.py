@@ -146,3 +146,14 @@ def test_a_reload_keeps_the_admin_port(tmp_path, database_url):
         assert exchange(admin_port, "GET", "/metrics").status == 200
         assert exchange(port, "GET", "/metrics").status == 404
     assert "app.yaml: admin_listen changes only with a restart; it stays as it is" in run.output
+
+
+@pytest.mark.service
+@pytest_twisted.ensureDeferred
+async def test_the_public_openapi_document_leaves_out_the_metrics_the_admin_port_serves(start):
+    with_admin = await start(GAME_CONFIG + ADMIN_ON_ANY_PORT)
+    paths = (await with_admin.client.request("GET", "/openapi.json")).json()["paths"]
+    assert "/metrics" not in paths
+    assert {"/healthz", "/readyz", "/apps/mygame/events/game_events"} <= set(paths)
+    without = await start(GAME_CONFIG)
+    assert "/metrics" in (await without.client.request("GET", "/openapi.json")).json()["paths"]

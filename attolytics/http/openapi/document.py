@@ -44,7 +44,7 @@ def document(config: Config, tables: Mapping) -> dict:
     paths = {}
     for app in apps:
         paths.update(_app_paths(app, tables, schemas, config.max_events_per_request))
-    paths.update(service_paths())
+    paths.update(service_paths(admin_port=config.admin_listen is not None))
     paths.update(segment_paths())
     return {
         "openapi": OPENAPI_VERSION,

@@ -11,9 +11,10 @@ HEADERS = "#/components/headers/"
 # --- the service's own paths --------------------------------------------------------------------
 
 
-def service_paths() -> dict:
-    """The service's own GET routes."""
-    return {
+def service_paths(admin_port: bool = False) -> dict:
+    """The service's own GET routes of the public port (/metrics is on the admin port when
+    there is one)."""
+    paths = {
         "/healthz": _get("The process runs", {"200": _json_answer("It runs.", "Health")}),
         "/readyz": _get("The tables are checked and a database connection is up", {
             "200": _json_answer("Ready to store events.", "Ready"),
@@ -31,6 +32,9 @@ def service_paths() -> dict:
             "200": _text_answer("The client script.", "text/javascript"),
         }),
     }
+    if admin_port:
+        del paths["/metrics"]
+    return paths
 
 
 def _get(summary: str, responses: dict) -> dict:
