@@ -17,6 +17,7 @@ from attolytics.http.admin import AdminResource, admin_pages
 from attolytics.http.endpoint import HttpEndpointService
 from attolytics.http.routes import Routes
 from attolytics.http.site import AttolyticsSite
+from attolytics.live.feed import LiveFeed
 from attolytics.logs import logger
 from attolytics.metrics import Metrics
 from attolytics.reconfigurable import ReconfigurableService, hand_down
@@ -184,8 +185,10 @@ def serving(configuration: Configuration, process: Process, endpoint, shutdown: 
     `admin_endpoint`, with admin_listen) and the HTTP endpoint."""
     config, metrics, reactor = configuration.config, process.metrics, process.reactor
     routes = Routes(config, metrics, configuration.event_ids, process.clock, database.problem)
+    # The live view of the public port's requests, served on the admin port only.
+    live = LiveFeed(reactor) if admin_endpoint is not None else None
     site = AttolyticsSite(routes.resource(), config.max_body_bytes, config.request_timeout,
-                          routes.early_headers, metrics, reactor, access_log=process.access_log)
+                          routes.early_headers, metrics, reactor, access_log=process.access_log, live=live)
 
     def listening(port) -> None:
         # twistd starts services before the reactor runs; a stop request that follows READY at
@@ -198,10 +201,12 @@ def serving(configuration: Configuration, process: Process, endpoint, shutdown: 
                  ("routes", RoutesService(routes, site, database, writers))]
     if admin_endpoint is not None:
         # Stopped after the public port (children stop in reverse order): scraped to the end.
-        admin_site = AttolyticsSite(AdminResource(admin_pages(routes)), config.max_body_bytes,
+        admin_site = AttolyticsSite(AdminResource(admin_pages(routes, live)), config.max_body_bytes,
                                     config.request_timeout, None, metrics, reactor, access_log=process.access_log)
         children.append(("admin", HttpEndpointService(admin_endpoint, config.admin_listen, admin_site, shutdown,
                                                       lambda port: None, process.on_fatal)))
+        # Stopped before the admin port: it ends the live view's streams, which would hold its stop.
+        children.append(("live", live))
     children.append(("http", http))
     metrics.watch(metrics.database_ready, lambda: 1 if routes.ready else 0)
     if metrics.multiprocess:  # the other workers read these gauges from this one's files

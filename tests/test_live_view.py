@@ -3,11 +3,18 @@ viewer watches, keeps a bounded ring, shows each request's route, app, status, e
 values without any key; in memory first (the real site and routes, a fake writer), then over HTTP
 against the real service and its admin port."""
 
+import base64
 import gzip
+import http.client
 import json
+import os
+import socket
 
 import pytest
+import pytest_twisted
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
+from twisted.internet.threads import deferToThread
 
 from attolytics.config import parse_config
 from attolytics.http.live_page import Viewer, Wanted, live_pages
@@ -15,8 +22,10 @@ from attolytics.http.site import AttolyticsSite
 from attolytics.live.entries import ELLIPSIS, EVENTS_SHOWN, VALUE_CHARS
 from attolytics.live.feed import HEARTBEAT, HEARTBEAT_SECONDS, LiveFeed
 from attolytics.reload import Configuration
-from support.configs import GAME_CONFIG, SECRET, START
+from support.configs import GAME_CONFIG, SECRET, START, segment_config
+from support.http import Client
 from support.memory import InMemoryService
+from support.waiting import wait_for
 
 ROUTE = "/apps/mygame/events/game_events"
 # A second app whose key is short: a key under 8 characters is only taken out where it is a
@@ -57,6 +66,7 @@ def watched_service(config_text: str = GAME_CONFIG, size: int = 100):
     service = InMemoryService(config_text)
     feed = LiveFeed(service.clock, size=size)
     feed.reconfigure(Configuration.of(parse_config(config_text, "test.conf.yaml")))
+    feed.startService()
     service.site = AttolyticsSite(service.routes.resource(), service.config.max_body_bytes,
                                   service.config.request_timeout, service.routes.early_headers, service.metrics,
                                   reactor=service.clock, live=feed)
@@ -201,6 +211,8 @@ def test_viewers_are_limited_and_a_heartbeat_runs_only_while_one_watches():
     clock = Clock()
     feed = LiveFeed(clock, max_viewers=2)
     feed.reconfigure(Configuration.of(parse_config(GAME_CONFIG, "test.conf.yaml")))
+    assert feed.watch(Collecting()) is None  # not started yet
+    feed.startService()
     one, two = Collecting(), Collecting()
     assert feed.watch(one) == [] and feed.watch(two) == [] and feed.watch(Collecting()) is None
     clock.advance(HEARTBEAT_SECONDS)
@@ -209,9 +221,9 @@ def test_viewers_are_limited_and_a_heartbeat_runs_only_while_one_watches():
     feed.unwatch(two)
     assert not feed.watched and clock.getDelayedCalls() == []
     feed.watch(one)
-    feed.startService()
     feed.stopService()
     assert one.ended and not feed.watched and clock.getDelayedCalls() == []
+    assert feed.watch(two) is None  # stopping: no new stream holds the admin port's stop
 
 
 @pytest.mark.unit
@@ -255,6 +267,7 @@ class _Request:
 @pytest.mark.unit
 def test_a_viewer_that_cannot_keep_up_is_told_how_many_it_missed():
     feed = LiveFeed(Clock())
+    feed.startService()
     request = _Request()
     viewer = Viewer(request, feed, Wanted(None, "refused"))
     feed.watch(viewer)
@@ -285,3 +298,203 @@ def test_the_page_forbids_everything_but_its_own_script_style_and_stream():
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
     assert policy.count("'sha256-") == 2 and "unsafe" not in policy
     assert b"innerHTML" not in html and b"insertAdjacentHTML" not in html and b"document.write" not in html
+
+
+# Over HTTP: the real service, its public port and its admin port
+
+ADMIN = "admin_listen: 'tcp:0:interface=127.0.0.1'\n"
+SEGMENT_KEY = "segment-write-key-0123"
+
+
+class EventStream:
+    """/live/events of an admin port, read in a thread: the frames as they arrive, and the raw
+    bytes. `await EventStream.open(port)` returns once its hello is in (its viewer watches)."""
+
+    def __init__(self, port: int, query: str):
+        self.port, self.query = port, query
+        self.raw = b""
+        self.frames: list[tuple[str, dict]] = []
+        self.status = None
+        self.reading = None
+
+    @classmethod
+    async def open(cls, port: int, query: str = ""):
+        stream = cls(port, query)
+        stream.reading = deferToThread(stream._read)
+        await wait_for(lambda: stream.frames or stream.status not in (None, 200), what="the stream's hello")
+        return stream
+
+    def _read(self) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        self.connection.request("GET", "/live/events" + self.query)
+        response = self.connection.getresponse()
+        self.status, self.headers = response.status, dict(response.getheaders())
+        kind, data = None, None
+        while line := response.readline():
+            self.raw += line
+            if line.startswith(b"event: "):
+                kind = line[7:].strip().decode()
+            elif line.startswith(b"data: "):
+                data = json.loads(line[6:])
+            elif line == b"\n" and kind is not None:
+                self.frames.append((kind, data))
+                kind, data = None, None
+
+    @property
+    def entries(self) -> list[dict]:
+        return [data for kind, data in self.frames if kind == "request"]
+
+    async def until(self, count: int) -> list[dict]:
+        """The entries, once there are `count` of them."""
+        await wait_for(lambda: len(self.entries) >= count, what=f"{count} entries on the stream")
+        return self.entries
+
+    async def close(self) -> None:
+        """Cut the connection, as a page closed; returns once the thread has stopped reading."""
+        self.connection.sock.shutdown(socket.SHUT_RDWR)
+        await self.reading
+
+
+async def posted(running, path: str, body, headers=None):
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    return await running.client.request("POST", path, body if isinstance(body, bytes) else json.dumps(body).encode(),
+                                        headers)
+
+
+@pytest.fixture
+def watched(start):
+    """The service with an admin port, on the game_events table and two apps."""
+    running = pytest_twisted.blockon(ensureDeferred(start(TWO_APPS + ADMIN + "shutdown_timeout: 3\n")))
+    assert running.fatal == []
+    return running
+
+
+@pytest.mark.service
+@pytest_twisted.ensureDeferred
+async def test_the_admin_port_streams_stored_and_refused_requests_with_their_values(watched, sql):
+    stream = await EventStream.open(watched.admin_port)
+    assert stream.status == 200 and stream.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    [(kind, hello)] = stream.frames
+    assert kind == "hello" and hello["size"] == 100 and hello["pid"] == os.getpid()
+    bad = [START, {"timestamp": 5, "event_type": "end", "score": "lots"}]
+    assert (await watched.client.post_events("mygame", "game_events", [START, START])).status == 200
+    refused = await watched.client.post_events("mygame", "game_events", bad)
+    assert refused.status == 400
+    stored, shown = await stream.until(2)
+    assert sql("select count(*) from game_events") == [(2,)]
+    assert [(e["method"], e["route"], e["app"], e["event_type"], e["status"], e["events"]) for e in (stored, shown)] == [
+        ("POST", "/apps/{app}/events/{event_type}", "mygame", "game_events", 200, 2),
+        ("POST", "/apps/{app}/events/{event_type}", "mygame", "game_events", 400, 2)]
+    assert shown["refusal"] == refused.json() and (shown["refusal"]["event"], shown["refusal"]["field"]) == (1, "score")
+    assert [(i, json.loads(text)) for i, text in stored["values"]] == [(0, START), (1, START)]
+    assert [(i, json.loads(text)) for i, text in shown["values"]] == list(enumerate(bad))
+    assert stored["pid"] == shown["pid"] == os.getpid() and [stored["seq"], shown["seq"]] == [1, 2]
+    await stream.close()
+
+
+@pytest.mark.service
+@pytest_twisted.ensureDeferred
+async def test_nothing_is_recorded_while_no_one_watches_and_a_new_viewer_gets_the_ring(watched):
+    feed = watched.service.getServiceNamed("live")
+    assert (await watched.client.post_events("mygame", "game_events", [START])).status == 200
+    assert (feed.watched, feed.recorded, len(feed.ring)) == (False, 0, 0)
+    first = await EventStream.open(watched.admin_port)
+    assert (await watched.client.post_events("mygame", "game_events", [START])).status == 200
+    await first.until(1)
+    await first.close()
+    await wait_for(lambda: not feed.watched, what="the viewer gone")
+    assert (await watched.client.post_events("mygame", "game_events", [START])).status == 200
+    assert feed.recorded == 1
+    later = await EventStream.open(watched.admin_port)
+    assert [kind for kind, _ in later.frames] == ["hello", "request"] and later.entries[0]["seq"] == 1
+    await later.close()
+
+
+@pytest.mark.service
+@pytest_twisted.ensureDeferred
+async def test_the_ring_holds_the_last_100_requests(watched):
+    stream = await EventStream.open(watched.admin_port)
+    for timestamp in range(105):
+        await watched.client.post_events("mygame", "game_events", [{**START, "timestamp": timestamp}])
+    await stream.until(105)
+    later = await EventStream.open(watched.admin_port)
+    assert [entry["seq"] for entry in later.entries] == list(range(6, 106))
+    assert json.loads(later.entries[0]["values"][0][1])["timestamp"] == 5
+    await stream.close()
+    await later.close()
+
+
+@pytest.mark.service
+@pytest_twisted.ensureDeferred
+async def test_the_stream_filters_by_app_and_status(watched):
+    refused_only = await EventStream.open(watched.admin_port, "?status=refused")
+    other_only = await EventStream.open(watched.admin_port, "?app=other&status=2xx")
+    everything = await EventStream.open(watched.admin_port)
+    await watched.client.post_events("mygame", "game_events", [START])
+    await watched.client.post_events("other", "game_events", [START], secret="tiny")
+    await watched.client.post_events("other", "game_events", [{"timestamp": "x"}], secret="tiny")
+    await watched.client.post_events("mygame", "game_events", [START], secret="wrong-key-123")
+    # Last, one request each filtered stream wants: once it is in, all before it are.
+    await watched.client.post_events("other", "game_events", [START], secret="tiny")
+    await watched.client.post_events("mygame", "no_such_type", [START])
+    await everything.until(6)
+    assert [(e["app"], e["status"]) for e in everything.entries] == [
+        ("mygame", 200), ("other", 200), ("other", 400), ("mygame", 403), ("other", 200), ("mygame", 404)]
+    assert [(e["app"], e["status"]) for e in await refused_only.until(3)] == [
+        ("other", 400), ("mygame", 403), ("mygame", 404)]
+    assert [(e["app"], e["status"]) for e in await other_only.until(2)] == [("other", 200), ("other", 200)]
+    for stream in (refused_only, other_only, everything):
+        await stream.close()
+    assert (await Client(watched.admin_port).request("GET", "/live/events?status=4x")).status == 400
+
+
+@pytest.mark.service
+@pytest_twisted.ensureDeferred
+async def test_no_key_or_token_reaches_the_admin_port(start):
+    config = segment_config(SEGMENT_KEY) + f"""  mobile:
+    secret_key: {SECRET}
+    tables: [level_completed]
+""" + ADMIN
+    running = await start(config)
+    assert running.fatal == []
+    stream = await EventStream.open(running.admin_port)
+    level = {"level_number": 3, "user_id": f"key {SECRET} and {SEGMENT_KEY}"}
+    basic = {"Authorization": "Basic " + base64.b64encode(f"{SEGMENT_KEY}:".encode()).decode()}
+    track = {"type": "track", "messageId": "m1", "userId": "ann", "event": "Level Completed",
+             "properties": {"levelNumber": 3, "comment": f"pasted {SEGMENT_KEY}"}}
+    answers = [
+        await posted(running, "/apps/mobile/events/level_completed", {"events": [level]},
+                     {"Authorization": f"Bearer {SECRET}"}),
+        await posted(running, "/apps/mobile/events/level_completed", {"secret_key": SECRET, "events": [level]}),
+        await posted(running, "/apps/mobile/events/level_completed",
+                     {"secret_key": SECRET, "events": [{"level_number": SECRET}]}),
+        await posted(running, "/v1/batch", {"batch": [track]}, basic),
+        await posted(running, "/v1/track", {**track, "messageId": "m2", "writeKey": SEGMENT_KEY}),
+        await posted(running, "/v1/batch", {"writeKey": SEGMENT_KEY, "batch": [{**track, "messageId": 3}]}),
+        await posted(running, f"/apps/{SECRET}/events/level_completed", {"events": [level]}),
+    ]
+    assert [answer.status for answer in answers] == [200, 200, 400, 200, 200, 400, 404]
+    entries = await stream.until(len(answers))
+    assert [entry["app"] for entry in entries] == ["mobile"] * 3 + ["mygame"] * 3 + ["[secret key]"]
+    assert entries[5]["refusal"]["code"] == "invalid" and entries[5]["refusal"]["field"] == "messageId"
+    later = await EventStream.open(running.admin_port)
+    await later.until(len(answers))
+    page = await Client(running.admin_port).request("GET", "/live")
+    metrics = await Client(running.admin_port).request("GET", "/metrics")
+    await stream.close()
+    await later.close()
+    for sent in (stream.raw, later.raw, page.body, metrics.body):
+        for key in (SECRET, SEGMENT_KEY, base64.b64encode(f"{SEGMENT_KEY}:".encode()).decode()):
+            assert key.encode() not in sent
+    assert stream.raw.count(b"[secret key]") >= 10
+
+
+@pytest.mark.service
+@pytest_twisted.ensureDeferred
+async def test_a_viewer_connected_does_not_hold_the_service_stop(watched, logged):
+    stream = await EventStream.open(watched.admin_port)
+    await watched.stop()
+    await wait_for(lambda: stream.reading.called, what="the stream ended by the service")
+    assert stream.frames[0][0] == "hello"
+    assert not [message for message in logged if "still unanswered" in message]
+    assert not watched.service.getServiceNamed("live").watched

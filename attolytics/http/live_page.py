@@ -86,7 +86,8 @@ class Wanted:
 
 def stream(request, feed):
     """/live/events: what the feed's ring holds (through the query's filter), then each entry as
-    it is recorded, until the viewer goes; 503 when as many viewers as allowed watch already."""
+    it is recorded, until the viewer goes; 503 when as many viewers as allowed watch already, or
+    the service is stopping."""
     try:
         wanted = Wanted.of(request)
     except ValueError as e:
@@ -100,7 +101,8 @@ def stream(request, feed):
     backlog = feed.watch(viewer)
     if backlog is None:
         request.responseHeaders.removeHeader(b"Content-Type")
-        return write_json(request, 503, {"error": "too many viewers of the live view; retry later"},
+        return write_json(request, 503, {"error": "too many viewers of the live view, or the service is "
+                                                  "stopping; retry later"},
                           {"Retry-After": str(RETRY_AFTER_SECONDS)})
     request.registerProducer(viewer, True)
     request.notifyFinish().addBoth(lambda _: feed.unwatch(viewer))

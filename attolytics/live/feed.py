@@ -90,9 +90,9 @@ class LiveFeed(ReconfigurableService):
             viewer.offer(*item)
 
     def watch(self, viewer) -> list | None:
-        """Send `viewer` each entry from now on: what the ring holds so far, or None when as many
-        viewers as allowed watch already."""
-        if len(self.viewers) >= self.max_viewers:
+        """Send `viewer` each entry from now on: what the ring holds so far; or None when as many
+        viewers as allowed watch already, or the service is not running (stopping)."""
+        if len(self.viewers) >= self.max_viewers or not self.running:
             return None
         self.viewers.add(viewer)
         self.watched = True
