@@ -176,6 +176,37 @@ def test_a_body_that_is_no_json_is_shown_as_text_and_cut():
     assert entry["refusal"]["error"].startswith("body is not valid JSON")
 
 
+LONG_KEY = "Zq8-a-long-key-of-the-game-0123456789abcdef"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("offset", range(-3, 4))
+def test_a_long_text_body_is_read_only_so_far_and_never_shows_part_of_a_key(offset):
+    # Keys longer than what replaces them shrink the text as they are taken out: a key cut in two
+    # at the end of what is read must not slide into what is shown.
+    service, feed = watched_service(GAME_CONFIG.replace(SECRET, LONG_KEY))
+    viewer = Collecting()
+    feed.watch(viewer)
+    for at in range(VALUE_CHARS - 60, VALUE_CHARS + 60, 7):
+        text = (LONG_KEY + " ") * 8
+        text += "x" * (at + offset - len(text)) + LONG_KEY + " and more" * 200
+        service.request("POST", ROUTE, text.encode(), JSON)
+    shown = [entry["body"] for entry in viewer.entries]
+    assert len(shown) == 18 and all(body.startswith("[secret key] [secret key]") for body in shown)
+    assert not [body for body in shown if LONG_KEY[:5] in body or len(body) > VALUE_CHARS + 1]
+
+
+@pytest.mark.unit
+def test_the_ring_is_emptied_when_the_keys_change():
+    service, feed = watched_service()
+    feed.watch(Collecting())
+    service.post_events("mygame", "game_events", [START], SECRET)
+    feed.reconfigure(Configuration.of(parse_config(GAME_CONFIG + "max_body_bytes: 5000\n", "test.conf.yaml")))
+    assert len(feed.ring) == 1
+    feed.reconfigure(Configuration.of(parse_config(GAME_CONFIG.replace(SECRET, "a-new-key-123"), "test.conf.yaml")))
+    assert len(feed.ring) == 0
+
+
 @pytest.mark.unit
 def test_only_the_event_routes_and_posts_to_no_route_are_shown():
     service, feed = watched_service()

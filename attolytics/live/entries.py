@@ -36,6 +36,10 @@ class Entries:
     def __init__(self, apps):
         apps = list(apps)
         self.redactor = Redactor(apps)
+        self.keys = frozenset(key for app in apps for key in app.secret_keys)
+        # The most characters a key spans, as the Redactor reads it: how far past what is shown a
+        # text body must be read for a key begun in it to be whole.
+        self._longest = max((len(key.decode("utf-8", errors="replace")) for key in self.keys), default=0)
         self._segment_apps = {key: app.app_id for app in apps if app.segment is not None
                               for key in app.secret_keys}
 
@@ -115,9 +119,14 @@ class Entries:
         return cut(self.redactor.text(text), VALUE_CHARS)
 
     def _text(self, text: str) -> str:
-        """A body that is no JSON: its keys taken out (all of it, so that no key is cut in two and
-        half shown), then cut."""
-        return cut(self.redactor.text(text), VALUE_CHARS)
+        """A body that is no JSON, its keys taken out, cut: only its start is read, as far as a
+        key begun in what is shown may reach; the last characters read (where a key may be cut
+        in two, and so not found) are never shown."""
+        window = VALUE_CHARS + self._longest
+        if len(text) <= window:
+            return cut(self.redactor.text(text), VALUE_CHARS)
+        read = self.redactor.text(text[:window])
+        return read[:max(0, len(read) - self._longest)][:VALUE_CHARS] + ELLIPSIS
 
     def _segment_app(self, request, document) -> str | None:
         """The app a call of Segment's API was for: the one its write key names, if any."""

@@ -65,8 +65,12 @@ class LiveFeed(ReconfigurableService):
         self.heartbeat.clock = clock
 
     def reconfigure(self, configuration) -> None:
-        """Take the keys (to take out) of this configuration's apps from the next request on."""
-        self.entries = Entries(configuration.config.apps.values())
+        """Take the keys (to take out) of this configuration's apps from the next request on; with
+        new keys, the ring is emptied (a key new to the service may be in an entry made before)."""
+        entries = Entries(configuration.config.apps.values())
+        if self.entries is not None and entries.keys != self.entries.keys:
+            self.ring.clear()
+        self.entries = entries
 
     def hello(self) -> bytes:
         """The first frame of every stream: which process it comes from, and the ring's size."""
