@@ -12,10 +12,13 @@ the service: PostgreSQL alone (COPY, bench/ceilings.py) and a plain twisted.web 
 CPU per event of the service, of PostgreSQL and of wrk for every shape.
 With --before REV, the service as it was at that commit (its own package and bench/serve.py,
 taken with git archive) is measured too, right after today's, and reported beside it.
+With --live, only the cost of the live view (issue 22) is measured: the service without an admin
+port, with one and no viewer, and with one viewer reading /live/events, in rounds taken in turn.
 Figures are reported as ratios too, since the machines are shared and noisy.
 """
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -24,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -39,14 +43,16 @@ SHAPES = (1, 10, 100)
 MODES = ("null", "per-event", "attolytics", "attolytics-ids", "attolytics-2w", "segment", "twisted-web")
 # The table each mode writes to.
 TABLES = {"per-event": "game_events", "attolytics": "game_events", "attolytics-ids": "game_events_ids",
-          "attolytics-2w": "game_events", "before": "game_events", "segment": "level_completed"}
+          "attolytics-2w": "game_events", "before": "game_events", "segment": "level_completed",
+          "admin-port": "game_events"}
 # Segment's API beside our own route, for the same rows of a typed table: a level completed.
 LEVEL = {"user_id": "ann", "timestamp": "2026-12-07T10:00:00Z", "level_number": 3, "score": 42}
 SEGMENT_ROUTE = "/v1/batch"
 OWN_LEVEL_ROUTE = "/apps/bench/events/level_completed"
 OWN_BOTH_ROUTE = "/apps/bench/events"
 # Modes that are serve.py's with other options.
-SERVE_ARGS = {"attolytics-2w": ["--mode", "attolytics", "--workers", "2"], "before": ["--mode", "attolytics"]}
+SERVE_ARGS = {"attolytics-2w": ["--mode", "attolytics", "--workers", "2"], "before": ["--mode", "attolytics"],
+              "admin-port": ["--mode", "attolytics"]}
 ROUTE = "/apps/bench/events/game_events"
 
 
@@ -108,12 +114,15 @@ class Server:
     """One bench/serve.py process."""
 
     def __init__(self, mode: str, db_url: str, root: Path = HERE.parent):
-        """`root`: the checkout whose bench/serve.py (and package) serves."""
+        """`root`: the checkout whose bench/serve.py (and package) serves. The admin-port mode
+        serves an admin port too (`admin_port`), with the live view."""
         self.mode = mode
         self.port = free_port()
+        self.admin_port = free_port() if mode == "admin-port" else None
+        admin = ["--admin-listen", f"tcp:{self.admin_port}:interface=127.0.0.1"] if self.admin_port else []
         self.process = subprocess.Popen(
             [sys.executable, str(root / "bench" / "serve.py"), *SERVE_ARGS.get(mode, ["--mode", mode]),
-             "--port", str(self.port), "--db-url", db_url],
+             "--port", str(self.port), "--db-url", db_url, *admin],
         )
         self._wait_ready()
 
@@ -290,6 +299,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--before", metavar="REV", help="measure the service at this commit too, beside today's")
+    parser.add_argument("--live", action="store_true",
+                        help="measure only the live view's cost: no admin port, an admin port unwatched, one viewer")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: install it with `apt-get install wrk` (Debian/Ubuntu).")
@@ -308,6 +319,13 @@ def main() -> None:
         levels = segment_bodies(tmp)
         say(f"wrk: 1 thread, {args.connections} connections, {args.duration} s a run; "
             f"{os.cpu_count()} cores; body = one game event repeated")
+        if args.live:
+            try:
+                rounds = live_rounds(db_url, bodies, args)
+            finally:
+                pg.stop()
+            report_live(rounds)
+            return
         results, paced, memory = {}, {}, {}
         modes, roots = MODES, {}
         if args.before:
@@ -407,6 +425,104 @@ def report_ceilings(results: dict, rounds: list[dict]) -> None:
         f"PostgreSQL CPU per row at 100 events/request <= 1.3 x COPY's: {median('postgres'):.2f}; "
         f"service CPU per row at 100 events/request <= 2 us: {median('service'):.2f}; "
         f"events/s at 1 event/request >= 0.90 x twisted.web: {median('single'):.2f}")
+
+
+class LiveViewer:
+    """One viewer of the live view: /live/events of an admin port, read in a thread and dropped,
+    counting the entries it got and those the service reports it missed (it read too slowly)."""
+
+    def __init__(self, port: int):
+        self.entries = self.missed = 0
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.connection.request("GET", "/live/events")
+        self.response = self.connection.getresponse()
+        if self.response.status != 200:
+            raise SystemExit(f"/live/events answered {self.response.status}")
+        self._hello = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        if not self._hello.wait(10):
+            raise SystemExit("/live/events sent no hello")
+
+    def _read(self) -> None:
+        kind = None
+        try:
+            for line in self.response:
+                if line.startswith(b"event: "):
+                    kind = line[7:].strip()
+                    self.entries += kind == b"request"
+                    if kind == b"hello":
+                        self._hello.set()
+                elif kind == b"missed" and line.startswith(b"data: "):
+                    self.missed += json.loads(line[6:])["count"]
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        """Leave, as a page closed."""
+        self.connection.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(10)
+        self.connection.close()
+
+
+LIVE_SHAPES = (1, 100)
+
+
+def live_rounds(db_url: str, bodies: dict, args) -> list[dict]:
+    """ROUNDS rounds, each at 1 and 100 events a request, of: the service without an admin port,
+    the service with one and no viewer, then the same with one viewer on /live/events; both
+    servers running throughout. The figures of each run, and the viewer's counts."""
+    say(f"  the live view's cost, {ROUNDS} rounds of: no admin port, an admin port and no viewer, one viewer:")
+    plain, admin = Server("attolytics", db_url), Server("admin-port", db_url)
+    rounds = []
+    try:
+        for _ in range(ROUNDS):
+            runs = {}
+            for events in LIVE_SHAPES:
+                body, label = bodies[events, False], f"{events:>3} events/request"
+                none = measure_one(plain, db_url, body, events, args, label + ", no admin port")
+                unwatched = measure_one(admin, db_url, body, events, args, label + ", no viewer")
+                viewer = LiveViewer(admin.admin_port)
+                try:
+                    watched = measure_one(admin, db_url, body, events, args, label + ", one viewer")
+                finally:
+                    viewer.close()
+                watched["viewer_entries"], watched["viewer_missed"] = viewer.entries, viewer.missed
+                say(f"  the viewer got {viewer.entries:,} entries, and was told of {viewer.missed:,} it missed")
+                runs[events] = {"none": none, "unwatched": unwatched, "watched": watched}
+            rounds.append(runs)
+    finally:
+        plain.stop()
+        admin.stop()
+    return rounds
+
+
+def report_live(rounds: list[dict]) -> None:
+    """The live view's cost, round by round, as ratios to the service without an admin port within
+    each round; and their medians."""
+    say()
+    say(f"The live view's cost, in {ROUNDS} rounds taken in turn (each ratio against the service without "
+        "an admin port, in the same round):")
+    say()
+    say("| round | events/request | no admin port ev/s | admin port, no viewer ev/s (ratio) "
+        "| one viewer ev/s (ratio) | service CPU µs/event: none / no viewer / one viewer |")
+    say("|---|---|---|---|---|---|")
+    for number, runs in enumerate(rounds, start=1):
+        for events in LIVE_SHAPES:
+            none, unwatched, watched = (runs[events][key] for key in ("none", "unwatched", "watched"))
+            say(f"| {number} | {events} | {none['events_per_s']:,.0f} "
+                f"| {unwatched['events_per_s']:,.0f} ({unwatched['events_per_s'] / none['events_per_s']:.2f}) "
+                f"| {watched['events_per_s']:,.0f} ({watched['events_per_s'] / none['events_per_s']:.2f}) "
+                f"| {none['cpu_us']:.2f} / {unwatched['cpu_us']:.2f} / {watched['cpu_us']:.2f} |")
+    say()
+    for events in LIVE_SHAPES:
+        def median(key, figure):
+            ratios = sorted(runs[events][key][figure] / runs[events]["none"][figure] for runs in rounds)
+            return ratios[len(ratios) // 2]
+
+        say(f"median of {ROUNDS} rounds at {events} events/request: no viewer {median('unwatched', 'events_per_s'):.2f} "
+            f"x the events/s without an admin port (CPU per event {median('unwatched', 'cpu_us'):.2f} x); "
+            f"one viewer {median('watched', 'events_per_s'):.2f} x (CPU per event {median('watched', 'cpu_us'):.2f} x)")
 
 
 def checkout(revision: str, folder: Path) -> Path:

@@ -9,7 +9,8 @@
 - segment: the service as shipped, on a configuration with Segment's API and a typed table.
 - twisted-web: a plain twisted.web resource (no Klein, no database): json.loads, the key, 200.
 
-With --workers N (attolytics mode), N worker processes serve the socket (supervisor.py).
+With --workers N (attolytics mode), N worker processes serve the socket (supervisor.py); with
+--admin-listen (attolytics mode), an admin port serves the live view there too.
 """
 
 import argparse
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db-url")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (attolytics mode)")
+    parser.add_argument("--admin-listen", help="an admin port, as an endpoint description (attolytics mode)")
     args = parser.parse_args()
 
     warnings_only = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
@@ -162,8 +164,9 @@ def main() -> None:
                                                 database=DatabaseLocation(url=args.db_url)))
         else:  # the service as twistd builds it, from the same command line
             options = Options()
+            admin = ["--admin-listen", args.admin_listen] if args.admin_listen else []
             options.parseOptions(["--config", str(path), "--listen", listen, "--db-url", args.db_url,
-                                  "--workers", str(args.workers), "--quiet"])
+                                  "--workers", str(args.workers), *admin, "--quiet"])
             service = bootstrap(options, reactor)
         service.startService()
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
