@@ -8,7 +8,10 @@ import gzip
 import http.client
 import json
 import os
+import re
+import signal
 import socket
+import threading
 
 import pytest
 import pytest_twisted
@@ -23,9 +26,11 @@ from attolytics.live.entries import ELLIPSIS, EVENTS_SHOWN, VALUE_CHARS
 from attolytics.live.feed import HEARTBEAT, HEARTBEAT_SECONDS, LiveFeed
 from attolytics.reload import Configuration
 from support.configs import GAME_CONFIG, SECRET, START, segment_config
-from support.http import Client
+from support.http import Client, free_port
+from support.http import post as post_json
 from support.memory import InMemoryService
-from support.waiting import wait_for
+from support.twistd import listen_on, serve, wait_until_ready
+from support.waiting import wait_for, wait_until
 
 ROUTE = "/apps/mygame/events/game_events"
 # A second app whose key is short: a key under 8 characters is only taken out where it is a
@@ -529,3 +534,52 @@ async def test_a_viewer_connected_does_not_hold_the_service_stop(watched, logged
     assert stream.frames[0][0] == "hello"
     assert not [message for message in logged if "still unanswered" in message]
     assert not watched.service.getServiceNamed("live").watched
+
+
+# With worker processes
+
+@pytest.mark.twistd
+def test_with_workers_each_viewer_sees_the_requests_of_the_worker_it_is_connected_to(tmp_path, database_url):
+    port, admin_port = free_port(), free_port()
+    (tmp_path / "app.yaml").write_text(f"listen: {listen_on(port)}\nadmin_listen: {listen_on(admin_port)}\n"
+                                       f"database_url: '{database_url}'\nworkers: 2\n" + GAME_CONFIG)
+
+    def post_timestamp(timestamp: int) -> None:
+        status, _ = post_json(port, ROUTE, {"secret_key": SECRET, "events": [{**START, "timestamp": timestamp}]})
+        assert status == 200
+
+    def timestamps(stream) -> list[tuple[int, int]]:
+        return [(entry["pid"], json.loads(entry["values"][0][1])["timestamp"]) for entry in stream.entries]
+
+    with serve(tmp_path, "-c", "app.yaml") as run:
+        wait_until_ready(port, run)
+        wait_until(lambda: all(f"database#info worker {n}] ready" in run.output for n in (1, 2)),
+                   what="both workers ready")
+        pids = {int(n): int(pid) for n, pid in re.findall(r"started worker (\d+) \(pid (\d+)\)", run.output)}
+        stream = EventStream(admin_port, "")
+        # With worker 1 stopped, worker 2 takes every connection: the stream's, then the posts.
+        os.kill(pids[1], signal.SIGSTOP)
+        try:
+            threading.Thread(target=stream._read, daemon=True).start()
+            wait_until(lambda: stream.frames, what="the stream's hello")
+            assert stream.frames[0] == ("hello", {"pid": pids[2], "size": 100})
+            post_timestamp(1)
+            post_timestamp(2)
+        finally:
+            os.kill(pids[1], signal.SIGCONT)
+        # Worker 1 answers these, and its own feed has no viewer: the stream never shows them.
+        os.kill(pids[2], signal.SIGSTOP)
+        try:
+            post_timestamp(3)
+            post_timestamp(4)
+        finally:
+            os.kill(pids[2], signal.SIGCONT)
+        os.kill(pids[1], signal.SIGSTOP)
+        try:
+            post_timestamp(5)
+        finally:
+            os.kill(pids[1], signal.SIGCONT)
+        wait_until(lambda: len(stream.entries) >= 3, what="three entries on the stream")
+        assert timestamps(stream) == [(pids[2], 1), (pids[2], 2), (pids[2], 5)]
+        stream.connection.sock.shutdown(socket.SHUT_RDWR)
+    assert run.returncode == 0
