@@ -177,13 +177,17 @@ async def test_no_key_of_any_app_is_kept(keeping, sql):
     answer = await post(keeping, "/apps/game/events/scores", body, {"Authorization": f"Bearer {SECRET}"})
     assert answer.status == 400  # NaN: not JSON, kept as its text
     shapeless = await post(keeping, "/apps/game/events/scores", json.dumps(
-        [{"secret_key": SECRET, "note": f"my key is {SECRET}"}]).encode(), {"Authorization": f"Bearer {SECRET}"})
+        [{"secret_key": SECRET, "note": f"my key is {SECRET}", SECRET: {f"{SECRET}!": 1}}]).encode(),
+        {"Authorization": f"Bearer {SECRET}"})
     assert shapeless.status == 400
     await wait_kept(sql, 2)
     kept_text = sql("select event::text from refused order by received_at")
     assert all(SECRET not in text for (text,) in kept_text), kept_text
     assert kept_text[0][0] == json.dumps(
         '{"secret_key": "[secret key]", "events": [{"player": "[secret key]", "score": NaN}]}')
+    # A key as a member's name is taken out too.
+    assert json.loads(kept_text[1][0]) == [{"secret_key": "[secret key]", "note": "my key is [secret key]",
+                                            "[secret key]": {"[secret key]!": 1}}]
 
 
 @pytest_twisted.ensureDeferred

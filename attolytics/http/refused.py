@@ -41,13 +41,13 @@ class Redactor:
         return self._pattern.sub(REDACTED, text) if self._pattern else text
 
     def json(self, value):
-        """A JSON value with secret_key members and every key in its strings replaced."""
+        """A JSON value with secret_key members and every key in its strings (member names too) replaced."""
         if isinstance(value, str):
             return REDACTED if value in self._keys else self.text(value)
         if isinstance(value, list):
             return [self.json(item) for item in value]
         if isinstance(value, dict):
-            return {key: REDACTED if key in _KEY_MEMBERS else self.json(item) for key, item in value.items()}
+            return {self.json(key): REDACTED if key in _KEY_MEMBERS else self.json(item) for key, item in value.items()}
         return value
 
 
