@@ -16,7 +16,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["attolytics", "attolytics.*"]) + ["twisted.plugins"],
-    package_data={"attolytics.http": ["static/*"]},
+    package_data={"attolytics.http": ["static/*"], "attolytics.live": ["static/*"]},
     install_requires=[
         # Tested on 25.5.0, 26.4.0 and 26.10.0 (older ones fall short: see the docstring of
         # attolytics/twisted_internals.py, which holds what the service needs of Twisted beyond its

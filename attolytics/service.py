@@ -18,6 +18,7 @@ from attolytics.http.endpoint import HttpEndpointService
 from attolytics.http.routes import Routes
 from attolytics.http.site import AttolyticsSite
 from attolytics.live.feed import LiveFeed
+from attolytics.live.page import live_pages
 from attolytics.logs import logger
 from attolytics.metrics import Metrics
 from attolytics.reconfigurable import ReconfigurableService, hand_down
@@ -201,8 +202,9 @@ def serving(configuration: Configuration, process: Process, endpoint, shutdown: 
                  ("routes", RoutesService(routes, site, database, writers))]
     if admin_endpoint is not None:
         # Stopped after the public port (children stop in reverse order): scraped to the end.
-        admin_site = AttolyticsSite(AdminResource(admin_pages(routes, live)), config.max_body_bytes,
-                                    config.request_timeout, None, metrics, reactor, access_log=process.access_log)
+        admin = AdminResource({**admin_pages(routes), **live_pages(live)})
+        admin_site = AttolyticsSite(admin, config.max_body_bytes, config.request_timeout, None, metrics, reactor,
+                                    access_log=process.access_log)
         children.append(("admin", HttpEndpointService(admin_endpoint, config.admin_listen, admin_site, shutdown,
                                                       lambda port: None, process.on_fatal)))
         # Stopped before the admin port: it ends the live view's streams, which would hold its stop.

@@ -58,6 +58,11 @@ def test_the_http_side_never_imports_storage():
     assert importers_of("attolytics.storage", PACKAGE / "http") == []
 
 
+def test_the_live_view_stands_above_the_http_side_and_apart_from_storage():
+    assert importers_of("attolytics.live", PACKAGE / "http") == []
+    assert importers_of("attolytics.storage", PACKAGE / "live") == []
+
+
 @pytest.mark.parametrize("name", SHARED)
 def test_what_both_sides_share_imports_neither(name):
     path = PACKAGE / name

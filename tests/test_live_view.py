@@ -20,7 +20,7 @@ from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 
 from attolytics.config import parse_config
-from attolytics.http.live_page import Viewer, Wanted, live_pages
+from attolytics.live.page import Viewer, Wanted, live_pages
 from attolytics.http.site import AttolyticsSite
 from attolytics.live.entries import ELLIPSIS, EVENTS_SHOWN, VALUE_CHARS
 from attolytics.live.feed import HEARTBEAT, HEARTBEAT_SECONDS, LiveFeed

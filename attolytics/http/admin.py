@@ -1,10 +1,9 @@
-"""The admin port's routes (with `admin_listen`): the metrics, health and readiness, the live view
-of arriving events, and nothing of the event routes; every other path is answered 404 in JSON."""
+"""The admin port's routes (with `admin_listen`): the metrics, health and readiness, and the pages
+the service adds (the live view), nothing of the event routes; every other path is answered 404 in JSON."""
 
 from twisted.web.resource import Resource
 
 from attolytics.http.answers import write_json
-from attolytics.http.live_page import live_pages
 
 # What the admin port answers to GET (and HEAD, which twisted.web answers as a GET without a body).
 _READ_METHODS = (b"GET", b"HEAD")
@@ -29,8 +28,6 @@ class AdminResource(Resource):
         return page(request)
 
 
-def admin_pages(routes, live) -> dict:
-    """The admin port's pages, answered by the public routes' handlers (`routes`: http.routes.Routes),
-    and the live view of `live`, the public port's feed (attolytics/live/feed.py)."""
-    return {"/metrics": routes.metrics_text, "/healthz": routes.healthz, "/readyz": routes.readyz,
-            **live_pages(live)}
+def admin_pages(routes) -> dict:
+    """The admin port's pages that the public routes' handlers answer (`routes`: http.routes.Routes)."""
+    return {"/metrics": routes.metrics_text, "/healthz": routes.healthz, "/readyz": routes.readyz}

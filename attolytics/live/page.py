@@ -29,7 +29,7 @@ def live_pages(feed) -> dict:
 def _page() -> tuple[bytes, bytes]:
     """The packaged page, read once, and a Content-Security-Policy that lets only its own inline
     script and style run (by their hashes) and connect only to this port."""
-    html = files("attolytics.http").joinpath("static/live.html").read_bytes()
+    html = files("attolytics.live").joinpath("static/live.html").read_bytes()
     allowed = {b"script": [], b"style": []}
     for kind, text in _INLINE.findall(html):
         allowed[kind].append(b"'sha256-" + base64.b64encode(hashlib.sha256(text).digest()) + b"'")
