@@ -196,7 +196,7 @@ def serving(configuration: Configuration, process: Process, endpoint, shutdown: 
         # once needs the reactor's signal handling in place.
         reactor.callWhenRunning(process.notify, "READY=1")
 
-    http = HttpEndpointService(endpoint, config.listen, site, shutdown, listening, process.on_fatal)
+    http = HttpEndpointService(endpoint, f"{config.listen} (listen)", site, shutdown, listening, process.on_fatal)
     children = [("embedded", embedded)] if embedded is not None else []
     children += [("database", database), ("writer", writers), ("maintenance", maintenance),
                  ("routes", RoutesService(routes, site, database, writers))]
@@ -205,8 +205,8 @@ def serving(configuration: Configuration, process: Process, endpoint, shutdown: 
         admin = AdminResource({**admin_pages(routes), **live_pages(live)})
         admin_site = AttolyticsSite(admin, config.max_body_bytes, config.request_timeout, None, metrics, reactor,
                                     access_log=process.access_log)
-        children.append(("admin", HttpEndpointService(admin_endpoint, config.admin_listen, admin_site, shutdown,
-                                                      lambda port: None, process.on_fatal)))
+        children.append(("admin", HttpEndpointService(admin_endpoint, f"{config.admin_listen} (admin_listen)",
+                                                      admin_site, shutdown, lambda port: None, process.on_fatal)))
         # Stopped before the admin port: it ends the live view's streams, which would hold its stop.
         children.append(("live", live))
     children.append(("http", http))

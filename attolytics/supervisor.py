@@ -124,11 +124,13 @@ class WorkerProcesses(ReconfigurableService):
     `log_lines` (whole lines, as text), so that one process alone writes the log."""
 
     def __init__(self, reactor, count: int, endpoint, locate, worker_args: list[str], shutdown, notify,
-                 on_fatal, log_lines, admin_endpoint=None):
+                 on_fatal, log_lines, admin_endpoint=None, names=("listen", "admin_listen")):
         self.reactor = reactor
         self.count = count
         self.endpoint = endpoint
         self.admin_endpoint = admin_endpoint
+        # What names each port in a message: its description and key.
+        self.names = names
         self.locate = locate
         self.worker_args = worker_args
         self.shutdown = shutdown
@@ -150,11 +152,11 @@ class WorkerProcesses(ReconfigurableService):
         Deferred.fromCoroutine(self._start()).addErrback(self._failed)
 
     async def _start(self) -> None:
-        self.port = await self.endpoint.listen(Factory())
+        self.port = await _listening(self.endpoint, self.names[0])
         self.port.stopReading()  # the workers accept; this process only holds the socket open
         log.info("listening on {address} for {count} workers", address=self.port.getHost(), count=self.count)
         if self.admin_endpoint is not None:
-            self.admin_port = await self.admin_endpoint.listen(Factory())
+            self.admin_port = await _listening(self.admin_endpoint, self.names[1])
             self.admin_port.stopReading()
             log.info("admin port on {address} for {count} workers", address=self.admin_port.getHost(),
                      count=self.count)
@@ -256,6 +258,14 @@ class WorkerProcesses(ReconfigurableService):
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
+async def _listening(endpoint, name: str):
+    """The port `endpoint` listens on; an error naming it (`name`) when it cannot."""
+    try:
+        return await endpoint.listen(Factory())
+    except Exception as e:
+        raise OSError(f"cannot listen on {name}: {e}") from None
+
+
 def workers_service(configuration: Configuration, process: Process, endpoint,
                     worker_args: list[str], log_lines, admin_endpoint=None) -> AttolyticsService:
     """The service of the parent process: the embedded PostgreSQL (when no database is
@@ -269,6 +279,7 @@ def workers_service(configuration: Configuration, process: Process, endpoint,
     shutdown = Shutdown(process.reactor, config.shutdown_timeout)
     embedded, locate = database_location(config, shutdown)
     processes = WorkerProcesses(process.reactor, config.workers, endpoint, locate, worker_args, shutdown,
-                                process.notify, process.on_fatal, log_lines, admin_endpoint)
+                                process.notify, process.on_fatal, log_lines, admin_endpoint,
+                                (f"{config.listen} (listen)", f"{config.admin_listen} (admin_listen)"))
     children = [("embedded", embedded)] if embedded is not None else []
     return AttolyticsService(configuration, process, shutdown, children + [("workers", processes)])

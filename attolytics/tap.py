@@ -90,6 +90,9 @@ class Options(usage.Options):
         self["db-url"] = self["db-url"] or self["db_url"]
         if self["port"] is not None and not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port {self['port']} is not a TCP port number")
+        for name in ("listen", "admin-listen"):
+            if self[name] is not None and not self[name].strip():
+                raise usage.UsageError(f"--{name} needs an endpoint description, such as tcp:9100:interface=127.0.0.1")
         if self["listen"] and (self["host"] or self["port"] is not None):
             raise usage.UsageError("give either --listen or --host/--port, not both")
         if self["host"] or self["port"] is not None:
@@ -222,7 +225,7 @@ def _endpoint(reactor, description: str, source: str):
     """The listening endpoint a description names; ConfigError naming `source` when none."""
     try:
         return serverFromString(reactor, description)
-    except (ValueError, KeyError, TypeError) as e:
+    except Exception as e:  # a description names a parser and its arguments: any of them can refuse
         raise ConfigError(f"{source}: cannot use {description!r}: {e}") from None
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 
 import pytest
 import pytest_twisted
@@ -105,18 +106,43 @@ def test_workers_share_the_admin_port(tmp_path, database_url):
 
 @pytest.mark.twistd
 @pytest.mark.parametrize("where", ["file", "option"])
-def test_an_admin_address_that_cannot_be_used_is_named(tmp_path, database_url, where):
+@pytest.mark.parametrize("description", ["nonsense:9100", "ssl:0", "systemd:domain=INET:index=0"])
+def test_an_admin_address_that_cannot_be_used_is_named(tmp_path, database_url, where, description):
     config = f"listen: {listen_on(free_port())}\ndatabase_url: '{database_url}'\n" + GAME_CONFIG
     args = ["-n", "--pidfile=", "attolytics", "-c", "app.yaml"]
     if where == "file":
-        config += "admin_listen: 'nonsense:9100'\n"
+        config += f"admin_listen: '{description}'\n"
     else:
-        args += ["--admin-listen", "nonsense:9100"]
+        args += ["--admin-listen", description]
     (tmp_path / "app.yaml").write_text(config)
     run = run_twistd(tmp_path, *args)
     source = "app.yaml: admin_listen" if where == "file" else "--admin-listen"
     assert run.returncode == 1
-    assert f"attolytics: {source}: cannot use 'nonsense:9100'" in run.errors
+    assert f"attolytics: {source}: cannot use '{description}'" in run.errors
+    assert "Traceback" not in run.output + run.errors
+
+
+@pytest.mark.twistd
+def test_an_empty_admin_listen_option_is_a_usage_error(tmp_path, database_url):
+    (tmp_path / "app.yaml").write_text(f"database_url: '{database_url}'\n" + GAME_CONFIG)
+    run = run_twistd(tmp_path, "-n", "--pidfile=", "attolytics", "-c", "app.yaml", "--admin-listen", "")
+    assert run.returncode == 1
+    assert "--admin-listen needs an endpoint description" in run.output + run.errors
+
+
+@pytest.mark.twistd
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_admin_port_in_use_is_named_by_its_key(tmp_path, database_url, workers):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    with taken:
+        (tmp_path / "app.yaml").write_text(f"listen: {listen_on(free_port())}\nadmin_listen: {listen_on(port)}\n"
+                                           f"workers: {workers}\ndatabase_url: '{database_url}'\n" + GAME_CONFIG)
+        run = run_twistd(tmp_path, "-n", "--pidfile=", "attolytics", "-c", "app.yaml")
+    assert run.returncode != 0
+    assert f"cannot listen on {listen_on(port)} (admin_listen)" in run.output + run.errors
     assert "Traceback" not in run.output + run.errors
 
 
