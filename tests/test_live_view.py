@@ -26,7 +26,7 @@ from attolytics.live.entries import ELLIPSIS, EVENTS_SHOWN, VALUE_CHARS
 from attolytics.live.feed import HEARTBEAT, HEARTBEAT_SECONDS, LiveFeed
 from attolytics.reload import Configuration
 from support.configs import GAME_CONFIG, SECRET, START, segment_config
-from support.http import Client, free_port
+from support.http import Client, free_port, raw_exchange
 from support.http import post as post_json
 from support.memory import InMemoryService
 from support.twistd import listen_on, serve, wait_until_ready
@@ -154,6 +154,49 @@ def test_no_key_is_shown_in_a_body_a_path_an_answer_or_a_member_name():
     assert SECRET.encode() not in sent and b'"tiny"' not in sent
     assert sent.count(b"[secret key]") >= 10
     assert viewer.entries[4]["app"] == "[secret key]" and viewer.entries[5]["path"] == "/nowhere/[secret key]"
+
+
+@pytest.mark.unit
+def test_a_refusal_naming_a_member_with_a_lone_surrogate_is_answered_and_shown():
+    service, feed = watched_service()
+    viewer = Collecting()
+    feed.watch(viewer)
+    sent = b'{"secret_key": "' + SECRET.encode() + b'", "events": [{"timestamp": 1, "event_type": "x", "\\ud800": 1}]}'
+    answer = service.request("POST", ROUTE, sent, JSON)
+    assert answer.status == 400 and answer.json()["field"] == "\ud800"
+    [entry] = viewer.entries
+    assert entry["status"] == 400 and entry["refusal"]["field"] == "\ufffd" and entry["refusal"]["event"] == 0
+    assert service.post_events("mygame", "game_events", [START], SECRET).status == 200
+    assert [entry["seq"] for entry in viewer.entries] == [1, 2]
+
+
+def access_lines(logged) -> list[str]:
+    return [line for line in logged if " POST /apps/mygame/events/game_events " in line]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("failing", ["frame", "shows", "record"])
+def test_a_fault_of_the_view_costs_no_answer_nor_access_line_and_is_logged_once_a_minute(
+        failing, monkeypatch, logged):
+    service, feed = watched_service()
+    feed.watch(Collecting())
+
+    def fails(*args):
+        raise ValueError("a fault of the live view")
+
+    if failing == "frame":
+        monkeypatch.setattr("attolytics.live.feed.frame", fails)
+    elif failing == "shows":
+        monkeypatch.setattr(feed.entries, "shows", fails)
+    else:
+        monkeypatch.setattr(feed, "record", fails)
+    statuses = [service.post_events("mygame", "game_events", [START], SECRET).status for _ in range(3)]
+    service.clock.advance(60)
+    statuses.append(service.post_events("mygame", "game_events", [START], SECRET).status)
+    assert statuses == [200] * 4 and len(access_lines(logged)) == 4
+    faults = [line for line in logged if "live view" in line]
+    assert len(faults) == 2 and "(1 since" in faults[0] and "(3 since" in faults[1]
+    assert feed.recorded == 0 and len(feed.ring) == 0
 
 
 @pytest.mark.unit
@@ -425,6 +468,28 @@ async def test_the_admin_port_streams_stored_and_refused_requests_with_their_val
     assert [(i, json.loads(text)) for i, text in stored["values"]] == [(0, START), (1, START)]
     assert [(i, json.loads(text)) for i, text in shown["values"]] == list(enumerate(bad))
     assert stored["pid"] == shown["pid"] == os.getpid() and [stored["seq"], shown["seq"]] == [1, 2]
+    await stream.close()
+
+
+@pytest.mark.service
+@pytest_twisted.ensureDeferred
+async def test_a_fault_of_the_view_loses_no_answer_over_tcp_nor_the_next_request(watched, logged):
+    stream = await EventStream.open(watched.admin_port)
+    feed = watched.service.getServiceNamed("live")
+
+    def fails(request):
+        raise ValueError("a fault of the live view")
+
+    feed.record = fails
+    one = body([START])
+    pipelined = b"".join(
+        b"POST " + ROUTE.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + connection + b"Content-Length: %d\r\n\r\n" % len(one) + one
+        for connection in (b"", b"Connection: close\r\n"))
+    received = await deferToThread(raw_exchange, watched.port, pipelined)
+    assert re.findall(rb"HTTP/1.1 (\d+)", received) == [b"200", b"200"]
+    assert len(access_lines(logged)) == 2
+    assert len([line for line in logged if "the live view failed" in line]) == 1
     await stream.close()
 
 

@@ -10,6 +10,8 @@ from attolytics.logs import logger
 
 # The access log keeps the namespace log shippers already filter its lines on.
 log = logger("attolytics.site")
+# A fault that may recur on every request is logged, with its traceback, at most this often.
+FAULT_LOG_SECONDS = 60.0
 
 
 class Underway:
@@ -39,6 +41,26 @@ class Underway:
         waiter = Deferred()
         self._waiters.append(waiter)
         return waiter
+
+
+class Seldom:
+    """Says when to log a fault that may recur on every request: the first time, then at most
+    once every FAULT_LOG_SECONDS of `clock`, with how many were met since."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.met = 0
+        self._logged_at: float | None = None
+
+    def due(self) -> int:
+        """Count one more fault: how many since the last one logged when this one is to be
+        logged, else 0."""
+        self.met += 1
+        now, last = self.clock.seconds(), self._logged_at
+        if last is not None and now - last < FAULT_LOG_SECONDS:
+            return 0
+        met, self.met, self._logged_at = self.met, 0, now
+        return met
 
 
 class _Unwatched:
@@ -80,6 +102,7 @@ class AttolyticsSite(Site):
         self.access_log = access_log
         # The live view's feed (attolytics/live/feed.py), given each request while watched.
         self.live = live if live is not None else _Unwatched()
+        self._live_faults = Seldom(self.reactor)
 
     def stop_keeping_alive(self) -> None:
         """From now on, every answer (those not yet begun too) closes its connection."""
@@ -102,6 +125,17 @@ class AttolyticsSite(Site):
         self.requestFactory = request_factory(max_body_bytes, receive_timeout, self._early_headers)
         self.receive_timeout = receive_timeout
 
+    def _show_live(self, request) -> None:
+        """Give `request` to the live view: Request.finish() called log(), so a fault of the view
+        must stop here, or the answer and the connection's next requests would be lost."""
+        try:
+            self.live.record(request)
+        except Exception:
+            faults = self._live_faults.due()
+            if faults:
+                log.failure("the live view failed on a request ({faults} since the last such message)",
+                            faults=faults)
+
     def log(self, request):
         """Count and log one line per finished request, with fields for log shippers; and show it
         in the live view while someone watches (when no one does, that costs one look)."""
@@ -111,7 +145,7 @@ class AttolyticsSite(Site):
             self.metrics.child(self.metrics.requests, route.label, str(request.code)).inc()
             self.metrics.request_seconds.observe(seconds)
         if self.live.watched:
-            self.live.record(request)
+            self._show_live(request)
         if not self.access_log:
             return
         address = request.getClientAddress()

@@ -6,7 +6,7 @@ import orjson
 
 from attolytics.http.answers import ApiError
 from attolytics.http.body import inflate
-from attolytics.http.refused import Redactor
+from attolytics.http.refused import Redactor, clean
 from attolytics.http.segment_body import write_key
 
 # The routes whose requests are shown (any method); a POST to a path that names no route is too.
@@ -74,14 +74,16 @@ class Entries:
         return entry
 
     def _name(self, name: str | None, limit: int = NAME_CHARS) -> str | None:
-        """A name from the request (an app id, a path...), without keys, cut to `limit`."""
-        return None if name is None else cut(self.redactor.json(name), limit)
+        """A name from the request (an app id, a path...), without keys, cut to `limit`; a lone
+        surrogate (which JSON cannot carry) replaced."""
+        return None if name is None else cut(self.redactor.json(clean(name)), limit)
 
     def _refusal(self, answer) -> dict | None:
-        """The JSON of a refusal's answer, without keys, its texts cut."""
+        """The JSON of a refusal's answer, without keys, its texts cut; a lone surrogate (a field
+        may name a member sent with one) replaced."""
         if not isinstance(answer, dict):
             return None
-        shown = self.redactor.json(answer)
+        shown = self.redactor.json(clean(answer))
         return {key: cut(value, MESSAGE_CHARS) if isinstance(value, str) else value
                 for key, value in shown.items()}
 

@@ -21,6 +21,7 @@ from collections import deque
 import orjson
 from twisted.internet.task import LoopingCall
 
+from attolytics.http.site import Seldom
 from attolytics.live.entries import Entries
 from attolytics.logs import logger
 from attolytics.reconfigurable import ReconfigurableService
@@ -61,6 +62,7 @@ class LiveFeed(ReconfigurableService):
         self.viewers: set = set()
         self.recorded = 0
         self.entries: Entries | None = None
+        self.faults = Seldom(clock)
         self.heartbeat = LoopingCall(self.beat)
         self.heartbeat.clock = clock
 
@@ -83,12 +85,15 @@ class LiveFeed(ReconfigurableService):
             return
         try:
             entry = entries.entry(request)
+            entry["seq"], entry["pid"] = self.recorded + 1, self.pid
+            item = (entry["app"], entry["status"], frame("request", entry))
         except Exception:  # the view must never cost a request its answer, nor the site its log
-            log.failure("the live view could not show a request to {route}", route=request.route.label)
+            faults = self.faults.due()
+            if faults:
+                log.failure("the live view could not show a request to {route} ({faults} since the last "
+                            "such message)", route=request.route.label, faults=faults)
             return
         self.recorded += 1
-        entry["seq"], entry["pid"] = self.recorded, self.pid
-        item = (entry["app"], entry["status"], frame("request", entry))
         self.ring.append(item)
         for viewer in list(self.viewers):
             viewer.offer(*item)
