@@ -22,7 +22,7 @@ from twisted.internet.threads import deferToThread
 from attolytics.config import parse_config
 from attolytics.live.page import Viewer, Wanted, live_pages
 from attolytics.http.site import AttolyticsSite
-from attolytics.live.entries import ELLIPSIS, EVENTS_SHOWN, VALUE_CHARS
+from attolytics.live.entries import ELLIPSIS, EVENTS_SHOWN, VALUE_CHARS, cut
 from attolytics.live.feed import HEARTBEAT, HEARTBEAT_SECONDS, LiveFeed
 from attolytics.reload import Configuration
 from support.configs import GAME_CONFIG, SECRET, START, segment_config
@@ -168,6 +168,20 @@ def test_a_refusal_naming_a_member_with_a_lone_surrogate_is_answered_and_shown()
     assert entry["status"] == 400 and entry["refusal"]["field"] == "\ufffd" and entry["refusal"]["event"] == 0
     assert service.post_events("mygame", "game_events", [START], SECRET).status == 200
     assert [entry["seq"] for entry in viewer.entries] == [1, 2]
+
+
+@pytest.mark.unit
+def test_an_event_nested_past_what_orjson_writes_is_shown_as_text(logged):
+    service, feed = watched_service()
+    viewer = Collecting()
+    feed.watch(viewer)
+    nested = "[" * 300 + "]" * 300
+    sent = b'{"secret_key": "' + SECRET.encode() + b'", "events": [' + nested.encode() + b"]}"
+    assert service.request("POST", ROUTE, sent, JSON).status == 400
+    [entry] = viewer.entries
+    assert entry["status"] == 400 and entry["values"] == []
+    assert entry["body"] == cut('{"secret_key": "[secret key]", "events": [' + nested + "]}", VALUE_CHARS)
+    assert not [line for line in logged if "live view" in line]
 
 
 def access_lines(logged) -> list[str]:

@@ -110,7 +110,7 @@ class Entries:
                 shown.append(fault)
             entry["values"] = [[index, self._json(events[index])] for index in shown]
             entry["more"] = len(events) - len(shown)
-        except RecursionError:  # nested past what the Redactor walks
+        except (RecursionError, orjson.JSONEncodeError):  # nested past what the Redactor walks, or orjson writes (255)
             entry["values"], entry["more"] = [], 0
             entry["body"] = self._text(raw.decode("utf-8", errors="replace"))
         return document
