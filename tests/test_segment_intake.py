@@ -197,7 +197,8 @@ async def test_rudderstacks_ways_traits_in_context_and_errors_with_code_and_mess
     assert refused.status == 400
     assert {key: refused.json()[key] for key in ("success", "code", "field")} == {
         "success": False, "code": "invalid", "field": "event"}
-    assert refused.json()["message"] == refused.json()["error"]
+    # The SDKs log the message alone: it names the message and field at fault.
+    assert refused.json()["message"] == refused.json()["error"] + " (message 0, field event)"
 
 
 @pytest_twisted.ensureDeferred

@@ -152,9 +152,12 @@ class Intake:
     @staticmethod
     def _for_segment(error: ApiError) -> ApiError:
         """A refusal as Segment's API answers it: also `code` and `message`, which RudderStack's
-        SDKs read to tell a request to drop from one to send again."""
-        error.body.update(success=False, code=_REJECTION_REASONS.get(error.status, str(error.status)),
-                          message=error.body["error"])
+        SDKs read to tell a request to drop from one to send again; the message names the
+        message and field at fault, as the SDKs log the message alone."""
+        body = error.body
+        where = [f"{name} {body[key]}" for name, key in (("message", "event"), ("field", "field")) if key in body]
+        body.update(success=False, code=_REJECTION_REASONS.get(error.status, str(error.status)),
+                    message=f"{body['error']} ({', '.join(where)})" if where else body["error"])
         return error
 
     def _store(self, request, submission, body_bytes: int):
