@@ -37,7 +37,7 @@ class Options(usage.Options):
         ["listen", None, None, "Where to listen, as an endpoint description "
          "(default: the config's listen key, else tcp:8000:interface=127.0.0.1)."],
         ["admin-listen", None, None, "Serve /metrics and the live view /live there only, as an endpoint "
-         "description such as tcp:9100:interface=127.0.0.1 (default: the config's admin_listen key)."],
+         "description such as tcp:8100:interface=127.0.0.1 (default: the config's admin_listen key)."],
         ["host", "H", None, "Listen on TCP at this address (with --port; default localhost)."],
         ["port", "p", None, "Listen on TCP at this port (with --host; default 8000).", int],
         ["db-url", None, None, "PostgreSQL connection URL; overrides the config's database."],
@@ -92,7 +92,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--port {self['port']} is not a TCP port number")
         for name in ("listen", "admin-listen"):
             if self[name] is not None and not self[name].strip():
-                raise usage.UsageError(f"--{name} needs an endpoint description, such as tcp:9100:interface=127.0.0.1")
+                raise usage.UsageError(f"--{name} needs an endpoint description, such as tcp:8100:interface=127.0.0.1")
         if self["listen"] and (self["host"] or self["port"] is not None):
             raise usage.UsageError("give either --listen or --host/--port, not both")
         if self["host"] or self["port"] is not None:

@@ -88,7 +88,7 @@ TOP_LEVEL = (
     Key("", "admin_listen", _ENDPOINT, "none (no admin port)",
         "Where `/metrics` and the live view `/live` are served, and only there (the public port answers 404 "
         "for them); without it `/metrics` is on the public port and there is no live view; "
-        "`--admin-listen` wins over it.", example="tcp:9100:interface=127.0.0.1"),
+        "`--admin-listen` wins over it.", example="tcp:8100:interface=127.0.0.1"),
     Key("", "database", "mapping (below)", f"none: the embedded PostgreSQL in `./{DEFAULT_EMBEDDED_PATH}`",
         "Where the events go: a URL, host/port/user/password/database, or the embedded server's directory; "
         "not with `database_url`; `--db-url` wins over both.", example={"url": "postgresql://localhost/db"}),
