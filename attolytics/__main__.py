@@ -76,7 +76,8 @@ def check(config_path: str, db_url: str | None, out=sys.stdout) -> int:
         for line in problem.lines():
             out.write(f"problem: {line}\n")
     if not plan.problems:
-        out.write(f"ok: {config_path} fits the database ({len(config.table_names())} tables)\n")
+        count = len(config.table_names())
+        out.write(f"ok: {config_path} fits the database ({count} table{'' if count == 1 else 's'})\n")
     return 1 if plan.problems else 0
 
 

@@ -46,7 +46,7 @@ async def test_check_finds_the_index_of_a_declared_table_in_another_schema(start
     # Once start-up made them, nothing is left to do: the index is looked for in the table's
     # schema, not on the search path (which has no "events_ts_idx").
     status, after = run_check(tmp_path, IN_A_SCHEMA, database_url)
-    assert (status, after) == (0, f"ok: {tmp_path / 'app.yaml'} fits the database (1 tables)\n")
+    assert (status, after) == (0, f"ok: {tmp_path / 'app.yaml'} fits the database (1 table)\n")
 
 
 def test_an_index_of_that_name_on_the_search_path_is_not_taken_for_it(sql, tmp_path, database_url):
