@@ -258,6 +258,146 @@ def test_a_long_text_body_is_read_only_so_far_and_never_shows_part_of_a_key(offs
     assert not [body for body in shown if LONG_KEY[:5] in body or len(body) > VALUE_CHARS + 1]
 
 
+class Reads:
+    """Stands for orjson in the module that makes entries, and for its Redactor: what they are
+    given to parse and to search for keys is noted, its length."""
+
+    def __init__(self, entries_module, redactor):
+        self.orjson, self.redactor = entries_module.orjson, redactor
+        self.parsed: list[int] = []
+        self.searched: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self.orjson, name)
+
+    def loads(self, data):
+        self.parsed.append(len(data))
+        return self.orjson.loads(data)
+
+    def watching(self, method):
+        def noted(value):
+            if isinstance(value, str):
+                self.searched.append(len(value))
+            return method(value)
+        return noted
+
+
+def reads_of(feed, monkeypatch) -> Reads:
+    from attolytics.live import entries as entries_module
+
+    reads = Reads(entries_module, feed.entries.redactor)
+    monkeypatch.setattr(entries_module, "orjson", reads)
+    for name in ("text", "json"):
+        monkeypatch.setattr(reads.redactor, name, reads.watching(getattr(reads.redactor, name)))
+    return reads
+
+
+SENT_EVENT = '{"timestamp": 1554130180, "event_type": "game_start"'
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("extra, gzipped", [
+    ("x" * 300_000, False),
+    ([{"a": 1}] * 30_000, False),
+    ([{"a": 1}] * 30_000, True),
+])
+def test_a_body_past_64_kib_is_not_parsed_for_the_view_only_its_start_read_as_text(extra, gzipped, monkeypatch):
+    service, feed = watched_service()
+    viewer = Collecting()
+    feed.watch(viewer)
+    reads = reads_of(feed, monkeypatch)
+    sent = body([{**START, "extra": extra}])
+    headers = {**JSON, "Content-Encoding": "gzip"} if gzipped else JSON
+    assert service.request("POST", ROUTE, gzip.compress(sent) if gzipped else sent, headers).status == 400
+    [entry] = viewer.entries
+    assert entry["values"] == [] and entry["body"].startswith('{"secret_key": "[secret key]", "events": [' + SENT_EVENT)
+    assert len(entry["body"]) == VALUE_CHARS + 1 and entry["body"].endswith(ELLIPSIS)
+    assert entry["refusal"]["field"] == "extra"
+    assert reads.parsed == [] and max(reads.searched) < 2 * VALUE_CHARS
+
+
+@pytest.mark.unit
+def test_the_events_of_a_body_read_as_json_are_searched_for_keys_only_as_far_as_they_are_shown(monkeypatch):
+    service, feed = watched_service()
+    viewer = Collecting()
+    feed.watch(viewer)
+    reads = reads_of(feed, monkeypatch)
+    events = [{**START, "extra": "x" * 20_000}, {**START, "extra": [{"a": 1}] * 4_000}]
+    assert service.request("POST", ROUTE, body(events), JSON).status == 400
+    [entry] = viewer.entries
+    assert [index for index, _ in entry["values"]] == [0, 1] and entry["body"] is None
+    long_string, many_members = (text for _, text in entry["values"])
+    assert long_string.startswith('{"timestamp":1554130180,"event_type":"game_start","extra":"xxxx')
+    assert many_members.startswith('{"timestamp":1554130180,"event_type":"game_start","extra":[{"a":1},{"a":1}')
+    assert len(long_string) == len(many_members) == VALUE_CHARS + 1
+    assert len(reads.parsed) == 1 and max(reads.searched) < 2 * VALUE_CHARS
+
+
+def escaped(text: str) -> str:
+    """`text` as a JSON string's content, each character a \\u escape."""
+    return "".join(f"\\u{ord(character):04x}" for character in text)
+
+
+def unescaped(text: str) -> str:
+    """What JSON strings in `text` stand for: their escapes undone."""
+    return re.sub(r'\\(u[0-9a-f]{4}|["\\])', lambda match: json.loads(f'"{match[0]}"'), text)
+
+
+# A key with characters JSON escapes: written in a JSON string, it grows.
+QUOTED_KEY = 'Zq8' + '"\\' * 10 + "-0123456789"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("key", [LONG_KEY, QUOTED_KEY])
+@pytest.mark.parametrize("padding", [100, 70_000])
+@pytest.mark.parametrize("offset", range(-3, 4))
+def test_a_key_escaped_in_a_json_string_is_taken_out_and_never_shows_where_the_view_cuts_it(key, padding, offset):
+    # Past 64 KiB the body is read as text: its strings' escapes are undone to look for keys, and
+    # a key cut in two at the end of what is read must not show, escaped or not.
+    service, feed = watched_service(GAME_CONFIG.replace(SECRET, f"'{key}'"))
+    viewer = Collecting()
+    feed.watch(viewer)
+    member = '{"secret_key": "' + escaped(key) + '", "events": [{"timestamp": 1, "event_type": "'
+    for at in range(VALUE_CHARS - 300, VALUE_CHARS + 140, 11):
+        text = member + "x" * (at + offset - len(member)) + escaped(key) + " and " + json.dumps(key)[1:-1]
+        text += '"}], "padding": "' + "p" * padding + '"}'
+        service.request("POST", ROUTE, text.encode(), JSON)
+    shown = [entry["values"][0][1] if entry["values"] else entry["body"] for entry in viewer.entries]
+    assert len(shown) == 40 and all(key[:5] not in unescaped(text) for text in shown)
+    assert all(text.count("[secret key]") >= 1 and len(text) <= VALUE_CHARS + 1 for text in shown)
+
+
+@pytest.mark.unit
+def test_a_key_as_a_whole_string_or_a_key_member_is_taken_out_of_a_body_read_as_text():
+    service, feed = watched_service(TWO_APPS)
+    viewer = Collecting()
+    feed.watch(viewer)
+    sent = body([{**START, "event_type": "tiny", "ti-n-y": "x" * 70_000}], key="tiny")
+    sent = sent.replace(b"ti-n-y", rb"ti\u006ey")  # the name "tiny", written with an escape
+    assert service.request("POST", "/apps/other/events/game_events", sent, JSON).status == 400
+    sent = sent.replace(b'"secret_key": "tiny"', rb'"secret\u005fkey": "not an app\u0027s key"')
+    assert service.request("POST", "/apps/other/events/game_events", sent, JSON).status == 403
+    start = ('"events": [{"timestamp": 1554130180, "event_type": "[secret key]", "[secret key]": "xxx')
+    shown = [entry["body"] for entry in viewer.entries]
+    assert shown[0].startswith('{"secret_key": "[secret key]", ' + start)
+    assert shown[1].startswith('{"secret\\u005fkey": "[secret key]", ' + start)
+    assert not [text for text in shown if "tiny" in unescaped(text) or "not an app" in unescaped(text)]
+
+
+@pytest.mark.unit
+def test_a_segment_body_past_64_kib_shows_the_app_its_write_key_names():
+    service, feed = watched_service(segment_config(SEGMENT_KEY))
+    viewer = Collecting()
+    feed.watch(viewer)
+    track = {"type": "track", "messageId": "m", "userId": "ann", "event": "Level Completed",
+             "properties": {"levelNumber": 3, "note": "n" * 100}}
+    batch = {"batch": [{**track, "messageId": f"m{n}"} for n in range(700)], "writeKey": SEGMENT_KEY}
+    assert service.request("POST", "/v1/batch", json.dumps(batch).encode(), JSON).status == 200
+    [entry] = viewer.entries
+    assert entry["app"] == "mygame" and entry["body"].startswith('{"batch": [{"type": "track"')
+    assert SEGMENT_KEY not in json.dumps(entry)
+
+
 @pytest.mark.unit
 def test_the_ring_is_emptied_when_the_keys_change():
     service, feed = watched_service()

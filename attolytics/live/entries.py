@@ -1,12 +1,14 @@
 """What the live view shows of one finished request, with every key of every app taken out."""
 
+import re
 import time
+import zlib
 
 import orjson
 
 from attolytics.http.answers import ApiError
-from attolytics.http.body import inflate
-from attolytics.http.refused import Redactor, clean
+from attolytics.http.refused import _KEY_MEMBERS as KEY_MEMBERS  # the members the Redactor hides
+from attolytics.http.refused import REDACTED, Redactor, clean
 from attolytics.http.segment_body import write_key
 
 # The routes whose requests are shown (any method); a POST to a path that names no route is too.
@@ -18,9 +20,21 @@ EVENTS_SHOWN = 3
 VALUE_CHARS = 600
 NAME_CHARS = 100
 MESSAGE_CHARS = 300
-# How much of a request body is inflated for the view when the request does not say its limit.
-INFLATED_BYTES = 1 << 20
+# A body longer than this (inflated) is not read as JSON for the view: only its start is, as
+# text, so that what the view costs a request stays bounded by what it shows.
+PARSED_BYTES = 64 << 10
 ELLIPSIS = "\u2026"
+# zlib's window bits per encoding ("deflate" as some clients send it too: raw, without zlib's header).
+_INFLATE_WBITS = {b"gzip": (16 + zlib.MAX_WBITS,), b"deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS)}
+# A JSON string in text: its content, and its closing quote (or nothing, when the text ends first).
+_STRING = re.compile(r'"((?:[^"\\]|\\.)*)("|\\?\Z)', re.S)
+# The escapes of JSON; an escape cut short at the end of a string cut short; a member's string value.
+_ESCAPE = re.compile(r'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
+_ESCAPED = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_CUT_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?\Z")
+_MEMBER_VALUE = re.compile(r'\s*:\s*"')
+# The writeKey member of a Segment body not read as JSON (its value as a JSON string).
+_WRITE_KEY = re.compile(rb'"writeKey"\s*:\s*("(?:[^"\\]|\\.){1,1000}")')
 
 
 def cut(text: str, limit: int) -> str:
@@ -40,6 +54,9 @@ class Entries:
         # The most characters a key spans, as the Redactor reads it: how far past what is shown a
         # text body must be read for a key begun in it to be whole.
         self._longest = max((len(key.decode("utf-8", errors="replace")) for key in self.keys), default=0)
+        # How much of a text is read: what is shown, and twice the longest key (a key may be cut in
+        # two at the end of a string cut short, and at the end of the text).
+        self._window = VALUE_CHARS + 2 * self._longest
         self._segment_apps = {key: app.app_id for app in apps if app.segment is not None
                               for key in app.secret_keys}
 
@@ -68,9 +85,9 @@ class Entries:
         if not 200 <= request.code < 300:
             entry["refusal"] = self._refusal(getattr(request, "answer_json", None))
         if request.method == b"POST":
-            document = self._values(entry, request, segment)
+            read = self._values(entry, request, segment)
             if segment:
-                entry["app"] = self._segment_app(request, document)
+                entry["app"] = self._segment_app(request, read)
         return entry
 
     def _name(self, name: str | None, limit: int = NAME_CHARS) -> str | None:
@@ -88,17 +105,17 @@ class Entries:
                 for key, value in shown.items()}
 
     def _values(self, entry: dict, request, segment: bool):
-        """Put the first events of the body (and the one at fault) in `entry`, or the whole body
-        when it holds no list of events; the body as JSON, or None when it is no JSON."""
+        """Put the first events of the body (and the one at fault) in `entry`, or its start as text
+        when it holds no list of events, is no JSON or is too long to be read as JSON; what the
+        body is read as for its write key (the JSON, or a dict of its writeKey member)."""
         raw = _body(request)
         if raw is None:
             entry["body"] = "(a body that cannot be inflated)"
-            return None
-        try:
-            document = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            entry["body"] = self._text(raw.decode("utf-8", errors="replace"))
-            return None
+            return {}
+        document = _parsed(raw)
+        if document is NOT_READ:
+            entry["body"] = self._text(self._head(raw))
+            return _write_key_member(raw) if segment else {}
         events = _events(document, segment)
         try:
             if events is None:
@@ -110,25 +127,57 @@ class Entries:
                 shown.append(fault)
             entry["values"] = [[index, self._json(events[index])] for index in shown]
             entry["more"] = len(events) - len(shown)
-        except (RecursionError, orjson.JSONEncodeError):  # nested past what the Redactor walks, or orjson writes (255)
+        except orjson.JSONEncodeError:  # nested past what orjson writes (255 levels)
             entry["values"], entry["more"] = [], 0
-            entry["body"] = self._text(raw.decode("utf-8", errors="replace"))
+            entry["body"] = self._text(self._head(raw))
         return document
 
     def _json(self, value) -> str:
-        """A JSON value as text: its keys taken out, in its strings and its member names, then cut."""
-        text = orjson.dumps(self.redactor.json(value)).decode()
-        return cut(self.redactor.text(text), VALUE_CHARS)
+        """A JSON value (of a body read whole, so at most PARSED_BYTES long) as text, shown as
+        _text() shows a body."""
+        return self._text(self._head(orjson.dumps(value)))
+
+    def _head(self, data: bytes) -> str:
+        """As much of the start of `data` as _text() may read, as text (a character is at most 4
+        bytes of UTF-8; one more tells whether there is more)."""
+        return data[:(self._window + 1) * 4].decode("utf-8", errors="replace")
 
     def _text(self, text: str) -> str:
-        """A body that is no JSON, its keys taken out, cut: only its start is read, as far as a
-        key begun in what is shown may reach; the last characters read (where a key may be cut
-        in two, and so not found) are never shown."""
-        window = VALUE_CHARS + self._longest
-        if len(text) <= window:
-            return cut(self.redactor.text(text), VALUE_CHARS)
-        read = self.redactor.text(text[:window])
+        """The start of a body (or of a value's JSON) without keys, cut: only its first characters
+        are read, as far as a key begun in what is shown may reach; its strings are read as JSON
+        strings (their escapes undone) as well as the text, and the last characters read, where a
+        key may be cut in two and so not found, are never shown."""
+        whole = len(text) <= self._window
+        read = self.redactor.text(self._strings(text if whole else text[:self._window], whole))
+        if whole:
+            return cut(read, VALUE_CHARS)
         return read[:max(0, len(read) - self._longest)][:VALUE_CHARS] + ELLIPSIS
+
+    def _strings(self, text: str, whole: bool) -> str:
+        """`text` with each JSON string in it written anew when it held a key: as a whole string,
+        in it once its escapes are undone, or as the value of a key's member; a string cut at the
+        end of what was read (not `whole`) loses the last characters it may hold of a key."""
+        pieces, at, hide = [], 0, False
+        for match in _STRING.finditer(text):
+            pieces.append(text[at:match.start()])
+            at = match.end()
+            closed = match[2] == '"'
+            value = _unescaped(match[1] if closed or whole else _CUT_ESCAPE.sub("", match[1]))
+            if hide:
+                shown = REDACTED
+            elif closed or whole:
+                shown = self.redactor.json(value)
+            else:
+                shown = self.redactor.text(value)
+                shown = shown[:max(0, len(shown) - self._longest)]
+            hide = closed and value in KEY_MEMBERS and _MEMBER_VALUE.match(text, at) is not None
+            if shown == value and (closed or whole):
+                pieces.append(match[0])
+            else:
+                written = orjson.dumps(clean(shown)).decode()
+                pieces.append(written if closed else written[:-1])
+        pieces.append(text[at:])
+        return "".join(pieces)
 
     def _segment_app(self, request, document) -> str | None:
         """The app a call of Segment's API was for: the one its write key names, if any."""
@@ -140,7 +189,8 @@ class Entries:
 
 
 def _body(request) -> bytes | None:
-    """The body as sent, inflated when it was sent gzipped or deflated (None when it cannot be)."""
+    """The body as sent, inflated when it was sent gzipped or deflated (None when it cannot be):
+    once inflated, only its first PARSED_BYTES + 1 bytes, which tell whether it is longer."""
     content = getattr(request, "content", None)
     if content is None:
         return b""
@@ -148,12 +198,45 @@ def _body(request) -> bytes | None:
     encoding = (request.getHeader(b"content-encoding") or b"identity").strip().lower()
     if encoding == b"identity" or not raw:
         return raw
-    if encoding not in (b"gzip", b"deflate"):
-        return None
+    for wbits in _INFLATE_WBITS.get(encoding, ()):
+        try:
+            return zlib.decompressobj(wbits).decompress(raw, PARSED_BYTES + 1)
+        except zlib.error:
+            continue
+    return None
+
+
+# Stands for a body not read as JSON: too long for the view to read, or no JSON.
+NOT_READ = object()
+
+
+def _parsed(raw: bytes):
+    """The body as JSON, or NOT_READ."""
+    if len(raw) > PARSED_BYTES:
+        return NOT_READ
     try:
-        return inflate(raw, encoding, getattr(request, "max_body_bytes", INFLATED_BYTES))
-    except ApiError:
-        return None
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return NOT_READ
+
+
+def _unescaped(content: str) -> str:
+    """The text a JSON string's content stands for: its escapes undone (two \\u escapes of a
+    pair make one character, a lone one U+FFFD), an escape JSON does not have left as written."""
+    if "\\" not in content:
+        return content
+    text = _ESCAPE.sub(lambda match: chr(int(match[1], 16)) if match[1] else _ESCAPED[match[2]], content)
+    return text.encode("utf-16-le", errors="surrogatepass").decode("utf-16-le", errors="replace")
+
+
+def _write_key_member(raw: bytes) -> dict:
+    """The writeKey member of a body not read as JSON, found in its text: {"writeKey": ...}, or
+    {} when it has none that can be read."""
+    found = _WRITE_KEY.search(raw)
+    try:
+        return {"writeKey": orjson.loads(found[1])} if found else {}
+    except orjson.JSONDecodeError:
+        return {}
 
 
 def _events(document, segment: bool) -> list | None:
