@@ -410,6 +410,21 @@ def test_the_ring_is_emptied_when_the_keys_change():
 
 
 @pytest.mark.unit
+def test_the_hello_names_the_apps_of_the_configuration_and_comes_again_when_they_change():
+    service, feed = watched_service()
+    viewer = Collecting()
+    feed.watch(viewer)
+    service.request("POST", "/apps/not-an-app/events", body([START]), JSON)
+    hello = json.loads(feed.hello().split(b"data: ", 1)[1])
+    assert hello == {"pid": os.getpid(), "size": 100, "recorded": 1, "apps": ["mygame"]}
+    feed.reconfigure(Configuration.of(parse_config(GAME_CONFIG + "max_body_bytes: 5000\n", "test.conf.yaml")))
+    assert len(viewer.frames) == 1
+    feed.reconfigure(Configuration.of(parse_config(TWO_APPS, "test.conf.yaml")))
+    assert viewer.frames[1].startswith(b"event: hello\n")
+    assert json.loads(viewer.frames[1].split(b"data: ", 1)[1])["apps"] == ["mygame", "other"]
+
+
+@pytest.mark.unit
 def test_only_the_event_routes_and_posts_to_no_route_are_shown():
     service, feed = watched_service()
     viewer = Collecting()
@@ -781,7 +796,7 @@ def test_with_workers_each_viewer_sees_the_requests_of_the_worker_it_is_connecte
         try:
             threading.Thread(target=stream._read, daemon=True).start()
             wait_until(lambda: stream.frames, what="the stream's hello")
-            assert stream.frames[0] == ("hello", {"pid": pids[2], "size": 100})
+            assert stream.frames[0] == ("hello", {"pid": pids[2], "size": 100, "recorded": 0, "apps": ["mygame"]})
             post_timestamp(1)
             post_timestamp(2)
         finally:

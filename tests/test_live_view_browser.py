@@ -99,3 +99,48 @@ async def test_the_page_shows_stored_and_refused_requests_and_filters_them(watch
     page_source = await in_browser(lambda: browser.page_source)
     assert SECRET not in page_source and "other-key-1234" not in page_source
     assert [line for line in await in_browser(console_lines, browser) if "SEVERE" in line] == []
+
+
+OPTIONS = 'return Array.from(document.querySelectorAll("#app option")).map(function (o) { return o.value; });'
+
+
+async def reconnected(browser, feed) -> None:
+    """End the page's stream, as a stop of the service would, and wait until it watches again."""
+    for viewer in list(feed.viewers):
+        viewer.end()
+    await wait_for(lambda: feed.watched, what="the page connected again")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_app_filter_offers_the_configured_apps_only_and_cleared_requests_stay_cleared(watched, browser):
+    feed = watched.service.getServiceNamed("live")
+    await in_browser(browser.get, f"http://127.0.0.1:{watched.admin_port}/live")
+    await wait_for(lambda: feed.watched, what="the page watching")
+    client = watched.client
+    for app in ("no-such-app-1", "no-such-app-2", "no-such-app-3"):
+        answer = await client.request("POST", f"/apps/{app}/events", {"secret_key": SECRET, "events": [START]})
+        assert answer.status == 404
+    assert (await client.request("GET", "/apps/no-such-app-4/events")).status == 405
+    assert (await client.post_events("mygame", "game_events", [START])).status == 200
+
+    async def shown_apps(count):
+        entries = await shown(browser)
+        return [entry["app"] for entry in entries] if len(entries) == count else None
+
+    await wait_for(lambda: shown_apps(5), what="the five requests shown")
+    assert await in_browser(browser.execute_script, OPTIONS) == ["", "mygame", "other"]
+
+    await in_browser(browser.execute_script, 'document.getElementById("clear").click();')
+    assert await shown(browser) == []
+    await reconnected(browser, feed)  # its ring, sent again, holds the five cleared requests
+    assert (await client.post_events("other", "game_events", [START], secret="other-key-1234")).status == 200
+    await wait_for(lambda: shown_apps(1), what="the request after the clear shown")
+    assert await shown_apps(1) == ["other"]
+
+    feed.ring.clear()  # as a process started anew under the same pid (pid 1 in a container, say)
+    feed.recorded = 0
+    await reconnected(browser, feed)
+    assert (await client.post_events("mygame", "game_events", [START])).status == 200
+    await wait_for(lambda: shown_apps(2), what="the new process's first request shown")
+    assert await shown_apps(2) == ["mygame", "other"]
+    assert await in_browser(browser.execute_script, OPTIONS) == ["", "mygame", "other"]

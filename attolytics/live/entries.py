@@ -59,6 +59,8 @@ class Entries:
         self._window = VALUE_CHARS + 2 * self._longest
         self._segment_apps = {key: app.app_id for app in apps if app.segment is not None
                               for key in app.secret_keys}
+        # The apps' ids, as entries name them.
+        self.apps = sorted({self._name(app.app_id) for app in apps})
 
     @staticmethod
     def shows(request) -> bool:

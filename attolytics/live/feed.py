@@ -6,7 +6,8 @@ A viewer that connects gets what the ring holds from earlier watching, then each
 
 What /live/events sends, one frame each (the page reads them; so may curl -N):
 
-    event: hello      data: {"pid": ..., "size": ...}            once, first
+    event: hello      data: {"pid": ..., "size": ..., "recorded": ..., "apps": [...]}
+                              first; again when a reload changes the apps
     event: request    data: {"seq": ..., "pid": ..., "time": ..., "method": ..., "route": ...,
                              "path": ..., "app": ..., "event_type": ..., "status": ..., "events": ...,
                              "ms": ..., "refusal": {"error", "event", "field", ...} or null,
@@ -69,14 +70,20 @@ class LiveFeed(ReconfigurableService):
     def reconfigure(self, configuration) -> None:
         """Take the keys (to take out) of this configuration's apps from the next request on; with
         new keys, the ring is emptied (a key new to the service may be in an entry made before)."""
-        entries = Entries(configuration.config.apps.values())
-        if self.entries is not None and entries.keys != self.entries.keys:
+        entries, before = Entries(configuration.config.apps.values()), self.entries
+        if before is not None and entries.keys != before.keys:
             self.ring.clear()
         self.entries = entries
+        if before is not None and entries.apps != before.apps:
+            for viewer in list(self.viewers):
+                viewer.send(self.hello())
 
     def hello(self) -> bytes:
-        """The first frame of every stream: which process it comes from, and the ring's size."""
-        return frame("hello", {"pid": self.pid, "size": self.ring.maxlen})
+        """The first frame of every stream: which process it comes from, the ring's size, how many
+        entries it has recorded (the last one's seq), and the apps of its configuration (the
+        page's filter offers those, never an app a request named)."""
+        apps = self.entries.apps if self.entries is not None else []
+        return frame("hello", {"pid": self.pid, "size": self.ring.maxlen, "recorded": self.recorded, "apps": apps})
 
     def record(self, request) -> None:
         """Keep a finished request's entry and offer it to every viewer (called while watched)."""
