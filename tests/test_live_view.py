@@ -537,6 +537,9 @@ def test_the_page_forbids_everything_but_its_own_script_style_and_stream():
     headers = {}
 
     class Page:
+        def getHeader(self, name):
+            return b"127.0.0.1:9100" if name == b"host" else None
+
         def setHeader(self, name, value):
             headers[name] = value
 
@@ -757,6 +760,31 @@ async def test_no_key_or_token_reaches_the_admin_port(start):
         for key in (SECRET, SEGMENT_KEY, base64.b64encode(f"{SEGMENT_KEY}:".encode()).decode()):
             assert key.encode() not in sent
     assert stream.raw.count(b"[secret key]") >= 10
+
+
+def answered(port: int, path: str, host: str) -> tuple[int, bytes]:
+    """GET `path` with this Host header: the answer's status and body."""
+    received = raw_exchange(port, f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    head, _, content = received.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), content
+
+
+@pytest.mark.service
+@pytest_twisted.ensureDeferred
+async def test_the_live_view_answers_only_a_request_for_an_address_never_for_a_name(watched):
+    port = watched.admin_port
+    addresses = ["127.0.0.1", f"127.0.0.1:{port}", "localhost", f"LocalHost:{port}", "[::1]", f"[::1]:{port}",
+                 "10.1.2.3:80"]
+    names = ["rebound.example", f"rebound.example:{port}", "127.0.0.1.nip.io", "localhost.", "::1",
+             "[127.0.0.1]", "127.1", f"127.0.0.1:{port}:{port}", ""]
+    for host in addresses:
+        status, page = await deferToThread(answered, port, "/live", host)
+        assert (host, status) == (host, 200) and page.startswith(b"<!doctype html>")
+    for host, path in [(host, path) for host in names for path in ("/live", "/live/events")]:
+        status, refusal = await deferToThread(answered, port, path, host)
+        assert (host, path, status) == (host, path, 421)
+        assert f"open it as http://127.0.0.1:{port}/live" in json.loads(refusal)["error"]
+    assert (await deferToThread(answered, port, "/metrics", f"prometheus.example:{port}"))[0] == 200
 
 
 @pytest.mark.service

@@ -3,10 +3,12 @@ server-sent events (attolytics/live/feed.py says what they carry)."""
 
 import base64
 import hashlib
+import ipaddress
 import re
 from functools import cache
 from importlib.resources import files
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IPushProducer
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
@@ -18,11 +20,59 @@ from attolytics.live.feed import frame
 RECONNECT_MILLISECONDS = 2000
 _INLINE = re.compile(rb"<(script|style)>(.*?)</\1>", re.S)
 _STATUS_CLASS = re.compile(r"[1-5]xx")
+# A Host header: a name (an IPv6 address in brackets), then a port or none.
+_HOST = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(?::\d{0,5})?")
 
 
 def live_pages(feed) -> dict:
     """The admin port's pages of the live view (path -> a function of the request), for AdminResource."""
-    return {"/live": page, "/live/events": lambda request: stream(request, feed)}
+    return {"/live": by_address(page), "/live/events": by_address(lambda request: stream(request, feed))}
+
+
+def by_address(answer):
+    """`answer`, given only a request whose Host is an IP address or localhost; 421 for another.
+
+    The admin port asks for no key: a page of another site that an operator opens could make its
+    own name point at 127.0.0.1 (DNS rebinding), and its script would then read the live view as
+    a page of its own. Its requests carry that name as their Host; a request for an address never
+    comes from another site's page. (/metrics is not held to this: Prometheus may scrape it by name.)
+    """
+    def answered(request):
+        if named_by_address(request.getHeader(b"host")):
+            return answer(request)
+        return write_json(request, 421, {"error": "the live view answers a request for its address only, never "
+                                                  "for a host name (against DNS rebinding): open it as "
+                                                  f"{_address_of(request)}/live"})
+
+    return answered
+
+
+def named_by_address(host: bytes | None) -> bool:
+    """Whether a Host header is an IPv4 address, an IPv6 one in brackets, or localhost, with or
+    without a port."""
+    match = _HOST.fullmatch(host.decode("latin-1")) if host is not None else None
+    if match is None:
+        return False
+    name = match[1]
+    if name.lower() == "localhost":
+        return True
+    bracketed = name.startswith("[")
+    try:
+        address = ipaddress.ip_address(name[1:-1] if bracketed else name)
+    except ValueError:
+        return False
+    return bracketed == (address.version == 6)
+
+
+def _address_of(request) -> str:
+    """The address of the port `request` came to, as a URL's start: "http://127.0.0.1:8100"."""
+    local = request.getHost()
+    if isinstance(local, IPv6Address):
+        host = "::1" if ipaddress.ip_address(local.host.partition("%")[0]).is_unspecified else local.host
+        return f"http://[{host}]:{local.port}"
+    if isinstance(local, IPv4Address):
+        return f"http://{'127.0.0.1' if local.host == '0.0.0.0' else local.host}:{local.port}"
+    return "http://127.0.0.1:<the admin port>"
 
 
 @cache
