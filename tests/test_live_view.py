@@ -213,6 +213,34 @@ def test_a_fault_of_the_view_costs_no_answer_nor_access_line_and_is_logged_once_
     assert feed.recorded == 0 and len(feed.ring) == 0
 
 
+def percent_encoded(text: str, times: int = 1) -> str:
+    for _ in range(times):
+        text = "".join(f"%{byte:02X}" for byte in text.encode())
+    return text
+
+
+@pytest.mark.unit
+def test_a_key_percent_encoded_in_a_path_to_no_route_is_taken_out():
+    service, feed = watched_service()
+    viewer = Collecting()
+    feed.watch(viewer)
+    for times in (1, 2, 4, 5):
+        assert service.request("POST", f"/nowhere/{percent_encoded(SECRET, times)}/x", b"{}", JSON).status == 404
+    paths = [entry["path"] for entry in viewer.entries]
+    assert paths == ["/nowhere/[secret key]/x"] * 3 + ["(a path percent-encoded more than 4 times)"]
+
+
+@pytest.mark.unit
+def test_a_method_is_shown_as_sent_when_it_is_one_of_http_s_else_cut_and_without_keys():
+    service, feed = watched_service()
+    viewer = Collecting()
+    feed.watch(viewer)
+    for method in ("DELETE", "PATCH", "M" * 16_000, SECRET, f"GET{SECRET}", "get"):
+        assert service.request(method, ROUTE).status == 405
+    assert [entry["method"] for entry in viewer.entries] == [
+        "DELETE", "PATCH", "M" * 16 + ELLIPSIS, "[secret key]", "GET[secret key]", "get"]
+
+
 @pytest.mark.unit
 def test_a_gzipped_body_is_shown_inflated_and_a_long_value_is_cut():
     service, feed = watched_service()

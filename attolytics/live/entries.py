@@ -3,6 +3,7 @@
 import re
 import time
 import zlib
+from urllib.parse import unquote_to_bytes
 
 import orjson
 
@@ -19,7 +20,13 @@ EVENTS_SHOWN = 3
 # At most this many characters of each event's JSON, of a body shown whole, of a name or a message.
 VALUE_CHARS = 600
 NAME_CHARS = 100
+PATH_CHARS = 200
+METHOD_CHARS = 16
 MESSAGE_CHARS = 300
+# The methods shown as sent; another is shown as a name, cut and without keys.
+KNOWN_METHODS = frozenset({b"GET", b"POST", b"OPTIONS", b"HEAD", b"PUT", b"DELETE", b"PATCH"})
+# How many times a path is percent-decoded at most (a key may be encoded more than once).
+UNQUOTED_TIMES = 4
 # A body longer than this (inflated) is not read as JSON for the view: only its start is, as
 # text, so that what the view costs a request stays bounded by what it shows.
 PARSED_BYTES = 64 << 10
@@ -54,9 +61,10 @@ class Entries:
         # The most characters a key spans, as the Redactor reads it: how far past what is shown a
         # text body must be read for a key begun in it to be whole.
         self._longest = max((len(key.decode("utf-8", errors="replace")) for key in self.keys), default=0)
-        # How much of a text is read: what is shown, and twice the longest key (a key may be cut in
-        # two at the end of a string cut short, and at the end of the text).
+        # How much of a value's text is read: what is shown, and twice the longest key (a key may
+        # be cut in two at the end of a string cut short, and at the end of the text).
         self._window = VALUE_CHARS + 2 * self._longest
+        self._key_texts = frozenset(key.decode("utf-8", errors="replace") for key in self.keys)
         self._segment_apps = {key: app.app_id for app in apps if app.segment is not None
                               for key in app.secret_keys}
         # The apps' ids, as entries name them.
@@ -77,8 +85,8 @@ class Entries:
         declared = route.declared
         segment = declared is not None and declared.handler == SEGMENT_HANDLER
         entry = {
-            "time": request.received_at, "method": request.method.decode("latin-1"), "route": route.label,
-            "path": None if declared is not None else self._name(request.path.decode("utf-8", "replace"), 200),
+            "time": request.received_at, "method": self._method(request.method), "route": route.label,
+            "path": None if declared is not None else self._name(_unquoted(request.path), PATH_CHARS),
             "app": self._name(route.app_id), "event_type": self._name(route.event_type_id),
             "status": request.code, "events": request.events_received,
             "ms": round((time.monotonic() - request.started) * 1000, 2),
@@ -93,9 +101,19 @@ class Entries:
         return entry
 
     def _name(self, name: str | None, limit: int = NAME_CHARS) -> str | None:
-        """A name from the request (an app id, a path...), without keys, cut to `limit`; a lone
-        surrogate (which JSON cannot carry) replaced."""
-        return None if name is None else cut(self.redactor.json(clean(name)), limit)
+        """A name from the request (an app id, a path, a method), without keys (one that is a key
+        whole is one), cut to `limit` as _text() cuts; a lone surrogate (which JSON cannot carry)
+        replaced."""
+        if name is None:
+            return None
+        name = clean(name[:limit + 2 * self._longest + 1])
+        return REDACTED if name in self._key_texts else self._text(name, limit)
+
+    def _method(self, method: bytes) -> str:
+        """A request's method: as sent when it is one of HTTP's, else as a name (it may be long)."""
+        if method in KNOWN_METHODS:
+            return method.decode("ascii")
+        return self._name(method[:METHOD_CHARS + 2 * self._longest + 1].decode("latin-1"), METHOD_CHARS)
 
     def _refusal(self, answer) -> dict | None:
         """The JSON of a refusal's answer, without keys, its texts cut; a lone surrogate (a field
@@ -144,16 +162,17 @@ class Entries:
         bytes of UTF-8; one more tells whether there is more)."""
         return data[:(self._window + 1) * 4].decode("utf-8", errors="replace")
 
-    def _text(self, text: str) -> str:
-        """The start of a body (or of a value's JSON) without keys, cut: only its first characters
-        are read, as far as a key begun in what is shown may reach; its strings are read as JSON
-        strings (their escapes undone) as well as the text, and the last characters read, where a
-        key may be cut in two and so not found, are never shown."""
-        whole = len(text) <= self._window
-        read = self.redactor.text(self._strings(text if whole else text[:self._window], whole))
+    def _text(self, text: str, limit: int = VALUE_CHARS) -> str:
+        """The start of a body (or of a value's JSON) without keys, cut to `limit`: only its first
+        characters are read, as far as a key begun in what is shown may reach; its strings are
+        read as JSON strings (their escapes undone) as well as the text, and the last characters
+        read, where a key may be cut in two and so not found, are never shown."""
+        window = limit + 2 * self._longest
+        whole = len(text) <= window
+        read = self.redactor.text(self._strings(text if whole else text[:window], whole))
         if whole:
-            return cut(read, VALUE_CHARS)
-        return read[:max(0, len(read) - self._longest)][:VALUE_CHARS] + ELLIPSIS
+            return cut(read, limit)
+        return read[:max(0, len(read) - self._longest)][:limit] + ELLIPSIS
 
     def _strings(self, text: str, whole: bool) -> str:
         """`text` with each JSON string in it written anew when it held a key: as a whole string,
@@ -220,6 +239,17 @@ def _parsed(raw: bytes):
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return NOT_READ
+
+
+def _unquoted(path: bytes) -> str:
+    """A path as text, percent-decoded until that changes it no more, so that a key in it is found
+    however it was encoded; past UNQUOTED_TIMES, it is not shown."""
+    for _ in range(UNQUOTED_TIMES + 1):
+        decoded = unquote_to_bytes(path)
+        if decoded == path:
+            return path.decode("utf-8", errors="replace")
+        path = decoded
+    return f"(a path percent-encoded more than {UNQUOTED_TIMES} times)"
 
 
 def _unescaped(content: str) -> str:
