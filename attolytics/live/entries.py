@@ -41,7 +41,8 @@ _ESCAPED = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r"
 _CUT_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?\Z")
 _MEMBER_VALUE = re.compile(r'\s*:\s*"')
 # The writeKey member of a Segment body not read as JSON (its value as a JSON string).
-_WRITE_KEY = re.compile(rb'"writeKey"\s*:\s*("(?:[^"\\]|\\.){1,1000}")')
+WRITE_KEY_NAME = b'"writeKey"'
+_WRITE_KEY = re.compile(re.escape(WRITE_KEY_NAME) + rb'\s*:\s*("(?:[^"\\]|\\.){1,1000}")')
 
 
 def cut(text: str, limit: int) -> str:
@@ -264,11 +265,16 @@ def _unescaped(content: str) -> str:
 def _write_key_member(raw: bytes) -> dict:
     """The writeKey member of a body not read as JSON, found in its text: {"writeKey": ...}, or
     {} when it has none that can be read."""
-    found = _WRITE_KEY.search(raw)
-    try:
-        return {"writeKey": orjson.loads(found[1])} if found else {}
-    except orjson.JSONDecodeError:
-        return {}
+    at = raw.find(WRITE_KEY_NAME)  # bytes.find, many times faster than a regular expression's search
+    while at >= 0:
+        found = _WRITE_KEY.match(raw, at)
+        if found:
+            try:
+                return {"writeKey": orjson.loads(found[1])}
+            except orjson.JSONDecodeError:
+                return {}
+        at = raw.find(WRITE_KEY_NAME, at + 1)
+    return {}
 
 
 def _events(document, segment: bool) -> list | None:
