@@ -24,6 +24,28 @@ _LEVELS = {-1: LogLevel.warn, 0: LogLevel.info, 1: LogLevel.debug}
 SHOWN_WHEN_QUIET = (("attolytics.storage.embedded", "embedded PostgreSQL is running"),)
 # Twisted's own info messages shown only at -v: noise, with an object's address in it.
 SHOWN_WHEN_VERBOSE = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
+# A fault that may recur on every request is logged, with its traceback, at most this often.
+FAULT_LOG_SECONDS = 60.0
+
+
+class Seldom:
+    """Says when to log a fault that may recur on every request: the first time, then at most
+    once every FAULT_LOG_SECONDS of `clock`, with how many were met since."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.met = 0
+        self._logged_at: float | None = None
+
+    def due(self) -> int:
+        """Count one more fault: how many since the last one logged when this one is to be
+        logged, else 0."""
+        self.met += 1
+        now, last = self.clock.seconds(), self._logged_at
+        if last is not None and now - last < FAULT_LOG_SECONDS:
+            return 0
+        met, self.met, self._logged_at = self.met, 0, now
+        return met
 
 
 def logger(namespace: str) -> Logger:

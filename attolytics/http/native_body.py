@@ -10,15 +10,13 @@ from attolytics.http.answers import ApiError
 from attolytics.http.strict_json import parse_json
 from attolytics.http.fast_body import FastBodies
 from attolytics.http.submission import EventsByTable, Submission
-from attolytics.logs import logger
+from attolytics.logs import Seldom, logger
 from attolytics.outcomes import EventRejected
 
 log = logger(__name__)
 
 # The member of an event that names its table, on the route that does not.
 ROUTING_KEY = "_t"
-# How often a fault of the C decoder is logged, at most.
-FAST_FAULT_LOG_SECONDS = 60.0
 
 
 def bearer_token(request) -> bytes | None:
@@ -42,9 +40,8 @@ class NativeBodies:
     """Reads our bodies into Submissions; `serve(tables)` gives the C decoder its tables."""
 
     def __init__(self, clock):
-        self.clock = clock  # when a fault of the C decoder was last logged
         self._fast = None
-        self._faults, self._fault_logged_at = 0, None  # faults not yet logged
+        self._faults = Seldom(clock)  # when a fault of the C decoder was last logged
 
     def serve(self, tables) -> None:
         """Decode events for these tables (name -> Table) from now on."""
@@ -83,13 +80,10 @@ class NativeBodies:
     def fast_failed(self, app: App) -> None:
         """Log the fault being handled, with its traceback, at most once a minute (saying how many
         bodies failed since), so that a fault on every request does not flood the log."""
-        self._faults += 1
-        now, last = self.clock.seconds(), self._fault_logged_at
-        if last is not None and now - last < FAST_FAULT_LOG_SECONDS:
-            return
-        log.failure("the fast path failed on a body of app {app_id} ({faults} since the last such "
-                    "message); the precise path answers them", app_id=app.app_id, faults=self._faults)
-        self._faults, self._fault_logged_at = 0, now
+        faults = self._faults.due()
+        if faults:
+            log.failure("the fast path failed on a body of app {app_id} ({faults} since the last such "
+                        "message); the precise path answers them", app_id=app.app_id, faults=faults)
 
 
 def _grouped(body, app: App, event_type_id: str | None) -> EventsByTable:

@@ -6,12 +6,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import Site
 
 from attolytics.http.request import JsonErrorsChannel, request_factory
-from attolytics.logs import logger
+from attolytics.logs import Seldom, logger
 
 # The access log keeps the namespace log shippers already filter its lines on.
 log = logger("attolytics.site")
-# A fault that may recur on every request is logged, with its traceback, at most this often.
-FAULT_LOG_SECONDS = 60.0
 
 
 class Underway:
@@ -41,26 +39,6 @@ class Underway:
         waiter = Deferred()
         self._waiters.append(waiter)
         return waiter
-
-
-class Seldom:
-    """Says when to log a fault that may recur on every request: the first time, then at most
-    once every FAULT_LOG_SECONDS of `clock`, with how many were met since."""
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.met = 0
-        self._logged_at: float | None = None
-
-    def due(self) -> int:
-        """Count one more fault: how many since the last one logged when this one is to be
-        logged, else 0."""
-        self.met += 1
-        now, last = self.clock.seconds(), self._logged_at
-        if last is not None and now - last < FAULT_LOG_SECONDS:
-            return 0
-        met, self.met, self._logged_at = self.met, 0, now
-        return met
 
 
 class _Unwatched:

@@ -22,9 +22,8 @@ from collections import deque
 import orjson
 from twisted.internet.task import LoopingCall
 
-from attolytics.http.site import Seldom
 from attolytics.live.entries import Entries
-from attolytics.logs import logger
+from attolytics.logs import Seldom, logger
 from attolytics.reconfigurable import ReconfigurableService
 
 log = logger(__name__)
