@@ -156,6 +156,8 @@ def test_the_admin_port_option_wins_over_the_file(tmp_path, database_url):
         assert exchange(admin_port, "GET", "/metrics").status == 200
         with pytest.raises(OSError):
             exchange(file_port, "GET", "/metrics")
+    # The log says which port is the admin one.
+    assert f"port={admin_port}), as {listen_on(admin_port)} (admin_listen) says" in run.output
 
 
 @pytest.mark.twistd

@@ -37,7 +37,8 @@ class HttpEndpointService(Service):
 
     def _listening(self, port) -> None:
         self.port = port
-        log.info("listening on {address}", address=port.getHost())
+        log.info("listening on {address}, as {description} says", address=port.getHost(),
+                 description=self.description)
         self.on_listening(port)
 
     def _cannot_listen(self, failure) -> None:
