@@ -2,6 +2,7 @@
 service under a little load: every panel's query returns data."""
 
 import json
+import re
 import subprocess
 import urllib.parse
 import urllib.request
@@ -36,11 +37,21 @@ apps:
 """
 
 
-def panel_queries() -> list[tuple[str, str]]:
-    """(panel title, query) of every target of every panel, as Grafana would send it."""
+def panel_queries(job: str = "attolytics") -> list[tuple[str, str]]:
+    """(panel title, query) of every target of every panel, as Grafana would send it with `job`
+    chosen in its Job drop-down."""
     panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [(panel["title"], target["expr"].replace("$__rate_interval", RATE_INTERVAL))
+    return [(panel["title"], target["expr"].replace("$__rate_interval", RATE_INTERVAL).replace("$job", job))
             for panel in panels for target in panel["targets"]]
+
+
+def job_choices(port: int) -> list[str]:
+    """What the dashboard's Job drop-down offers: its label_values() query, as Grafana asks it."""
+    [variable] = [v for v in json.loads(DASHBOARD.read_text())["templating"]["list"] if v["name"] == "job"]
+    metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", variable["definition"]).groups()
+    url = f"http://127.0.0.1:{port}/api/v1/label/{label}/values?" + urllib.parse.urlencode({"match[]": metric})
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return json.loads(answer.read())["data"]
 
 
 def query(port: int, expression: str) -> list:
@@ -111,6 +122,11 @@ async def test_every_panel_returns_data_from_a_real_prometheus(start, prometheus
         return bool(samples) and float(samples[0]["value"][1]) >= 8
 
     await wait_for(scraped_long_enough, seconds=60, what="Prometheus to scrape the service a few times")
+    assert await deferToThread(job_choices, port) == ["attolytics"]
     empty = [title + ": " + expression for title, expression in panel_queries()
              if not await deferToThread(query, port, expression)]
     assert empty == []
+    # The Job filter is real: a job Prometheus does not scrape shows nothing in any panel.
+    shown = [title for title, expression in panel_queries(job="another-deployment")
+             if await deferToThread(query, port, expression)]
+    assert shown == []
