@@ -48,15 +48,31 @@ def decoded_body(request, limit: int) -> bytes:
 
 def inflate(raw: bytes, encoding: bytes, limit: int) -> bytes:
     """`raw` inflated as `encoding` (b"gzip" or b"deflate"), refused once it passes `limit` bytes."""
-    for wbits in _INFLATE_WBITS[encoding]:
+    inflating = _inflating(raw, encoding, limit + 1)
+    if inflating is None:
+        raise ApiError(400, f"body is not valid {encoding.decode()} data")
+    inflater, body = inflating
+    if len(body) > limit:
+        raise ApiError(413, f"request body inflates past the limit of {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise ApiError(400, f"body is not valid {encoding.decode()} data (cut short or trailing bytes)")
+    return body
+
+
+def inflated_start(raw: bytes, encoding: bytes, most: int) -> bytes | None:
+    """The first `most` bytes of `raw` inflated as `encoding` (b"gzip" or b"deflate"), inflated no
+    further; None when it cannot be inflated (or the encoding is none of ours)."""
+    inflating = _inflating(raw, encoding, most)
+    return None if inflating is None else inflating[1]
+
+
+def _inflating(raw: bytes, encoding: bytes, most: int):
+    """(the inflater, the first `most` bytes of `raw` inflated) by the first window bits of
+    `encoding` that read it; None when none does (or the encoding is none of ours)."""
+    for wbits in _INFLATE_WBITS.get(encoding, ()):
         inflater = zlib.decompressobj(wbits)
         try:
-            body = inflater.decompress(raw, limit + 1)
+            return inflater, inflater.decompress(raw, most)
         except zlib.error:
             continue
-        if len(body) > limit:
-            raise ApiError(413, f"request body inflates past the limit of {limit} bytes")
-        if not inflater.eof or inflater.unused_data:
-            raise ApiError(400, f"body is not valid {encoding.decode()} data (cut short or trailing bytes)")
-        return body
-    raise ApiError(400, f"body is not valid {encoding.decode()} data")
+    return None

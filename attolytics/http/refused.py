@@ -19,7 +19,7 @@ KEPT_STATUSES = frozenset({400, 404, 409, 413})
 _NOT_JSONB = re.compile("[\x00\ud800-\udfff]")
 # A secret_key member in text that is not JSON, and what stands for a key in what is kept.
 _KEY_MEMBER = re.compile(r'("(?:secret_key|writeKey)"\s*:\s*)"(?:[^"\\]|\\.)*"?')
-_KEY_MEMBERS = ("secret_key", "writeKey")
+KEY_MEMBERS = ("secret_key", "writeKey")
 REDACTED = "[secret key]"
 # A key shorter than this is not looked for inside kept text: it would mangle what it matches
 # (and it is no secret anyway).
@@ -47,7 +47,7 @@ class Redactor:
         if isinstance(value, list):
             return [self.json(item) for item in value]
         if isinstance(value, dict):
-            return {self.json(key): REDACTED if key in _KEY_MEMBERS else self.json(item) for key, item in value.items()}
+            return {self.json(key): REDACTED if key in KEY_MEMBERS else self.json(item) for key, item in value.items()}
         return value
 
 

@@ -2,14 +2,13 @@
 
 import re
 import time
-import zlib
 from urllib.parse import unquote_to_bytes
 
 import orjson
 
 from attolytics.http.answers import ApiError
-from attolytics.http.refused import _KEY_MEMBERS as KEY_MEMBERS  # the members the Redactor hides
-from attolytics.http.refused import REDACTED, Redactor, clean
+from attolytics.http.body import inflated_start
+from attolytics.http.refused import KEY_MEMBERS, REDACTED, Redactor, clean
 from attolytics.http.segment_body import write_key
 
 # The routes whose requests are shown (any method); a POST to a path that names no route is too.
@@ -31,8 +30,6 @@ UNQUOTED_TIMES = 4
 # text, so that what the view costs a request stays bounded by what it shows.
 PARSED_BYTES = 64 << 10
 ELLIPSIS = "\u2026"
-# zlib's window bits per encoding ("deflate" as some clients send it too: raw, without zlib's header).
-_INFLATE_WBITS = {b"gzip": (16 + zlib.MAX_WBITS,), b"deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS)}
 # A JSON string in text: its content, and its closing quote (or nothing, when the text ends first).
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)("|\\?\Z)', re.S)
 # The escapes of JSON; an escape cut short at the end of a string cut short; a member's string value.
@@ -220,12 +217,7 @@ def _body(request) -> bytes | None:
     encoding = (request.getHeader(b"content-encoding") or b"identity").strip().lower()
     if encoding == b"identity" or not raw:
         return raw
-    for wbits in _INFLATE_WBITS.get(encoding, ()):
-        try:
-            return zlib.decompressobj(wbits).decompress(raw, PARSED_BYTES + 1)
-        except zlib.error:
-            continue
-    return None
+    return inflated_start(raw, encoding, PARSED_BYTES + 1)
 
 
 # Stands for a body not read as JSON: too long for the view to read, or no JSON.
